@@ -1,0 +1,30 @@
+"""dualwrite: mirror boto3 S3 and DynamoDB writes to a shadow AWS account, per tenant.
+
+Wrap the clients a service already uses; every write then goes to the primary account and, when
+the flag says so, to the shadow account too, with ``bucket-owner-full-control`` on every S3
+object. Reads stay on the primary. See ``docs/index.md``.
+"""
+
+from dualwrite import events, exceptions, hooks, testing, typing
+from dualwrite._context import current_tenant, tenant
+from dualwrite._version import __version__
+from dualwrite._writer import DualWriter, wrap
+from dualwrite.events import Write
+from dualwrite.exceptions import ConfigurationError, DualWriteError, ShadowWriteError
+
+__all__ = [
+    "ConfigurationError",
+    "DualWriteError",
+    "DualWriter",
+    "ShadowWriteError",
+    "Write",
+    "__version__",
+    "current_tenant",
+    "events",
+    "exceptions",
+    "hooks",
+    "tenant",
+    "testing",
+    "typing",
+    "wrap",
+]

@@ -1,0 +1,323 @@
+"""The one choke point: flag, primary call, shadow call, events.
+
+Every mirrored operation of every service goes through :class:`Mirror`. The sequence is always:
+
+1. describe the write (:class:`~dualwrite.events.Write`), resolve the tenant, ask the flag, in
+   the caller's thread, with every exception of ``tenant_of`` or the flag contained;
+2. call the primary; its response or exception reaches the caller untouched;
+3. only if the primary succeeded and the flag was on, run the shadow action, whose exceptions
+   become ``shadow_failed`` events (or ``ShadowWriteError`` when the caller asked for it).
+
+A shadow action is a function of one :class:`ShadowContext`; it makes the shadow call(s) and
+reports mismatches or per-key outcomes through the context.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dualwrite.events import (
+    Event,
+    FlagFailed,
+    Mismatch,
+    ShadowFailed,
+    ShadowWritten,
+    Unsupported,
+    Write,
+)
+from dualwrite.exceptions import ShadowWriteError
+
+if TYPE_CHECKING:
+    from dualwrite._writer import DualWriter
+
+logger = logging.getLogger("dualwrite")
+
+_MAX_MESSAGE = 1000
+# botocore's ParamValidationError quotes the offending value ("value: b'...'", type: ...);
+# the value may be a body or a key, so it is cut out.
+_VALUE_RE = re.compile(r"value: .*?, type: ", re.DOTALL)
+
+
+class UnsupportedWrite(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a shadow action: this write cannot be mirrored; report it as unsupported."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(reason, detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@attrs.frozen
+class ErrorInfo:
+    """What an event may say about an exception: no bodies, no secrets."""
+
+    type: str
+    code: str | None
+    message: str
+
+
+def describe_error(exc: BaseException, secrets: Iterable[object] = ()) -> ErrorInfo:
+    """Summarise ``exc`` for an event, with every value in ``secrets`` blanked out.
+
+    Args:
+        exc: the exception a shadow call, flag or hook raised.
+        secrets: values (SSE-C keys, tokens) that must not appear in the message.
+
+    Returns:
+        The exception's class name, its AWS error code if it has one, and a scrubbed message.
+    """
+    code: str | None = None
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        error = response.get("Error")
+        if isinstance(error, Mapping) and error.get("Code") is not None:
+            code = str(error["Code"])
+    message = _VALUE_RE.sub("value: <redacted>, type: ", str(exc))
+    for secret in secrets:
+        if isinstance(secret, (bytes, bytearray)):
+            try:
+                secret = bytes(secret).decode("latin-1")  # noqa: PLW2901
+            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
+                continue
+        if isinstance(secret, str) and secret:
+            message = message.replace(secret, "<redacted>")
+    if len(message) > _MAX_MESSAGE:
+        message = message[:_MAX_MESSAGE] + "..."
+    return ErrorInfo(type=type(exc).__name__, code=code, message=message)
+
+
+def safe_invoke(func: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
+    """Call ``func(*args)``; return ``(result, None)`` or ``(None, exception)``.
+
+    Used around every call into code the library does not own (flag, ``tenant_of``, ``names``,
+    hooks) and every shadow call.
+    """
+    try:
+        return func(*args), None
+    except Exception as exc:  # noqa: BLE001 - containing foreign code is the point
+        return None, exc
+
+
+class ShadowContext:
+    """What a shadow action gets: the write, the shadow client, and ways to report outcomes.
+
+    Attributes:
+        write: the write being mirrored (its ``shadow_resource`` is set).
+        shadow: the shadow client.
+        mirror: the :class:`Mirror` the write goes through.
+    """
+
+    __slots__ = ("_failures", "_secrets", "events", "mirror", "shadow", "write")
+
+    def __init__(self, mirror: Mirror, write: Write, secrets: tuple[object, ...]) -> None:
+        self.mirror = mirror
+        self.write = write
+        self.shadow = mirror.shadow
+        self.events: list[Event] = []
+        self._failures: list[tuple[ShadowFailed, BaseException | None]] = []
+        self._secrets = secrets
+
+    def mismatch(self, field: str, primary: object, shadow: object) -> None:
+        """Report that ``field`` differs between the primary's and the shadow's results."""
+        self.events.append(
+            Mismatch(
+                write=self.write,
+                field=field,
+                primary=None if primary is None else str(primary),
+                shadow=None if shadow is None else str(shadow),
+            )
+        )
+
+    def unsupported(self, write: Write, reason: str, detail: str = "") -> None:
+        """Report that one part of the call (e.g. one key of a batch) cannot be mirrored."""
+        self.events.append(Unsupported(write=write, reason=reason, detail=detail))
+
+    def failed(self, write: Write, error: BaseException | ErrorInfo, latency: float = 0.0) -> None:
+        """Report that the write, or one part of it (one key of a batch), failed on the shadow.
+
+        Args:
+            write: the write (or the one key) that failed.
+            error: the shadow's exception, or an :class:`ErrorInfo` for errors reported inside
+                a successful response (e.g. ``DeleteObjects``' ``Errors``).
+            latency: seconds the failed call took.
+        """
+        if isinstance(error, ErrorInfo):
+            info, exc = error, None
+        else:
+            info, exc = describe_error(error, self._secrets), error
+        event = ShadowFailed(
+            write=write,
+            error_type=info.type,
+            error_code=info.code,
+            error_message=info.message,
+            latency=latency,
+        )
+        self.events.append(event)
+        self._failures.append((event, exc))
+
+
+ShadowAction = Callable[[ShadowContext], None]
+"""Makes the shadow call(s) for one write; raises to report the whole write as failed."""
+
+
+class Mirror:
+    """One primary/shadow client pair of one service, bound to a :class:`DualWriter`.
+
+    Args:
+        writer: the writer whose flag, hooks and policies apply.
+        service: ``"s3"`` or ``"dynamodb"``.
+        primary: the real primary client.
+        shadow: the real shadow client.
+        names: primary resource name -> shadow name (mapping or callable), or ``None``.
+        identity_names: whether a missing mapping means "same name" (DynamoDB tables are named
+            per account) rather than "no shadow" (S3 bucket names are global).
+    """
+
+    def __init__(
+        self,
+        writer: DualWriter,
+        *,
+        service: str,
+        primary: Any,
+        shadow: Any,
+        names: Any,
+        identity_names: bool,
+    ) -> None:
+        self.writer = writer
+        self.service = service
+        self.primary = primary
+        self.shadow = shadow
+        self._names = names
+        self._identity_names = identity_names
+        # Per-service state (e.g. S3 multipart upload ids) lives here, keyed by the service module.
+        self.state: dict[str, Any] = {}
+
+    # -- describing and deciding -----------------------------------------------------------
+
+    def shadow_name(self, resource: str) -> str | None:
+        """Return the shadow's name for the primary bucket or table ``resource``, or ``None``."""
+        names = self._names
+        if names is None:
+            return resource if self._identity_names else None
+        if callable(names):
+            mapped, exc = safe_invoke(names, resource)
+            if exc is not None:
+                logger.warning(
+                    "dualwrite: names callable raised %s for %r; treated as unmapped",
+                    type(exc).__name__,
+                    resource,
+                )
+                return None
+            return mapped if isinstance(mapped, str) and mapped else None
+        mapped = names.get(resource)
+        if mapped is None and self._identity_names:
+            return resource
+        return mapped if isinstance(mapped, str) and mapped else None
+
+    def describe(self, operation: str, resource: str, key: Any) -> Write:
+        """Build the :class:`Write` for one call, with the caller's tenant."""
+        from dualwrite._context import current_tenant  # noqa: PLC0415 - avoid an import cycle
+
+        return Write(
+            tenant=current_tenant(),
+            service=self.service,  # type: ignore[arg-type]
+            operation=operation,
+            resource=resource,
+            shadow_resource=self.shadow_name(resource),
+            key=key,
+        )
+
+    def decide(self, write: Write) -> tuple[Write, bool]:
+        """Resolve the tenant (``tenant_of``) and ask the flag. Never raises.
+
+        Returns:
+            The write with its tenant filled in, and whether the shadow gets it.
+        """
+        writer = self.writer
+        if write.tenant is None and writer.tenant_of is not None:
+            tenant, exc = safe_invoke(writer.tenant_of, write)
+            if exc is not None:
+                self._flag_failed(write, "tenant_of", exc)
+                return write, False
+            if tenant is not None:
+                write = attrs.evolve(write, tenant=str(tenant))
+        flag = writer.flag
+        if flag is True or flag is False:
+            return write, flag
+        on, exc = safe_invoke(flag, write)
+        if exc is not None:
+            self._flag_failed(write, "flag", exc)
+            return write, False
+        return write, bool(on)
+
+    def _flag_failed(self, write: Write, source: str, exc: BaseException) -> None:
+        info = describe_error(exc)
+        self.writer.emit(
+            FlagFailed(write=write, source=source, error_type=info.type, error_message=info.message)
+        )
+
+    # -- the shadow side ---------------------------------------------------------------------
+
+    def unsupported(self, write: Write, reason: str, detail: str = "") -> None:
+        """Report a write that cannot be mirrored (after the primary succeeded)."""
+        self.writer.emit(Unsupported(write=write, reason=reason, detail=detail))
+
+    def run_shadow(
+        self,
+        write: Write,
+        action: ShadowAction,
+        *,
+        acked_at: float,
+        secrets: tuple[object, ...] = (),
+    ) -> None:
+        """Run ``action`` against the shadow and report its outcome.
+
+        Args:
+            write: the write, as decided in the caller's thread.
+            action: the shadow call(s).
+            acked_at: ``time.perf_counter()`` when the primary acknowledged the write.
+            secrets: values to blank out of error messages (SSE-C keys).
+
+        Raises:
+            ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
+        """
+        if write.shadow_resource is None:
+            self.unsupported(
+                write,
+                "unmapped",
+                f"no shadow name for {self.service} resource {write.resource!r}; pass names=",
+            )
+            return
+        ctx = ShadowContext(self, write, secrets)
+        started = time.perf_counter()
+        try:
+            action(ctx)
+        except UnsupportedWrite as signal:
+            ctx.events.insert(
+                0, Unsupported(write=write, reason=signal.reason, detail=signal.detail)
+            )
+        except Exception as error:  # noqa: BLE001 - a shadow failure must not reach the caller
+            ended = time.perf_counter()
+            ctx.failed(write, error, ended - started)
+            ctx.events.insert(0, ctx.events.pop())
+        else:
+            ended = time.perf_counter()
+            if not ctx._failures:
+                ctx.events.insert(
+                    0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
+                )
+        for event in ctx.events:
+            self.writer.emit(event)
+        if ctx._failures and self.writer.on_shadow_error == "raise":
+            event, cause = ctx._failures[0]
+            msg = (
+                f"shadow {write.operation} to {write.shadow_resource!r} failed after the primary "
+                f"write succeeded: {event.error_type}: {event.error_message}"
+            )
+            raise ShadowWriteError(msg, event=event) from cause

@@ -1,0 +1,717 @@
+"""S3: which operation is mirrored how.
+
+Three tables classify every operation of botocore's S3 model (a test walks the model and fails on
+any operation missing from them):
+
+* ``HANDLERS``: object writes mirrored to the shadow, each by a small function below;
+* ``UNSUPPORTED``: object writes that cannot be mirrored and are reported as ``unsupported``;
+* ``PRIMARY_ONLY``: reads and control-plane calls, which go to the primary only.
+
+Every shadow request that creates an object carries ``ACL="bucket-owner-full-control"`` with the
+caller's ``ACL``/``Grant*`` removed (:func:`translate`), and every account-specific parameter is
+translated or dropped.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+from urllib.parse import unquote
+
+import attrs
+
+from dualwrite._bodies import Body
+from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, UnsupportedWrite
+from dualwrite.events import Write
+
+OWNER_ACL = "bucket-owner-full-control"
+"""The only ACL a shadow object is ever written with: the shadow bucket's owner gets it whole."""
+
+_GRANTS = ("GrantFullControl", "GrantRead", "GrantReadACP", "GrantWrite", "GrantWriteACP")
+# Preconditions are decided by the primary alone: the shadow must converge to the primary's
+# outcome, and its ETags, versions and dates are its own.
+_CONDITIONS = (
+    "IfMatch",
+    "IfNoneMatch",
+    "IfMatchLastModifiedTime",
+    "IfMatchSize",
+    "IfModifiedSince",
+    "IfUnmodifiedSince",
+    "CopySourceIfMatch",
+    "CopySourceIfModifiedSince",
+    "CopySourceIfNoneMatch",
+    "CopySourceIfUnmodifiedSince",
+    "ObjectIfMatch",
+    "MFA",
+)
+_KMS = ("SSEKMSKeyId", "SSEKMSEncryptionContext", "BucketKeyEnabled")
+_SECRET_PARAMS = ("SSECustomerKey", "CopySourceSSECustomerKey")
+_READ_METHODS = frozenset({"GET", "HEAD"})
+# Flag-off multipart decisions are remembered so that their parts are not reported as unknown;
+# the table is bounded because an upload that is never completed or aborted leaves its entry.
+_MAX_OFF_UPLOADS = 10_000
+
+
+@attrs.frozen
+class Options:
+    """S3-specific options of one wrapped client (see ``DualWriter.wrap``)."""
+
+    kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None
+    shadow_account: str | None = None
+
+
+@attrs.frozen
+class Pin:
+    """A decision taken once for a high-level call (``upload_file``) and kept by its parts."""
+
+    tenant: str | None
+    on: bool
+
+
+Call = Callable[..., Any]
+Handler = Callable[[Mirror, Call, dict[str, Any], "Pin | None"], Any]
+
+
+# -- parameter translation -------------------------------------------------------------------
+
+
+def translate(
+    mirror: Mirror, write: Write, params: Mapping[str, Any], *, creates: bool
+) -> dict[str, Any]:
+    """Return the shadow's parameters for a call the primary received with ``params``.
+
+    The bucket is the shadow's; preconditions and ``MFA`` are dropped; ``ExpectedBucketOwner``
+    becomes the shadow's account or is dropped; an ``SSEKMSKeyId`` is mapped or dropped with its
+    KMS companions; for a request that creates an object, ``ACL`` is forced to
+    ``bucket-owner-full-control`` and every ``Grant*`` removed.
+    """
+    options: Options = mirror.state["s3.options"]
+    shadow = {k: v for k, v in params.items() if k not in _CONDITIONS}
+    shadow["Bucket"] = write.shadow_resource
+    for owner in ("ExpectedBucketOwner", "ExpectedSourceBucketOwner"):
+        if owner in shadow:
+            if options.shadow_account:
+                shadow[owner] = options.shadow_account
+            else:
+                del shadow[owner]
+    key_id = shadow.get("SSEKMSKeyId")
+    if key_id is not None:
+        mapped = _map_kms(options, key_id)
+        if mapped:
+            shadow["SSEKMSKeyId"] = mapped
+        else:
+            for name in _KMS:
+                shadow.pop(name, None)
+            if str(shadow.get("ServerSideEncryption", "")).startswith("aws:kms"):
+                del shadow["ServerSideEncryption"]
+    if creates:
+        for grant in _GRANTS:
+            shadow.pop(grant, None)
+        shadow["ACL"] = OWNER_ACL
+    return shadow
+
+
+def _map_kms(options: Options, key_id: str) -> str | None:
+    keys = options.kms_keys
+    if keys is None:
+        return None
+    if callable(keys):
+        try:
+            mapped = keys(key_id)
+        except Exception:  # noqa: BLE001 - a failing map means "unmapped": the default applies
+            return None
+    else:
+        mapped = keys.get(key_id)
+    return mapped if isinstance(mapped, str) and mapped else None
+
+
+def parse_copy_source(source: Any) -> tuple[str, str, str | None] | None:
+    """Split a ``CopySource`` (``"bucket/key?versionId=v"`` or a dict) into its parts."""
+    if isinstance(source, Mapping):
+        bucket, key = source.get("Bucket"), source.get("Key")
+        version = source.get("VersionId")
+        if isinstance(bucket, str) and isinstance(key, str):
+            return bucket, key, version if isinstance(version, str) else None
+        return None
+    if isinstance(source, str):
+        path, _, version = source.partition("?versionId=")
+        bucket, sep, key = path.lstrip("/").partition("/")
+        if not sep:
+            return None
+        # botocore quotes a string CopySource itself; a caller who pre-quoted it still meant
+        # the same object.
+        return unquote(bucket), unquote(key), version or None
+    return None
+
+
+def _map_copy_source(mirror: Mirror, params: dict[str, Any]) -> dict[str, str]:
+    parsed = parse_copy_source(params.get("CopySource"))
+    if parsed is None:
+        raise UnsupportedWrite("copy-source", "CopySource could not be parsed")
+    bucket, key, version = parsed
+    if version is not None:
+        raise UnsupportedWrite(
+            "version-specific",
+            "a copy from a specific VersionId cannot be replayed: the shadow's versions differ",
+        )
+    shadow_bucket = mirror.shadow_name(bucket)
+    if shadow_bucket is None:
+        raise UnsupportedWrite("unmapped", f"no shadow name for source bucket {bucket!r}")
+    return {"Bucket": shadow_bucket, "Key": key}
+
+
+def _secrets(params: Mapping[str, Any]) -> tuple[object, ...]:
+    return tuple(params[name] for name in _SECRET_PARAMS if params.get(name))
+
+
+# -- result comparison -----------------------------------------------------------------------
+
+
+def compare(ctx: ShadowContext, primary: Mapping[str, Any], shadow: Mapping[str, Any]) -> None:
+    """Report a ``mismatch`` where both results carry the same content digest and it differs.
+
+    ETags are compared only where both are content digests (no SSE-KMS, no SSE-C on either
+    side); checksums always, when both sides returned the same algorithm.
+    """
+    if _etag_is_digest(primary) and _etag_is_digest(shadow):
+        p_etag, s_etag = primary.get("ETag"), shadow.get("ETag")
+        if p_etag is not None and s_etag is not None and p_etag != s_etag:
+            ctx.mismatch("ETag", p_etag, s_etag)
+    for name, value in primary.items():
+        checksum = name.startswith("Checksum") and name != "ChecksumType"
+        if checksum and name in shadow and value != shadow[name]:
+            ctx.mismatch(name, value, shadow[name])
+
+
+def _etag_is_digest(result: Mapping[str, Any]) -> bool:
+    encryption = str(result.get("ServerSideEncryption", ""))
+    return not encryption.startswith("aws:kms") and "SSECustomerAlgorithm" not in result
+
+
+# -- deciding ----------------------------------------------------------------------------------
+
+
+def _decide(
+    mirror: Mirror, operation: str, bucket: str, key: str | None, pin: Pin | None
+) -> tuple[Write, bool]:
+    write = mirror.describe(operation, bucket, key)
+    if pin is not None:
+        return attrs.evolve(write, tenant=pin.tenant), pin.on
+    return mirror.decide(write)
+
+
+def _target(params: Mapping[str, Any]) -> tuple[str, str | None] | None:
+    bucket = params.get("Bucket")
+    if not isinstance(bucket, str):
+        return None
+    key = params.get("Key")
+    return bucket, key if isinstance(key, str) else None
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
+def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    target = _target(params)
+    if target is None:
+        return call(**params)  # let botocore report the missing parameter
+    write, on = _decide(mirror, "PutObject", *target, pin)
+    if not on:
+        return call(**params)
+    body = Body(params.get("Body"))
+    try:
+        primary_params = params
+        if "Body" in params:
+            primary_params = {**params, "Body": body.for_primary()}
+        response = call(**primary_params)
+        acked = time.perf_counter()
+
+        def action(ctx: ShadowContext) -> None:
+            if params.get("WriteOffsetBytes") is not None:
+                raise UnsupportedWrite(
+                    "append", "an append (WriteOffsetBytes) depends on the shadow's current size"
+                )
+            shadow_params = translate(mirror, write, params, creates=True)
+            if "Body" in params:
+                shadow_params["Body"] = body.for_shadow()
+            compare(ctx, response, ctx.shadow.put_object(**shadow_params))
+
+        mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+        return response
+    finally:
+        body.close()
+
+
+def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    target = _target(params)
+    if target is None:
+        return call(**params)
+    write, on = _decide(mirror, "CopyObject", *target, pin)
+    if not on:
+        return call(**params)
+    response = call(**params)
+    acked = time.perf_counter()
+
+    def action(ctx: ShadowContext) -> None:
+        shadow_params = translate(mirror, write, params, creates=True)
+        shadow_params["CopySource"] = _map_copy_source(mirror, params)
+        result = ctx.shadow.copy_object(**shadow_params)
+        compare(ctx, response.get("CopyObjectResult", {}), result.get("CopyObjectResult", {}))
+
+    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+    return response
+
+
+def _simple(operation: str, method: str, *, version_specific: bool = True) -> Handler:
+    """A write on one existing object, mirrored as the same call on the shadow.
+
+    With ``version_specific``, a call naming a ``VersionId`` is reported ``unsupported``: the
+    shadow's version ids are its own.
+    """
+
+    def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+        target = _target(params)
+        if target is None:
+            return call(**params)
+        write, on = _decide(mirror, operation, *target, pin)
+        if not on:
+            return call(**params)
+        response = call(**params)
+        acked = time.perf_counter()
+
+        def action(ctx: ShadowContext) -> None:
+            if version_specific and params.get("VersionId"):
+                raise UnsupportedWrite(
+                    "version-specific",
+                    f"{operation} with a VersionId cannot be replayed: "
+                    "the shadow's versions differ",
+                )
+            shadow_params = translate(mirror, write, params, creates=False)
+            getattr(ctx.shadow, method)(**shadow_params)
+
+        mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+        return response
+
+    handler.__name__ = f"_{method}"
+    return handler
+
+
+def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    target = _target(params)
+    if target is None:
+        return call(**params)
+    write, on = _decide(mirror, "PutObjectAcl", *target, pin)
+    if not on:
+        return call(**params)
+    response = call(**params)
+    acked = time.perf_counter()
+
+    def action(ctx: ShadowContext) -> None:
+        if params.get("VersionId"):
+            raise UnsupportedWrite("version-specific", "PutObjectAcl with a VersionId")
+        # The caller's grants name the primary's principals; on the shadow the only meaningful
+        # ACL is the bucket owner's, which keeps the object readable by the shadow account.
+        shadow_params = {"Bucket": write.shadow_resource, "Key": params["Key"], "ACL": OWNER_ACL}
+        for name in ("ExpectedBucketOwner", "RequestPayer"):
+            if name in params:
+                shadow_params[name] = params[name]
+        ctx.shadow.put_object_acl(**translate(mirror, write, shadow_params, creates=False))
+
+    mirror.run_shadow(write, action, acked_at=acked)
+    return response
+
+
+def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    bucket = params.get("Bucket")
+    delete = params.get("Delete")
+    if not isinstance(bucket, str) or not isinstance(delete, Mapping):
+        return call(**params)
+    write, on = _decide(mirror, "DeleteObjects", bucket, None, pin)
+    if not on:
+        return call(**params)
+    response = call(**params)
+    acked = time.perf_counter()
+
+    def action(ctx: ShadowContext) -> None:
+        requested = [o for o in delete.get("Objects", []) if isinstance(o, Mapping)]
+        if delete.get("Quiet"):
+            # A quiet response lists only the errors: everything else was deleted.
+            failed = {(e.get("Key"), e.get("VersionId")) for e in response.get("Errors", [])}
+            done = [o for o in requested if (o.get("Key"), o.get("VersionId")) not in failed]
+        else:
+            done = list(response.get("Deleted", []))
+        keys: list[str] = []
+        for entry in done:
+            key = entry.get("Key")
+            if not isinstance(key, str):
+                continue
+            if entry.get("VersionId") and not entry.get("DeleteMarker"):
+                ctx.unsupported(
+                    attrs.evolve(write, key=key),
+                    "version-specific",
+                    "a delete by VersionId cannot be replayed: the shadow's versions differ",
+                )
+            else:
+                keys.append(key)
+        if not keys:
+            return
+        shadow_params = translate(mirror, write, params, creates=False)
+        shadow_params["Delete"] = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
+        result = ctx.shadow.delete_objects(**shadow_params)
+        for error in result.get("Errors", []):
+            ctx.failed(
+                attrs.evolve(write, key=error.get("Key")),
+                ErrorInfo(
+                    type="DeleteObjectsError",
+                    code=error.get("Code"),
+                    message=str(error.get("Message", "")),
+                ),
+            )
+
+    mirror.run_shadow(write, action, acked_at=acked)
+    return response
+
+
+# -- multipart ---------------------------------------------------------------------------------
+
+
+class IncompleteShadowUpload(Exception):  # noqa: N818 - its name is the event's error_type
+    """The shadow's copy of a multipart upload is incomplete; the object is not on the shadow."""
+
+
+@attrs.define
+class _Upload:
+    """One multipart upload the primary accepted while the flag was on."""
+
+    write: Write
+    shadow_id: str | None = None
+    parts: dict[Any, dict[str, Any]] = attrs.field(factory=dict)
+    broken: str | None = None
+
+
+class _Uploads:
+    """Primary UploadId -> shadow upload, per wrapped client."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.on: dict[str, _Upload] = {}
+        self.off: OrderedDict[str, None] = OrderedDict()
+
+    def remember_off(self, upload_id: str) -> None:
+        with self.lock:
+            self.off[upload_id] = None
+            while len(self.off) > _MAX_OFF_UPLOADS:
+                self.off.popitem(last=False)
+
+    def lookup(self, upload_id: Any) -> _Upload | bool | None:
+        """The upload if mirrored, ``False`` if it started flag-off, ``None`` if unknown."""
+        with self.lock:
+            if upload_id in self.on:
+                return self.on[upload_id]
+            if upload_id in self.off:
+                return False
+        return None
+
+    def forget(self, upload_id: Any) -> None:
+        with self.lock:
+            self.on.pop(upload_id, None)
+            self.off.pop(upload_id, None)
+
+
+def _uploads(mirror: Mirror) -> _Uploads:
+    return mirror.state["s3.uploads"]  # type: ignore[no-any-return]
+
+
+def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    target = _target(params)
+    if target is None:
+        return call(**params)
+    write, on = _decide(mirror, "CreateMultipartUpload", *target, pin)
+    response = call(**params)
+    upload_id = response.get("UploadId")
+    if not on:
+        if isinstance(upload_id, str):
+            _uploads(mirror).remember_off(upload_id)
+        return response
+    acked = time.perf_counter()
+    upload = _Upload(write=write)
+    if isinstance(upload_id, str):
+        with _uploads(mirror).lock:
+            _uploads(mirror).on[upload_id] = upload
+
+    def action(ctx: ShadowContext) -> None:
+        shadow_params = translate(mirror, write, params, creates=True)
+        upload.shadow_id = ctx.shadow.create_multipart_upload(**shadow_params)["UploadId"]
+
+    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+    if upload.shadow_id is None:
+        upload.broken = "the shadow's CreateMultipartUpload did not succeed"
+    return response
+
+
+def _unknown_upload(mirror: Mirror, operation: str, target: tuple[str, str | None]) -> None:
+    write, on = mirror.decide(mirror.describe(operation, *target))
+    if on:
+        mirror.unsupported(
+            write,
+            "unknown-upload",
+            "the multipart upload was not created through this wrapper; its object is not mirrored",
+        )
+
+
+def _part(operation: str, method: str) -> Handler:
+    """UploadPart / UploadPartCopy: the same part, to the shadow's own upload."""
+    copy = operation == "UploadPartCopy"
+
+    def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+        target = _target(params)
+        if target is None:
+            return call(**params)
+        upload = _uploads(mirror).lookup(params.get("UploadId"))
+        if upload is None:
+            response = call(**params)
+            _unknown_upload(mirror, operation, target)
+            return response
+        if not isinstance(upload, _Upload) or upload.broken:
+            return call(**params)
+        write = attrs.evolve(upload.write, operation=operation)
+        body = Body(params.get("Body"))
+        try:
+            primary_params = params
+            if "Body" in params:
+                primary_params = {**params, "Body": body.for_primary()}
+            response = call(**primary_params)
+            acked = time.perf_counter()
+            part_number = params.get("PartNumber")
+
+            def action(ctx: ShadowContext) -> None:
+                if upload.broken or upload.shadow_id is None:
+                    return
+                shadow_params = translate(mirror, write, params, creates=False)
+                shadow_params["UploadId"] = upload.shadow_id
+                if copy:
+                    shadow_params["CopySource"] = _map_copy_source(mirror, params)
+                if "Body" in params:
+                    shadow_params["Body"] = body.for_shadow()
+                try:
+                    result = getattr(ctx.shadow, method)(**shadow_params)
+                except Exception as exc:
+                    _break(mirror, upload, f"shadow {operation} {part_number} failed: {exc!r}")
+                    raise
+                mine = result.get("CopyPartResult", {}) if copy else result
+                theirs = response.get("CopyPartResult", {}) if copy else response
+                upload.parts[part_number] = {
+                    k: v for k, v in mine.items() if k == "ETag" or k.startswith("Checksum")
+                }
+                compare(ctx, theirs, mine)
+
+            mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+            return response
+        finally:
+            body.close()
+
+    handler.__name__ = f"_{method}"
+    return handler
+
+
+def _break(mirror: Mirror, upload: _Upload, reason: str) -> None:
+    """Abort the shadow's upload so that no orphaned parts are billed in the shadow account."""
+    if upload.broken:
+        return
+    upload.broken = reason
+    shadow_id, upload.shadow_id = upload.shadow_id, None
+    if shadow_id is None or upload.write.shadow_resource is None:
+        return
+    try:
+        mirror.shadow.abort_multipart_upload(
+            Bucket=upload.write.shadow_resource, Key=upload.write.key, UploadId=shadow_id
+        )
+    except Exception:  # noqa: BLE001 - best effort; the shadow bucket's lifecycle rule is the backstop
+        return
+
+
+def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    target = _target(params)
+    if target is None:
+        return call(**params)
+    upload_id = params.get("UploadId")
+    upload = _uploads(mirror).lookup(upload_id)
+    if upload is None:
+        response = call(**params)
+        _unknown_upload(mirror, "CompleteMultipartUpload", target)
+        return response
+    response = call(**params)
+    _uploads(mirror).forget(upload_id)
+    if not isinstance(upload, _Upload):
+        return response
+    write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
+    acked = time.perf_counter()
+
+    def action(ctx: ShadowContext) -> None:
+        if upload.broken or upload.shadow_id is None:
+            raise IncompleteShadowUpload(upload.broken or "the shadow upload was not created")
+        shadow_params = translate(mirror, write, params, creates=False)
+        shadow_params["UploadId"] = upload.shadow_id
+        parts = []
+        for part in (params.get("MultipartUpload") or {}).get("Parts", []):
+            number = part.get("PartNumber")
+            mirrored = upload.parts.get(number)
+            if mirrored is None:
+                _break(mirror, upload, f"part {number} was not mirrored")
+                raise IncompleteShadowUpload(f"part {number} never reached the shadow")
+            parts.append({**{k: v for k, v in part.items() if k not in mirrored}, **mirrored})
+        shadow_params["MultipartUpload"] = {"Parts": parts}
+        try:
+            result = ctx.shadow.complete_multipart_upload(**shadow_params)
+        except Exception:
+            _break(mirror, upload, "the shadow's CompleteMultipartUpload failed")
+            raise
+        compare(ctx, response, result)
+
+    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
+    return response
+
+
+def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    upload_id = params.get("UploadId")
+    upload = _uploads(mirror).lookup(upload_id)
+    response = call(**params)
+    _uploads(mirror).forget(upload_id)
+    if isinstance(upload, _Upload) and upload.shadow_id is not None:
+        write = attrs.evolve(upload.write, operation="AbortMultipartUpload")
+        acked = time.perf_counter()
+        shadow_id = upload.shadow_id
+
+        def action(ctx: ShadowContext) -> None:
+            shadow_params = translate(mirror, write, params, creates=False)
+            shadow_params["UploadId"] = shadow_id
+            ctx.shadow.abort_multipart_upload(**shadow_params)
+
+        mirror.run_shadow(write, action, acked_at=acked)
+    return response
+
+
+# -- operations that cannot be mirrored -------------------------------------------------------
+
+
+def _reported(operation: str, reason: str, detail: str) -> Handler:
+    def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+        target = _target(params)
+        if target is None:
+            return call(**params)
+        write, on = _decide(mirror, operation, *target, pin)
+        response = call(**params)
+        if on:
+            mirror.unsupported(write, reason, detail)
+        return response
+
+    handler.__name__ = f"_unsupported_{operation}"
+    return handler
+
+
+HANDLERS: dict[str, Handler] = {
+    "PutObject": _put_object,
+    "CopyObject": _copy_object,
+    "DeleteObject": _simple("DeleteObject", "delete_object"),
+    "DeleteObjects": _delete_objects,
+    "PutObjectTagging": _simple("PutObjectTagging", "put_object_tagging"),
+    "DeleteObjectTagging": _simple("DeleteObjectTagging", "delete_object_tagging"),
+    "PutObjectAcl": _put_object_acl,
+    "PutObjectRetention": _simple("PutObjectRetention", "put_object_retention"),
+    "PutObjectLegalHold": _simple("PutObjectLegalHold", "put_object_legal_hold"),
+    "PutObjectAnnotation": _simple("PutObjectAnnotation", "put_object_annotation"),
+    "DeleteObjectAnnotation": _simple("DeleteObjectAnnotation", "delete_object_annotation"),
+    "CreateMultipartUpload": _create_multipart,
+    "UploadPart": _part("UploadPart", "upload_part"),
+    "UploadPartCopy": _part("UploadPartCopy", "upload_part_copy"),
+    "CompleteMultipartUpload": _complete_multipart,
+    "AbortMultipartUpload": _abort_multipart,
+}
+"""Object writes mirrored to the shadow."""
+
+UNSUPPORTED: dict[str, str] = {
+    "RenameObject": (
+        "RenameObject exists only on directory buckets (S3 Express One Zone) and moves a key "
+        "server-side; it is reported so that both keys can be repaired from the primary"
+    ),
+    "UpdateObjectEncryption": (
+        "re-encrypting an object names the primary account's KMS keys; the shadow keeps its own "
+        "encryption"
+    ),
+}
+"""Object writes that cannot be mirrored: each call is reported as an ``unsupported`` event."""
+
+for _operation, _detail in UNSUPPORTED.items():
+    HANDLERS[_operation] = _reported(_operation, "not-mirrorable", _detail)
+
+PRIMARY_ONLY: frozenset[str] = frozenset(
+    {
+        # reads
+        "GetObject", "GetObjectAcl", "GetObjectAnnotation", "GetObjectAttributes",
+        "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging", "GetObjectTorrent",
+        "HeadObject", "HeadBucket", "ListBuckets", "ListDirectoryBuckets", "ListMultipartUploads",
+        "ListObjectAnnotations", "ListObjectVersions", "ListObjects", "ListObjectsV2",
+        "ListParts", "SelectObjectContent",
+        # object operations that do not change stored data
+        "RestoreObject",  # a temporary restored copy of an archived object; not its data
+        "WriteGetObjectResponse",  # the response of an Object Lambda, not a bucket write
+        "CreateSession",  # S3 Express session credentials
+        # bucket configuration: the control plane, set up per account
+        "CreateBucket", "DeleteBucket",
+        "CreateBucketMetadataConfiguration", "CreateBucketMetadataTableConfiguration",
+        "DeleteBucketAnalyticsConfiguration", "DeleteBucketCors", "DeleteBucketEncryption",
+        "DeleteBucketIntelligentTieringConfiguration", "DeleteBucketInventoryConfiguration",
+        "DeleteBucketLifecycle", "DeleteBucketMetadataConfiguration",
+        "DeleteBucketMetadataTableConfiguration", "DeleteBucketMetricsConfiguration",
+        "DeleteBucketOwnershipControls", "DeleteBucketPolicy", "DeleteBucketReplication",
+        "DeleteBucketTagging", "DeleteBucketWebsite", "DeletePublicAccessBlock",
+        "GetBucketAbac", "GetBucketAccelerateConfiguration", "GetBucketAcl",
+        "GetBucketAnalyticsConfiguration", "GetBucketCors", "GetBucketEncryption",
+        "GetBucketIntelligentTieringConfiguration", "GetBucketInventoryConfiguration",
+        "GetBucketLifecycle", "GetBucketLifecycleConfiguration", "GetBucketLocation",
+        "GetBucketLogging", "GetBucketMetadataConfiguration", "GetBucketMetadataTableConfiguration",
+        "GetBucketMetricsConfiguration", "GetBucketNotification",
+        "GetBucketNotificationConfiguration", "GetBucketOwnershipControls", "GetBucketPolicy",
+        "GetBucketPolicyStatus", "GetBucketReplication", "GetBucketRequestPayment",
+        "GetBucketTagging", "GetBucketVersioning", "GetBucketWebsite",
+        "GetObjectLockConfiguration", "GetPublicAccessBlock",
+        "ListBucketAnalyticsConfigurations", "ListBucketIntelligentTieringConfigurations",
+        "ListBucketInventoryConfigurations", "ListBucketMetricsConfigurations",
+        "PutBucketAbac", "PutBucketAccelerateConfiguration", "PutBucketAcl",
+        "PutBucketAnalyticsConfiguration", "PutBucketCors", "PutBucketEncryption",
+        "PutBucketIntelligentTieringConfiguration", "PutBucketInventoryConfiguration",
+        "PutBucketLifecycle", "PutBucketLifecycleConfiguration", "PutBucketLogging",
+        "PutBucketMetricsConfiguration", "PutBucketNotification",
+        "PutBucketNotificationConfiguration", "PutBucketOwnershipControls", "PutBucketPolicy",
+        "PutBucketReplication", "PutBucketRequestPayment", "PutBucketTagging",
+        "PutBucketVersioning", "PutBucketWebsite", "PutObjectLockConfiguration",
+        "PutPublicAccessBlock",
+        "UpdateBucketMetadataAnnotationTableConfiguration",
+        "UpdateBucketMetadataInventoryTableConfiguration",
+        "UpdateBucketMetadataJournalTableConfiguration",
+    }
+)  # fmt: skip
+"""Reads and control-plane operations: the primary only, as documented in docs/s3.md."""
+
+
+def unclassified(api_name: str, http_method: str) -> Handler | None:
+    """Handle an operation botocore knows and this module does not (a newer botocore).
+
+    A read passes through; anything else is sent to the primary and reported ``unsupported``
+    with reason ``"unclassified"``, so that no write slips past silently.
+    """
+    if api_name in PRIMARY_ONLY or http_method.upper() in _READ_METHODS:
+        return None
+    return _reported(
+        api_name,
+        "unclassified",
+        f"{api_name} is not known to this version of dualwrite; it went to the primary only",
+    )
+
+
+def new_state(options: Options) -> dict[str, Any]:
+    """The per-client state this module keeps on a :class:`Mirror`."""
+    return {"s3.options": options, "s3.uploads": _Uploads()}

@@ -1,0 +1,147 @@
+"""The records dualwrite hands to flags and hooks.
+
+Every write the library sees is described by a :class:`Write`. Hooks receive one event per
+outcome; each event has a ``kind`` (a string constant of its class) and the ``write`` it is about.
+Events are frozen: new fields may appear in later releases, so hooks should read the fields they
+need and ignore the rest.
+
+No event ever holds an object body, an SSE-C key, a credential or the request's parameters.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+import attrs
+
+__all__ = [
+    "Event",
+    "FlagFailed",
+    "Mismatch",
+    "ShadowFailed",
+    "ShadowWritten",
+    "Unsupported",
+    "Write",
+]
+
+Service = Literal["s3", "dynamodb"]
+"""The AWS service of a write."""
+
+
+@attrs.frozen(kw_only=True)
+class Write:
+    """One write call, as the flag and the hooks see it.
+
+    Attributes:
+        tenant: the tenant of the write (from :func:`dualwrite.tenant` or ``tenant_of``), or
+            ``None``.
+        service: ``"s3"`` or ``"dynamodb"``.
+        operation: the API operation name, e.g. ``"PutObject"`` or ``"UpdateItem"``.
+        resource: the primary bucket or table name.
+        shadow_resource: the shadow bucket or table name; ``None`` when no mapping exists.
+        key: the S3 object key, the DynamoDB key as a dict, or ``None`` for calls that touch
+            several keys.
+    """
+
+    tenant: str | None
+    service: Service
+    operation: str
+    resource: str
+    shadow_resource: str | None
+    key: str | Mapping[str, Any] | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """Base class of all events.
+
+    Attributes:
+        write: the write the event is about.
+        at: wall-clock time of the event (seconds since the epoch).
+    """
+
+    kind: ClassVar[str] = "event"
+    write: Write
+    at: float = attrs.field(factory=time.time)
+
+
+@attrs.frozen(kw_only=True)
+class ShadowWritten(Event):
+    """The shadow write succeeded.
+
+    Attributes:
+        latency: seconds the shadow call took.
+        lag: seconds from the primary's acknowledgement to the shadow's.
+    """
+
+    kind: ClassVar[str] = "shadow_written"
+    latency: float
+    lag: float
+
+
+@attrs.frozen(kw_only=True)
+class ShadowFailed(Event):
+    """The shadow write failed, after botocore's own retries.
+
+    Attributes:
+        error_type: the exception's class name, e.g. ``"ClientError"``.
+        error_code: the AWS error code for a ``ClientError`` (e.g. ``"AccessDenied"``), else
+            ``None``.
+        error_message: the exception's message, with secrets and bodies removed.
+        latency: seconds spent on the failed attempt.
+    """
+
+    kind: ClassVar[str] = "shadow_failed"
+    error_type: str
+    error_code: str | None
+    error_message: str
+    latency: float = 0.0
+
+
+@attrs.frozen(kw_only=True)
+class Mismatch(Event):
+    """Both writes succeeded but their results disagree.
+
+    Attributes:
+        field: what differs, e.g. ``"ETag"`` or ``"ChecksumCRC32"``.
+        primary: the primary's value.
+        shadow: the shadow's value.
+    """
+
+    kind: ClassVar[str] = "mismatch"
+    field: str
+    primary: str | None
+    shadow: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Unsupported(Event):
+    """A write the library cannot mirror.
+
+    Attributes:
+        reason: why, e.g. ``"unmapped"`` (no shadow name for the bucket) or
+            ``"version-specific"`` (a delete by VersionId).
+        detail: a human-readable explanation.
+    """
+
+    kind: ClassVar[str] = "unsupported"
+    reason: str
+    detail: str = ""
+
+
+@attrs.frozen(kw_only=True)
+class FlagFailed(Event):
+    """The flag callback or ``tenant_of`` raised; the write was treated as flag-off.
+
+    Attributes:
+        source: ``"flag"`` or ``"tenant_of"``.
+        error_type: the exception's class name.
+        error_message: the exception's message.
+    """
+
+    kind: ClassVar[str] = "flag_failed"
+    source: str
+    error_type: str
+    error_message: str
