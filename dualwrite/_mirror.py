@@ -14,8 +14,10 @@ reports mismatches or per-key outcomes through the context.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
@@ -162,6 +164,24 @@ class ShadowContext:
         self._failures.append((event, exc))
 
 
+# RLock: a hook that writes through a wrapped client from inside a shadow action must not
+# deadlock on its own thread's stripe.
+_KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
+
+
+def _freeze(key: object) -> object:
+    """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values)."""
+    if isinstance(key, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in key.items()))
+    if isinstance(key, (list, tuple)):
+        return tuple(_freeze(v) for v in key)
+    if isinstance(key, (bytearray, memoryview)):
+        return bytes(key)
+    if isinstance(key, (set, frozenset)):
+        return tuple(sorted(map(repr, key)))
+    return key
+
+
 ShadowAction = Callable[[ShadowContext], None]
 """Makes the shadow call(s) for one write; raises to report the whole write as failed."""
 
@@ -197,6 +217,15 @@ class Mirror:
         self._identity_names = identity_names
         # Per-service state (e.g. S3 multipart upload ids) lives here, keyed by the service module.
         self.state: dict[str, Any] = {}
+
+    def key_lock(self, resource: str, key: object) -> contextlib.AbstractContextManager[Any]:
+        """Return the lock that orders writes to one key of one resource in this process.
+
+        Holding it from the primary call to the end of the shadow call makes same-key writes
+        reach the shadow in the order the primary acknowledged them. Locks are striped (a fixed
+        pool shared by hashing), so two keys may share a lock: that only serialises them.
+        """
+        return _KEY_LOCKS[hash((self.service, resource, _freeze(key))) % len(_KEY_LOCKS)]
 
     # -- describing and deciding -----------------------------------------------------------
 
@@ -267,6 +296,35 @@ class Mirror:
     def unsupported(self, write: Write, reason: str, detail: str = "") -> None:
         """Report a write that cannot be mirrored (after the primary succeeded)."""
         self.writer.emit(Unsupported(write=write, reason=reason, detail=detail))
+
+    def call(
+        self,
+        write: Write,
+        call: Callable[..., Any],
+        params: Mapping[str, Any],
+        action: Callable[[ShadowContext, Any], None],
+        *,
+        secrets: tuple[object, ...] = (),
+        ordered: bool = True,
+    ) -> Any:
+        """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
+
+        The primary's exception propagates untouched and the shadow is then not called. With
+        ``ordered``, the key's lock (:meth:`key_lock`) is held from the primary call to the end
+        of the shadow's, so same-key writes from several threads reach the shadow in the
+        primary's order.
+
+        Returns:
+            The primary's response, the same object botocore returned.
+        """
+        lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
+        with lock:
+            response = call(**params)
+            acked = time.perf_counter()
+            self.run_shadow(
+                write, lambda ctx: action(ctx, response), acked_at=acked, secrets=secrets
+            )
+        return response
 
     def run_shadow(
         self,

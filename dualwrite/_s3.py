@@ -15,7 +15,6 @@ translated or dropped.
 from __future__ import annotations
 
 import threading
-import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -214,114 +213,100 @@ def _target(params: Mapping[str, Any]) -> tuple[str, str | None] | None:
 # -- handlers ----------------------------------------------------------------------------------
 
 
-def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+def _decided(
+    mirror: Mirror, operation: str, params: Mapping[str, Any], pin: Pin | None
+) -> Write | None:
+    """The write to mirror, or ``None`` when the flag is off or the call lacks its target."""
     target = _target(params)
     if target is None:
-        return call(**params)  # let botocore report the missing parameter
-    write, on = _decide(mirror, "PutObject", *target, pin)
-    if not on:
+        return None  # the primary call reports the missing parameter, as botocore would
+    write, on = _decide(mirror, operation, *target, pin)
+    return write if on else None
+
+
+def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    write = _decided(mirror, "PutObject", params, pin)
+    if write is None:
         return call(**params)
     body = Body(params.get("Body"))
-    try:
-        primary_params = params
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        if params.get("WriteOffsetBytes") is not None:
+            raise UnsupportedWrite(
+                "append", "an append (WriteOffsetBytes) depends on the shadow's current size"
+            )
+        shadow_params = translate(mirror, write, params, creates=True)
         if "Body" in params:
-            primary_params = {**params, "Body": body.for_primary()}
-        response = call(**primary_params)
-        acked = time.perf_counter()
+            shadow_params["Body"] = body.for_shadow()
+        compare(ctx, response, ctx.shadow.put_object(**shadow_params))
 
-        def action(ctx: ShadowContext) -> None:
-            if params.get("WriteOffsetBytes") is not None:
-                raise UnsupportedWrite(
-                    "append", "an append (WriteOffsetBytes) depends on the shadow's current size"
-                )
-            shadow_params = translate(mirror, write, params, creates=True)
-            if "Body" in params:
-                shadow_params["Body"] = body.for_shadow()
-            compare(ctx, response, ctx.shadow.put_object(**shadow_params))
-
-        mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-        return response
+    try:
+        primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
+        return mirror.call(write, call, primary_params, action, secrets=_secrets(params))
     finally:
         body.close()
 
 
 def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-    target = _target(params)
-    if target is None:
+    write = _decided(mirror, "CopyObject", params, pin)
+    if write is None:
         return call(**params)
-    write, on = _decide(mirror, "CopyObject", *target, pin)
-    if not on:
-        return call(**params)
-    response = call(**params)
-    acked = time.perf_counter()
 
-    def action(ctx: ShadowContext) -> None:
+    def action(ctx: ShadowContext, response: Any) -> None:
         shadow_params = translate(mirror, write, params, creates=True)
         shadow_params["CopySource"] = _map_copy_source(mirror, params)
         result = ctx.shadow.copy_object(**shadow_params)
         compare(ctx, response.get("CopyObjectResult", {}), result.get("CopyObjectResult", {}))
 
-    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-    return response
+    return mirror.call(write, call, params, action, secrets=_secrets(params))
 
 
-def _simple(operation: str, method: str, *, version_specific: bool = True) -> Handler:
+def _simple(operation: str, method: str) -> Handler:
     """A write on one existing object, mirrored as the same call on the shadow.
 
-    With ``version_specific``, a call naming a ``VersionId`` is reported ``unsupported``: the
-    shadow's version ids are its own.
+    A call naming a ``VersionId`` is reported ``unsupported``: the shadow's version ids are its
+    own.
     """
 
     def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-        target = _target(params)
-        if target is None:
+        write = _decided(mirror, operation, params, pin)
+        if write is None:
             return call(**params)
-        write, on = _decide(mirror, operation, *target, pin)
-        if not on:
-            return call(**params)
-        response = call(**params)
-        acked = time.perf_counter()
 
-        def action(ctx: ShadowContext) -> None:
-            if version_specific and params.get("VersionId"):
-                raise UnsupportedWrite(
-                    "version-specific",
-                    f"{operation} with a VersionId cannot be replayed: "
-                    "the shadow's versions differ",
-                )
-            shadow_params = translate(mirror, write, params, creates=False)
-            getattr(ctx.shadow, method)(**shadow_params)
+        def action(ctx: ShadowContext, response: Any) -> None:
+            _refuse_version(operation, params)
+            getattr(ctx.shadow, method)(**translate(mirror, write, params, creates=False))
 
-        mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-        return response
+        return mirror.call(write, call, params, action, secrets=_secrets(params))
 
     handler.__name__ = f"_{method}"
     return handler
 
 
-def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-    target = _target(params)
-    if target is None:
-        return call(**params)
-    write, on = _decide(mirror, "PutObjectAcl", *target, pin)
-    if not on:
-        return call(**params)
-    response = call(**params)
-    acked = time.perf_counter()
+def _refuse_version(operation: str, params: Mapping[str, Any]) -> None:
+    if params.get("VersionId"):
+        raise UnsupportedWrite(
+            "version-specific",
+            f"{operation} with a VersionId cannot be replayed: the shadow's versions differ",
+        )
 
-    def action(ctx: ShadowContext) -> None:
-        if params.get("VersionId"):
-            raise UnsupportedWrite("version-specific", "PutObjectAcl with a VersionId")
+
+def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    write = _decided(mirror, "PutObjectAcl", params, pin)
+    if write is None:
+        return call(**params)
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        _refuse_version("PutObjectAcl", params)
         # The caller's grants name the primary's principals; on the shadow the only meaningful
         # ACL is the bucket owner's, which keeps the object readable by the shadow account.
-        shadow_params = {"Bucket": write.shadow_resource, "Key": params["Key"], "ACL": OWNER_ACL}
-        for name in ("ExpectedBucketOwner", "RequestPayer"):
-            if name in params:
-                shadow_params[name] = params[name]
-        ctx.shadow.put_object_acl(**translate(mirror, write, shadow_params, creates=False))
+        kept: dict[str, Any] = {
+            k: params[k] for k in ("Key", "ExpectedBucketOwner", "RequestPayer") if k in params
+        }
+        shadow_params = translate(mirror, write, kept, creates=False)
+        ctx.shadow.put_object_acl(**shadow_params, ACL=OWNER_ACL)
 
-    mirror.run_shadow(write, action, acked_at=acked)
-    return response
+    return mirror.call(write, call, params, action)
 
 
 def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -332,10 +317,8 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
     write, on = _decide(mirror, "DeleteObjects", bucket, None, pin)
     if not on:
         return call(**params)
-    response = call(**params)
-    acked = time.perf_counter()
 
-    def action(ctx: ShadowContext) -> None:
+    def action(ctx: ShadowContext, response: Any) -> None:
         requested = [o for o in delete.get("Objects", []) if isinstance(o, Mapping)]
         if delete.get("Quiet"):
             # A quiet response lists only the errors: everything else was deleted.
@@ -348,7 +331,8 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
             key = entry.get("Key")
             if not isinstance(key, str):
                 continue
-            if entry.get("VersionId") and not entry.get("DeleteMarker"):
+            # S3 echoes the VersionId a request named; a key deleted without one has none.
+            if entry.get("VersionId"):
                 ctx.unsupported(
                     attrs.evolve(write, key=key),
                     "version-specific",
@@ -371,8 +355,8 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
                 ),
             )
 
-    mirror.run_shadow(write, action, acked_at=acked)
-    return response
+    # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md.
+    return mirror.call(write, call, params, action, ordered=False)
 
 
 # -- multipart ---------------------------------------------------------------------------------
@@ -430,26 +414,28 @@ def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: P
     if target is None:
         return call(**params)
     write, on = _decide(mirror, "CreateMultipartUpload", *target, pin)
-    response = call(**params)
-    upload_id = response.get("UploadId")
     if not on:
-        if isinstance(upload_id, str):
-            _uploads(mirror).remember_off(upload_id)
+        response = call(**params)
+        if isinstance(response.get("UploadId"), str):
+            _uploads(mirror).remember_off(response["UploadId"])
         return response
-    acked = time.perf_counter()
-    upload = _Upload(write=write)
-    if isinstance(upload_id, str):
-        with _uploads(mirror).lock:
-            _uploads(mirror).on[upload_id] = upload
+    upload = _Upload(write=write, broken="the shadow's CreateMultipartUpload did not succeed")
 
-    def action(ctx: ShadowContext) -> None:
+    def primary(**kwargs: Any) -> Any:
+        # Registered as soon as the primary answers, so that its parts find the decision even
+        # when the shadow's create fails or the bucket has no shadow name.
+        response = call(**kwargs)
+        if isinstance(response.get("UploadId"), str):
+            with _uploads(mirror).lock:
+                _uploads(mirror).on[response["UploadId"]] = upload
+        return response
+
+    def action(ctx: ShadowContext, response: Any) -> None:
         shadow_params = translate(mirror, write, params, creates=True)
         upload.shadow_id = ctx.shadow.create_multipart_upload(**shadow_params)["UploadId"]
+        upload.broken = None
 
-    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-    if upload.shadow_id is None:
-        upload.broken = "the shadow's CreateMultipartUpload did not succeed"
-    return response
+    return mirror.call(write, primary, params, action, secrets=_secrets(params), ordered=False)
 
 
 def _unknown_upload(mirror: Mirror, operation: str, target: tuple[str, str | None]) -> None:
@@ -479,37 +465,36 @@ def _part(operation: str, method: str) -> Handler:
             return call(**params)
         write = attrs.evolve(upload.write, operation=operation)
         body = Body(params.get("Body"))
-        try:
-            primary_params = params
+        part_number = params.get("PartNumber")
+
+        def action(ctx: ShadowContext, response: Any) -> None:
+            shadow_id = upload.shadow_id
+            if upload.broken or shadow_id is None:
+                return  # reported when the upload broke, and again at its completion
+            shadow_params = translate(mirror, write, params, creates=False)
+            shadow_params["UploadId"] = shadow_id
+            if copy:
+                shadow_params["CopySource"] = _map_copy_source(mirror, params)
             if "Body" in params:
-                primary_params = {**params, "Body": body.for_primary()}
-            response = call(**primary_params)
-            acked = time.perf_counter()
-            part_number = params.get("PartNumber")
+                shadow_params["Body"] = body.for_shadow()
+            try:
+                result = getattr(ctx.shadow, method)(**shadow_params)
+            except Exception as exc:
+                _break(mirror, upload, f"shadow {operation} {part_number} failed: {exc!r}")
+                raise
+            mine = result.get("CopyPartResult", {}) if copy else result
+            theirs = response.get("CopyPartResult", {}) if copy else response
+            upload.parts[part_number] = {
+                k: v for k, v in mine.items() if k == "ETag" or k.startswith("Checksum")
+            }
+            compare(ctx, theirs, mine)
 
-            def action(ctx: ShadowContext) -> None:
-                if upload.broken or upload.shadow_id is None:
-                    return
-                shadow_params = translate(mirror, write, params, creates=False)
-                shadow_params["UploadId"] = upload.shadow_id
-                if copy:
-                    shadow_params["CopySource"] = _map_copy_source(mirror, params)
-                if "Body" in params:
-                    shadow_params["Body"] = body.for_shadow()
-                try:
-                    result = getattr(ctx.shadow, method)(**shadow_params)
-                except Exception as exc:
-                    _break(mirror, upload, f"shadow {operation} {part_number} failed: {exc!r}")
-                    raise
-                mine = result.get("CopyPartResult", {}) if copy else result
-                theirs = response.get("CopyPartResult", {}) if copy else response
-                upload.parts[part_number] = {
-                    k: v for k, v in mine.items() if k == "ETag" or k.startswith("Checksum")
-                }
-                compare(ctx, theirs, mine)
-
-            mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-            return response
+        try:
+            primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
+            # Parts of one upload go in parallel (s3transfer's threads): no per-key ordering.
+            return mirror.call(
+                write, call, primary_params, action, secrets=_secrets(params), ordered=False
+            )
         finally:
             body.close()
 
@@ -543,14 +528,14 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
         response = call(**params)
         _unknown_upload(mirror, "CompleteMultipartUpload", target)
         return response
-    response = call(**params)
-    _uploads(mirror).forget(upload_id)
     if not isinstance(upload, _Upload):
+        response = call(**params)
+        _uploads(mirror).forget(upload_id)
         return response
     write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
-    acked = time.perf_counter()
 
-    def action(ctx: ShadowContext) -> None:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        _uploads(mirror).forget(upload_id)
         if upload.broken or upload.shadow_id is None:
             raise IncompleteShadowUpload(upload.broken or "the shadow upload was not created")
         shadow_params = translate(mirror, write, params, creates=False)
@@ -571,27 +556,28 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
             raise
         compare(ctx, response, result)
 
-    mirror.run_shadow(write, action, acked_at=acked, secrets=_secrets(params))
-    return response
+    # A primary failure leaves the upload registered: the caller may retry or abort it.
+    return mirror.call(write, call, params, action, secrets=_secrets(params))
 
 
 def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
     upload_id = params.get("UploadId")
     upload = _uploads(mirror).lookup(upload_id)
-    response = call(**params)
-    _uploads(mirror).forget(upload_id)
-    if isinstance(upload, _Upload) and upload.shadow_id is not None:
-        write = attrs.evolve(upload.write, operation="AbortMultipartUpload")
-        acked = time.perf_counter()
-        shadow_id = upload.shadow_id
+    if not isinstance(upload, _Upload):
+        response = call(**params)
+        _uploads(mirror).forget(upload_id)
+        return response
+    write = attrs.evolve(upload.write, operation="AbortMultipartUpload")
 
-        def action(ctx: ShadowContext) -> None:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        _uploads(mirror).forget(upload_id)
+        shadow_id, upload.shadow_id = upload.shadow_id, None
+        upload.broken = upload.broken or "aborted"
+        if shadow_id is not None:
             shadow_params = translate(mirror, write, params, creates=False)
-            shadow_params["UploadId"] = shadow_id
-            ctx.shadow.abort_multipart_upload(**shadow_params)
+            ctx.shadow.abort_multipart_upload(**{**shadow_params, "UploadId": shadow_id})
 
-        mirror.run_shadow(write, action, acked_at=acked)
-    return response
+    return mirror.call(write, call, params, action, ordered=False)
 
 
 # -- operations that cannot be mirrored -------------------------------------------------------
