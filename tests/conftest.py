@@ -129,3 +129,18 @@ class S3Env:
 @pytest.fixture
 def s3(aws: Accounts) -> S3Env:
     return S3Env(aws)
+
+
+def record_requests(client: Any) -> list[str]:
+    """Record the operation name of every HTTP request ``client`` sends (retries included).
+
+    ``before-send`` fires once per attempt, just before the bytes leave, so an empty list proves
+    that the client never reached its endpoint.
+    """
+    sent: list[str] = []
+
+    def on_send(event_name: str, **_: Any) -> None:
+        sent.append(event_name.rsplit(".", 1)[-1])
+
+    client.meta.events.register("before-send", on_send, unique_id="dualwrite-tests-requests")
+    return sent

@@ -1,0 +1,5 @@
+"""``python -m dualwrite``: the command line."""
+
+from dualwrite.cli import main
+
+raise SystemExit(main())

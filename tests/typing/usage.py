@@ -1,0 +1,43 @@
+"""A usage sample checked by ``mypy --strict``: the public API as a service would type it."""
+
+from __future__ import annotations
+
+import boto3
+
+import dualwrite
+from dualwrite.events import Event, ShadowFailed
+from dualwrite.testing import RecordingHook
+
+
+def flag(write: dualwrite.Write) -> bool:
+    return write.tenant in {"acme"} and write.service == "s3"
+
+
+def alert(event: Event) -> None:
+    if isinstance(event, ShadowFailed):
+        print(event.error_type, event.error_code, event.write.key)
+
+
+def tenant_from_key(write: dualwrite.Write) -> str | None:
+    return write.key.split("/", 1)[0] if isinstance(write.key, str) else None
+
+
+def build() -> None:
+    recorder = RecordingHook()
+    writer = dualwrite.DualWriter(
+        flag=flag,
+        hooks=[alert, recorder, dualwrite.hooks.LoggingHook()],
+        tenant_of=tenant_from_key,
+        on_shadow_error="record",
+    )
+    primary = boto3.client("s3")
+    s3 = writer.wrap(primary, shadow=boto3.client("s3"), names={"photos": "photos-acct2"})
+    with dualwrite.tenant("acme"):
+        s3.put_object(Bucket="photos", Key="acme/cat.jpg", Body=b"meow")
+    assert dualwrite.current_tenant() is None
+    kinds: list[str] = recorder.kinds()
+    print(kinds)
+    writer.flush(timeout=5.0)
+    writer.close()
+    with dualwrite.DualWriter(flag=True) as other:
+        other.wrap(primary, shadow=boto3.client("s3"), names=lambda name: f"{name}-acct2")
