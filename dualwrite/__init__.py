@@ -5,17 +5,21 @@ the flag says so, to the shadow account too, with ``bucket-owner-full-control`` 
 object. Reads stay on the primary. See ``docs/index.md``.
 """
 
-from dualwrite import events, exceptions, hooks, testing, typing
+from dualwrite import events, exceptions, hooks, journal, testing, typing
+from dualwrite._breaker import CircuitBreaker
 from dualwrite._context import current_tenant, tenant
+from dualwrite._repair import RepairReport
 from dualwrite._version import __version__
 from dualwrite._writer import DualWriter, wrap
 from dualwrite.events import Write
 from dualwrite.exceptions import ConfigurationError, DualWriteError, ShadowWriteError
 
 __all__ = [
+    "CircuitBreaker",
     "ConfigurationError",
     "DualWriteError",
     "DualWriter",
+    "RepairReport",
     "ShadowWriteError",
     "Write",
     "__version__",
@@ -23,6 +27,7 @@ __all__ = [
     "events",
     "exceptions",
     "hooks",
+    "journal",
     "tenant",
     "testing",
     "typing",

@@ -19,12 +19,15 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from dualwrite._bodies import Body
 from dualwrite.events import (
+    CircuitClosed,
+    CircuitOpened,
     Event,
     FlagFailed,
     Mismatch,
@@ -44,6 +47,10 @@ _MAX_MESSAGE = 1000
 # botocore's ParamValidationError quotes the offending value ("value: b'...'", type: ...);
 # the value may be a body or a key, so it is cut out.
 _VALUE_RE = re.compile(r"value: .*?, type: ", re.DOTALL)
+
+
+class SkipShadow(Exception):  # noqa: N818 - a signal, not an error
+    """Raised inside a shadow action: nothing to do and nothing to report (already reported)."""
 
 
 class UnsupportedWrite(Exception):  # noqa: N818 - a signal, not an error
@@ -217,6 +224,8 @@ class Mirror:
         self._identity_names = identity_names
         # Per-service state (e.g. S3 multipart upload ids) lives here, keyed by the service module.
         self.state: dict[str, Any] = {}
+        self.circuit = writer.new_circuit()
+        writer.register(self)
 
     def key_lock(self, resource: str, key: object) -> contextlib.AbstractContextManager[Any]:
         """Return the lock that orders writes to one key of one resource in this process.
@@ -293,9 +302,11 @@ class Mirror:
 
     # -- the shadow side ---------------------------------------------------------------------
 
-    def unsupported(self, write: Write, reason: str, detail: str = "") -> None:
-        """Report a write that cannot be mirrored (after the primary succeeded)."""
-        self.writer.emit(Unsupported(write=write, reason=reason, detail=detail))
+    def unsupported(
+        self, write: Write, reason: str, detail: str = "", keys: Sequence[Any] | None = None
+    ) -> None:
+        """Report a write that cannot be mirrored (after the primary succeeded); journal it."""
+        self.writer.report([Unsupported(write=write, reason=reason, detail=detail)], keys)
 
     def call(
         self,
@@ -306,25 +317,58 @@ class Mirror:
         *,
         secrets: tuple[object, ...] = (),
         ordered: bool = True,
+        body: Body | None = None,
+        keys: Sequence[Any] | None = None,
     ) -> Any:
         """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
 
-        The primary's exception propagates untouched and the shadow is then not called. With
-        ``ordered``, the key's lock (:meth:`key_lock`) is held from the primary call to the end
-        of the shadow's, so same-key writes from several threads reach the shadow in the
-        primary's order.
+        The primary's exception propagates untouched and the shadow is then not called. In sync
+        mode the shadow action runs right away, in the caller's thread; in background mode it is
+        queued (after the intent is journaled) and ``body`` is detached from the caller's object.
+        With ``ordered``, the key's lock (:meth:`key_lock`) is held from the primary call until
+        the shadow action ran (sync) or was queued (background), so same-key writes from several
+        threads reach the shadow in the primary's order.
+
+        Args:
+            write: the decided write.
+            call: the primary client's bound method.
+            params: the parameters for the primary.
+            action: the shadow call(s), given the primary's response.
+            secrets: values to blank out of error messages (SSE-C keys).
+            ordered: hold the key's lock (single-key writes).
+            body: the request body; closed here once the shadow is done with it.
+            keys: for a multi-key write (``write.key`` is ``None``), the keys to journal if the
+                whole shadow call fails.
 
         Returns:
             The primary's response, the same object botocore returned.
         """
         lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
-        with lock:
-            response = call(**params)
-            acked = time.perf_counter()
-            self.run_shadow(
-                write, lambda ctx: action(ctx, response), acked_at=acked, secrets=secrets
-            )
-        return response
+        try:
+            with lock:
+                response = call(**params)
+                acked = time.perf_counter()
+
+                def job() -> None:
+                    self.run_shadow(
+                        write,
+                        lambda ctx: action(ctx, response),
+                        acked_at=acked,
+                        secrets=secrets,
+                        keys=keys,
+                    )
+
+                if self.writer.background:
+                    if body is not None:
+                        body.detach()
+                    self.writer.submit(self, write, job, keys=keys, body=body)
+                    body = None  # the queued job owns it now
+                else:
+                    job()
+            return response
+        finally:
+            if body is not None:
+                body.close()
 
     def run_shadow(
         self,
@@ -333,14 +377,16 @@ class Mirror:
         *,
         acked_at: float,
         secrets: tuple[object, ...] = (),
+        keys: Sequence[Any] | None = None,
     ) -> None:
-        """Run ``action`` against the shadow and report its outcome.
+        """Run ``action`` against the shadow, then report and journal its outcome.
 
         Args:
             write: the write, as decided in the caller's thread.
             action: the shadow call(s).
             acked_at: ``time.perf_counter()`` when the primary acknowledged the write.
             secrets: values to blank out of error messages (SSE-C keys).
+            keys: the keys of a multi-key write, journaled if it fails as a whole.
 
         Raises:
             ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
@@ -350,18 +396,39 @@ class Mirror:
                 write,
                 "unmapped",
                 f"no shadow name for {self.service} resource {write.resource!r}; pass names=",
+                keys,
+            )
+            return
+        circuit = self.circuit
+        if circuit is not None and not circuit.allow():
+            self.writer.report(
+                [
+                    ShadowFailed(
+                        write=write,
+                        error_type="CircuitOpen",
+                        error_code=None,
+                        error_message="the shadow failed repeatedly; not called until the "
+                        "circuit breaker's next probe",
+                    )
+                ],
+                keys,
+                reason="circuit_open",
             )
             return
         ctx = ShadowContext(self, write, secrets)
         started = time.perf_counter()
+        whole_failed = False
         try:
             action(ctx)
+        except SkipShadow:
+            return
         except UnsupportedWrite as signal:
             ctx.events.insert(
                 0, Unsupported(write=write, reason=signal.reason, detail=signal.detail)
             )
         except Exception as error:  # noqa: BLE001 - a shadow failure must not reach the caller
             ended = time.perf_counter()
+            whole_failed = True
             ctx.failed(write, error, ended - started)
             ctx.events.insert(0, ctx.events.pop())
         else:
@@ -370,8 +437,13 @@ class Mirror:
                 ctx.events.insert(
                     0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
                 )
-        for event in ctx.events:
-            self.writer.emit(event)
+        if circuit is not None:
+            if whole_failed:
+                if circuit.failure():
+                    ctx.events.append(CircuitOpened(write=write, service=self.service))
+            elif circuit.success():
+                ctx.events.append(CircuitClosed(write=write, service=self.service))
+        self.writer.report(ctx.events, keys)
         if ctx._failures and self.writer.on_shadow_error == "raise":
             event, cause = ctx._failures[0]
             msg = (

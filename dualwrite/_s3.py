@@ -23,7 +23,7 @@ from urllib.parse import unquote
 import attrs
 
 from dualwrite._bodies import Body
-from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, UnsupportedWrite
+from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow, UnsupportedWrite
 from dualwrite.events import Write
 
 OWNER_ACL = "bucket-owner-full-control"
@@ -240,11 +240,8 @@ def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | N
             shadow_params["Body"] = body.for_shadow()
         compare(ctx, response, ctx.shadow.put_object(**shadow_params))
 
-    try:
-        primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
-        return mirror.call(write, call, primary_params, action, secrets=_secrets(params))
-    finally:
-        body.close()
+    primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
+    return mirror.call(write, call, primary_params, action, secrets=_secrets(params), body=body)
 
 
 def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -356,7 +353,8 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
             )
 
     # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md.
-    return mirror.call(write, call, params, action, ordered=False)
+    requested = [o.get("Key") for o in delete.get("Objects", []) if isinstance(o, Mapping)]
+    return mirror.call(write, call, params, action, ordered=False, keys=requested)
 
 
 # -- multipart ---------------------------------------------------------------------------------
@@ -419,7 +417,7 @@ def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: P
         if isinstance(response.get("UploadId"), str):
             _uploads(mirror).remember_off(response["UploadId"])
         return response
-    upload = _Upload(write=write, broken="the shadow's CreateMultipartUpload did not succeed")
+    upload = _Upload(write=write)
 
     def primary(**kwargs: Any) -> Any:
         # Registered as soon as the primary answers, so that its parts find the decision even
@@ -432,8 +430,11 @@ def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: P
 
     def action(ctx: ShadowContext, response: Any) -> None:
         shadow_params = translate(mirror, write, params, creates=True)
-        upload.shadow_id = ctx.shadow.create_multipart_upload(**shadow_params)["UploadId"]
-        upload.broken = None
+        try:
+            upload.shadow_id = ctx.shadow.create_multipart_upload(**shadow_params)["UploadId"]
+        except Exception:
+            upload.broken = "the shadow's CreateMultipartUpload failed"
+            raise
 
     return mirror.call(write, primary, params, action, secrets=_secrets(params), ordered=False)
 
@@ -461,16 +462,20 @@ def _part(operation: str, method: str) -> Handler:
             response = call(**params)
             _unknown_upload(mirror, operation, target)
             return response
-        if not isinstance(upload, _Upload) or upload.broken:
+        if not isinstance(upload, _Upload) or upload.broken or upload.write.shadow_resource is None:
+            # Flag off at Create, a broken shadow upload (reported), or no shadow bucket
+            # (reported at Create and at Complete): the primary only.
             return call(**params)
         write = attrs.evolve(upload.write, operation=operation)
         body = Body(params.get("Body"))
         part_number = params.get("PartNumber")
 
         def action(ctx: ShadowContext, response: Any) -> None:
+            # Read here, not in the caller's thread: in background mode the shadow's
+            # CreateMultipartUpload runs on a worker, ahead of this part in the key's queue.
             shadow_id = upload.shadow_id
             if upload.broken or shadow_id is None:
-                return  # reported when the upload broke, and again at its completion
+                raise SkipShadow  # reported when the upload broke, and again at its completion
             shadow_params = translate(mirror, write, params, creates=False)
             shadow_params["UploadId"] = shadow_id
             if copy:
@@ -489,14 +494,17 @@ def _part(operation: str, method: str) -> Handler:
             }
             compare(ctx, theirs, mine)
 
-        try:
-            primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
-            # Parts of one upload go in parallel (s3transfer's threads): no per-key ordering.
-            return mirror.call(
-                write, call, primary_params, action, secrets=_secrets(params), ordered=False
-            )
-        finally:
-            body.close()
+        primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
+        # Parts of one upload go in parallel (s3transfer's threads): no per-key ordering.
+        return mirror.call(
+            write,
+            call,
+            primary_params,
+            action,
+            secrets=_secrets(params),
+            ordered=False,
+            body=body,
+        )
 
     handler.__name__ = f"_{method}"
     return handler
@@ -701,3 +709,86 @@ def unclassified(api_name: str, http_method: str) -> Handler | None:
 def new_state(options: Options) -> dict[str, Any]:
     """The per-client state this module keeps on a :class:`Mirror`."""
     return {"s3.options": options, "s3.uploads": _Uploads()}
+
+
+# -- repair ----------------------------------------------------------------------------------------
+
+# Object attributes a repair carries from the primary's GetObject to the shadow's upload.
+_REPAIR_ATTRIBUTES = (
+    "CacheControl",
+    "ContentDisposition",
+    "ContentEncoding",
+    "ContentLanguage",
+    "ContentType",
+    "Expires",
+    "Metadata",
+    "WebsiteRedirectLocation",
+)
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def repair_object(mirror: Mirror, bucket: str, key: str) -> str:
+    """Make the shadow's copy of ``bucket/key`` equal to the primary's current object.
+
+    The body is streamed (multipart for large objects, so memory stays bounded), with its content
+    type, metadata and tags, and ``ACL="bucket-owner-full-control"``; when the primary has no such
+    object the shadow's is deleted. Returns ``"copied"`` or ``"deleted"``.
+
+    Raises:
+        RepairError: no shadow bucket, or the key kept changing on the primary.
+        botocore.exceptions.ClientError: a read or write failed (e.g. an SSE-C object, which
+            cannot be read without its key).
+    """
+    from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
+    from botocore.exceptions import ClientError  # noqa: PLC0415
+
+    from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
+
+    shadow_bucket = mirror.shadow_name(bucket)
+    if shadow_bucket is None:
+        msg = f"no shadow name for bucket {bucket!r}"
+        raise RepairError(msg)
+    primary, shadow = mirror.primary, mirror.shadow
+    options: Options = mirror.state["s3.options"]
+    owner = {"ExpectedBucketOwner": options.shadow_account} if options.shadow_account else {}
+
+    def etag_now() -> str | None:
+        try:
+            return primary.head_object(Bucket=bucket, Key=key)["ETag"]  # type: ignore[no-any-return]
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in _MISSING_CODES:
+                return None
+            raise
+
+    def copy_once() -> tuple[str, str | None]:
+        try:
+            obj = primary.get_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING_CODES:
+                raise
+            shadow.delete_object(Bucket=shadow_bucket, Key=key, **owner)
+            return "deleted", None
+        body = obj["Body"]
+        try:
+            extra: dict[str, Any] = {k: obj[k] for k in _REPAIR_ATTRIBUTES if obj.get(k)}
+            tags = primary.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+            if tags:
+                from urllib.parse import urlencode  # noqa: PLC0415
+
+                extra["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in tags])
+            extra["ACL"] = OWNER_ACL
+            extra.update(owner)
+            shadow.upload_fileobj(
+                body,
+                shadow_bucket,
+                key,
+                ExtraArgs=extra,
+                Config=TransferConfig(preferred_transfer_client="classic"),
+            )
+        finally:
+            body.close()
+        return "copied", obj["ETag"]
+
+    # In this process, live writes to the key wait while it is repaired.
+    with mirror.key_lock(bucket, key):
+        return retry_until_stable(copy_once, etag_now)

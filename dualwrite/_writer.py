@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping
+import sqlite3
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from dualwrite._mirror import describe_error, safe_invoke
-from dualwrite.events import Event
+from dualwrite._background import ON_FULL, WorkerPool
+from dualwrite._bodies import Body
+from dualwrite._breaker import Circuit, CircuitBreaker
+from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke
+from dualwrite._repair import RepairReport
+from dualwrite.events import Event, ShadowFailed, Unsupported, Write
 from dualwrite.exceptions import ConfigurationError
+from dualwrite.journal import Entry, Journal, open_journal
 from dualwrite.typing import Flag, Hook, NameMap, TenantOf
 
 logger = logging.getLogger("dualwrite")
@@ -17,29 +23,70 @@ T = TypeVar("T")
 
 MODES = ("sync", "background")
 ON_SHADOW_ERROR = ("record", "raise")
+_DEFAULT_BREAKER = CircuitBreaker()
+
+
+def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str) -> list[Entry]:
+    """Journal entries for a write: its own key, or each of a multi-key write's ``keys``."""
+    targets: Sequence[Any] = [write.key] if write.key is not None else (keys or ())
+    return [
+        Entry(
+            service=write.service,
+            resource=write.resource,
+            key=key,
+            reason=reason,
+            tenant=write.tenant,
+            detail=detail,
+        )
+        for key in targets
+    ]
+
+
+def _check_background(
+    workers: object, queue_size: object, on_full: object, circuit_breaker: object
+) -> None:
+    for name, value in (("workers", workers), ("queue_size", queue_size)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            msg = f"{name} must be an int >= 1; got {value!r}"
+            raise ConfigurationError(msg)
+    if on_full not in ON_FULL:
+        msg = f"on_full must be one of {', '.join(map(repr, ON_FULL))}; got {on_full!r}"
+        raise ConfigurationError(msg)
+    if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreaker):
+        msg = f"circuit_breaker must be a dualwrite.CircuitBreaker or None; got {circuit_breaker!r}"
+        raise ConfigurationError(msg)
 
 
 class DualWriter:
     """Mirror writes to a shadow AWS account, per tenant, behind a flag.
 
-    A writer holds what every wrapped client shares: the flag, the hooks and the policies. Wrap
-    each primary client (or resource) once with :meth:`wrap` and use the result wherever the
-    primary was used.
+    A writer holds what every wrapped client shares: the flag, the hooks, the journal, the
+    background workers and the policies. Wrap each primary client (or resource) once with
+    :meth:`wrap` and use the result wherever the primary was used.
 
     Args:
         flag: called with the :class:`~dualwrite.Write` of each write call, in the caller's thread;
             a truthy result sends the write to the shadow too. ``True``/``False`` are accepted
             as constant flags.
         hooks: callables each receiving every event (see :mod:`dualwrite.events`).
-        mode: ``"sync"``: the shadow write runs in the caller's thread right after the primary's.
-            ``"background"`` is reserved for the background worker pool and not available in this
-            release.
-        journal: ``None``: no journal. Journal backends are not available in this release.
+        mode: ``"sync"``: the shadow write runs in the caller's thread right after the primary's;
+            ``"background"``: it is queued for a worker pool, and the caller waits for the
+            primary only.
+        journal: ``None``; a path (an SQLite journal is created there); or a
+            :class:`dualwrite.journal.Journal`. Keys the shadow may lack are recorded there for
+            :meth:`repair`.
         tenant_of: derives the tenant from a write when no :func:`dualwrite.tenant` block is
             active (for example from a key prefix).
-        on_shadow_error: ``"record"``: a shadow failure becomes a ``shadow_failed`` event only;
-            ``"raise"``: it also raises :class:`~dualwrite.exceptions.ShadowWriteError` to the
-            caller, after the primary write succeeded.
+        on_shadow_error: ``"record"``: a shadow failure becomes a ``shadow_failed`` event (and a
+            journal entry) only; ``"raise"``: it also raises
+            :class:`~dualwrite.exceptions.ShadowWriteError` to the caller, after the primary write
+            succeeded (sync mode only).
+        workers: background mode: number of worker threads.
+        queue_size: background mode: how many shadow writes may wait, all workers together.
+        on_full: background mode, when the queue is full: ``"block"`` the caller until there
+            is room, or ``"journal"`` the key (needs a journal) and go on.
+        circuit_breaker: a :class:`dualwrite.CircuitBreaker` (the default opens after 5
+            consecutive failures for 30 s), or ``None`` to always call the shadow.
 
     Raises:
         ConfigurationError: an argument is invalid; the message lists the allowed values.
@@ -54,6 +101,10 @@ class DualWriter:
         journal: object = None,
         tenant_of: TenantOf | None = None,
         on_shadow_error: str = "record",
+        workers: int = 8,
+        queue_size: int = 10_000,
+        on_full: str = "block",
+        circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
     ) -> None:
         if not (isinstance(flag, bool) or callable(flag)):
             msg = f"flag must be a callable taking a dualwrite.Write, or True/False; got {flag!r}"
@@ -69,15 +120,6 @@ class DualWriter:
         if mode not in MODES:
             msg = f"mode must be one of {', '.join(map(repr, MODES))}; got {mode!r}"
             raise ConfigurationError(msg)
-        if mode == "background":
-            msg = "mode='background' is not available in this release of dualwrite; use mode='sync'"
-            raise ConfigurationError(msg)
-        if journal is not None:
-            msg = (
-                "journal backends are not available in this release of dualwrite; "
-                f"pass journal=None (got {journal!r})"
-            )
-            raise ConfigurationError(msg)
         if tenant_of is not None and not callable(tenant_of):
             msg = (
                 f"tenant_of must be a callable taking a dualwrite.Write, or None; got {tenant_of!r}"
@@ -89,12 +131,37 @@ class DualWriter:
                 f"got {on_shadow_error!r}"
             )
             raise ConfigurationError(msg)
+        if on_shadow_error == "raise" and mode == "background":
+            msg = (
+                "on_shadow_error='raise' needs mode='sync': in background mode the caller has "
+                "returned before the shadow write runs"
+            )
+            raise ConfigurationError(msg)
+        _check_background(workers, queue_size, on_full, circuit_breaker)
+        try:
+            journal_backend = open_journal(journal)
+        except TypeError as exc:
+            raise ConfigurationError(str(exc)) from exc
+        except (OSError, sqlite3.Error) as exc:
+            msg = f"cannot open the journal {journal!r}: {exc}"
+            raise ConfigurationError(msg) from exc
+        if on_full == "journal" and journal_backend is None:
+            msg = "on_full='journal' needs a journal: pass journal= a path or a Journal"
+            raise ConfigurationError(msg)
         self.flag = flag
         self.hooks: tuple[Hook, ...] = tuple(hook_list)
         self.mode = mode
-        self.journal = journal
+        self.journal: Journal | None = journal_backend
+        self._owns_journal = journal_backend is not journal
         self.tenant_of = tenant_of
         self.on_shadow_error = on_shadow_error
+        self.on_full = on_full
+        self.circuit_breaker = circuit_breaker
+        self.background = mode == "background"
+        self._pool: WorkerPool | None = None
+        if self.background:
+            self._pool = WorkerPool(workers=workers, queue_size=queue_size)
+        self._mirrors: list[Mirror] = []
         self._closed = False
 
     def wrap(
@@ -158,6 +225,105 @@ class DualWriter:
                     event.kind,
                 )
 
+    def report(
+        self, events: Sequence[Event], keys: Sequence[Any] | None = None, reason: str = ""
+    ) -> None:
+        """Journal what the shadow lacks, then send ``events`` to the hooks.
+
+        Every ``shadow_failed`` and ``unsupported`` event is journaled under its write's key, or
+        under each of ``keys`` for a multi-key write.
+        """
+        if self.journal is not None:
+            entries = []
+            for event in events:
+                if isinstance(event, ShadowFailed):
+                    why, detail = reason or "shadow_failed", event.error_code or event.error_type
+                elif isinstance(event, Unsupported):
+                    why, detail = "unsupported", event.reason
+                else:
+                    continue
+                entries.extend(_entries(event.write, keys, why, detail))
+            if entries:
+                self._journal_add(entries)
+        for event in events:
+            self.emit(event)
+
+    def _journal_add(self, entries: list[Entry]) -> list[str]:
+        assert self.journal is not None
+        try:
+            return self.journal.add(entries)
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
+            info = describe_error(exc)
+            logger.error(  # noqa: TRY400 - no traceback: it may quote the entry's key only
+                "dualwrite: could not journal %d key(s) of %s/%s: %s: %s",
+                len(entries),
+                entries[0].service,
+                entries[0].resource,
+                info.type,
+                info.message,
+            )
+            return []
+
+    def submit(
+        self,
+        mirror: Mirror,
+        write: Write,
+        job: Callable[[], None],
+        *,
+        keys: Sequence[Any] | None,
+        body: Body | None,
+    ) -> None:
+        """Queue a shadow ``job`` (background mode), its intent journaled first."""
+        assert self._pool is not None
+        intents: list[str] = []
+        if self.journal is not None:
+            intents = self._journal_add(_entries(write, keys, "pending", write.operation))
+
+        def run() -> None:
+            try:
+                job()
+            finally:
+                if body is not None:
+                    body.close()
+                if intents and self.journal is not None:
+                    _, exc = safe_invoke(self.journal.remove, intents)
+                    if exc is not None:
+                        logger.warning("dualwrite: could not clear %d intent(s)", len(intents))
+
+        shard = hash((write.service, write.resource, _freeze(write.key)))
+        if self._pool.submit(shard, run, block=self.on_full == "block"):
+            return
+        # The queue is full and the policy is to journal: the key is kept for repair.
+        if body is not None:
+            body.close()
+        if intents and self.journal is not None:
+            safe_invoke(self.journal.remove, intents)
+        self.report(
+            [
+                ShadowFailed(
+                    write=write,
+                    error_type="QueueFull",
+                    error_code=None,
+                    error_message="the background queue was full; the key is journaled",
+                )
+            ],
+            keys,
+            reason="overflow",
+        )
+
+    def new_circuit(self) -> Circuit | None:
+        """A circuit for one more shadow, or ``None`` without a breaker."""
+        return Circuit(self.circuit_breaker) if self.circuit_breaker is not None else None
+
+    def register(self, mirror: Mirror) -> None:
+        """Remember a wrapped pair, for :meth:`repair`."""
+        self._mirrors.append(mirror)
+
+    @property
+    def pending(self) -> int:
+        """Shadow writes queued or running (background mode); 0 in sync mode."""
+        return self._pool.pending if self._pool is not None else 0
+
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued shadow write is done.
 
@@ -168,15 +334,61 @@ class DualWriter:
             timeout: seconds to wait at most; ``None`` waits as long as needed.
 
         Returns:
-            ``True`` when nothing is pending.
+            ``True`` when nothing is pending, ``False`` if the timeout expired first (what is
+            still queued stays journaled as ``pending``).
         """
-        del timeout
-        return True
+        if self._pool is None:
+            return True
+        return self._pool.flush(timeout)
 
-    def close(self) -> None:
-        """Flush and stop; wrapping more clients afterwards raises ``ConfigurationError``."""
+    def repair(self, *, limit: int | None = None, progress: bool = False) -> RepairReport:
+        """Copy every journaled key's current state from the primary to the shadow.
+
+        For each distinct key in the journal: S3 copies the primary's object (body, metadata,
+        content type, tags; the ACL forced) or deletes the shadow's when the primary has none;
+        DynamoDB does a consistent read and puts or deletes the item. Entries of repaired keys
+        are removed. Idempotent and order-free: safe to run again, or from several processes.
+        Keys whose bucket or table this writer has not wrapped are left in the journal.
+
+        Args:
+            limit: repair at most this many entries.
+            progress: draw a progress bar on standard error when it is a terminal.
+
+        Returns:
+            A :class:`dualwrite.RepairReport` with the counts.
+
+        Raises:
+            ConfigurationError: the writer has no journal.
+        """
+        from dualwrite._repair import repair_journal  # noqa: PLC0415 - only when repairing
+
+        if self.journal is None:
+            msg = "repair() needs a journal: DualWriter(journal='dualwrite-journal.db')"
+            raise ConfigurationError(msg)
         self.flush()
+        return repair_journal(self.journal, self._mirrors, limit=limit, progress=progress)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, stop the workers and close the journal the writer opened itself.
+
+        Wrapping more clients afterwards raises ``ConfigurationError``; writes through clients
+        already wrapped keep going to the primary, and their shadow writes run in the caller's
+        thread (as in sync mode).
+
+        Returns:
+            Whether every queued shadow write was done (see :meth:`flush`).
+        """
+        if self._closed:
+            return True
+        done = True
+        if self._pool is not None:
+            done = self._pool.close(timeout)
+            self.background = False
         self._closed = True
+        if self._owns_journal and self.journal is not None:
+            self.journal.close()
+            self.journal = None
+        return done
 
     def __enter__(self) -> DualWriter:
         return self

@@ -17,6 +17,8 @@ from typing import Any, ClassVar, Literal
 import attrs
 
 __all__ = [
+    "CircuitClosed",
+    "CircuitOpened",
     "Event",
     "FlagFailed",
     "Mismatch",
@@ -145,3 +147,30 @@ class FlagFailed(Event):
     source: str
     error_type: str
     error_message: str
+
+
+@attrs.frozen(kw_only=True)
+class CircuitOpened(Event):
+    """The shadow failed too often in a row: it is not called until the breaker's next probe.
+
+    Until then every write is reported ``shadow_failed`` (``error_type="CircuitOpen"``) and
+    journaled. ``write`` is the write whose failure opened the circuit.
+
+    Attributes:
+        service: the service whose shadow is cut off.
+    """
+
+    kind: ClassVar[str] = "circuit_opened"
+    service: str
+
+
+@attrs.frozen(kw_only=True)
+class CircuitClosed(Event):
+    """A probe write reached the shadow: it is called again for every write.
+
+    Attributes:
+        service: the service whose shadow is back.
+    """
+
+    kind: ClassVar[str] = "circuit_closed"
+    service: str

@@ -1,0 +1,181 @@
+"""Repair: make the shadow equal to the primary for every journaled key.
+
+Repair never replays a request: it reads the key's current state on the primary and writes that
+state to the shadow (or deletes the shadow's copy when the primary has none). Replaying an entry
+twice, or entries in any order, or from two processes at once, gives the same result. After the
+write, the primary is read again: if the key changed meanwhile (a live write), the copy is redone,
+so a repair racing a live dual-write cannot leave the older value on the shadow.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dualwrite._mirror import describe_error
+
+if TYPE_CHECKING:
+    from dualwrite._mirror import Mirror
+    from dualwrite.journal import Entry, Journal
+
+_ATTEMPTS = 3
+
+
+@attrs.frozen(kw_only=True)
+class RepairReport:
+    """What a repair run did.
+
+    Attributes:
+        entries: journal entries read.
+        keys: distinct keys among them.
+        copied: keys whose primary state was written to the shadow.
+        deleted: keys deleted on the shadow because the primary has none.
+        failed: keys that could not be repaired (their entries stay in the journal).
+        skipped: keys of a bucket or table this writer has not wrapped (entries stay).
+        remaining: entries left in the journal afterwards.
+        seconds: how long the run took.
+        errors: one line per failed key (error type and code; never a payload).
+    """
+
+    entries: int = 0
+    keys: int = 0
+    copied: int = 0
+    deleted: int = 0
+    failed: int = 0
+    skipped: int = 0
+    remaining: int = 0
+    seconds: float = 0.0
+    errors: tuple[str, ...] = ()
+
+    @property
+    def repaired(self) -> int:
+        """Keys made equal (copied or deleted)."""
+        return self.copied + self.deleted
+
+
+class RepairError(Exception):
+    """A key could not be repaired; the message says why (no payload)."""
+
+
+def repair_journal(
+    journal: Journal, mirrors: Sequence[Mirror], *, limit: int | None, progress: bool
+) -> RepairReport:
+    """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``."""
+    started = time.perf_counter()
+    groups: dict[tuple[str, str, str], list[Entry]] = {}
+    count = 0
+    for entry in journal.entries(limit):
+        groups.setdefault(entry.identity(), []).append(entry)
+        count += 1
+    counts = {"copied": 0, "deleted": 0, "failed": 0, "skipped": 0}
+    errors: list[str] = []
+    bar = _Progress(len(groups)) if progress and sys.stderr.isatty() else None
+    for entries in groups.values():
+        first = entries[0]
+        mirror = _mirror_for(mirrors, first.service, first.resource)
+        if mirror is None or mirror.shadow_name(first.resource) is None:
+            counts["skipped"] += 1
+        else:
+            try:
+                outcome = _repair_key(mirror, first)
+            except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
+                info = describe_error(exc)
+                counts["failed"] += 1
+                errors.append(
+                    f"{first.service} {first.resource} {_show(first.key)}: "
+                    f"{info.type} {info.code or ''}".rstrip()
+                )
+            else:
+                counts[outcome] += 1
+                journal.remove([e.id for e in entries if e.id is not None])
+        if bar is not None:
+            bar.step()
+    if bar is not None:
+        bar.done()
+    return RepairReport(
+        entries=count,
+        keys=len(groups),
+        remaining=journal.count(),
+        seconds=time.perf_counter() - started,
+        errors=tuple(errors),
+        **counts,
+    )
+
+
+def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirror | None:
+    for mirror in mirrors:
+        if mirror.service == service and mirror.shadow_name(resource) is not None:
+            return mirror
+    for mirror in mirrors:
+        if mirror.service == service:
+            return mirror
+    return None
+
+
+def _repair_key(mirror: Mirror, entry: Entry) -> str:
+    if entry.service == "s3":
+        from dualwrite._s3 import repair_object  # noqa: PLC0415
+
+        return repair_object(mirror, entry.resource, str(entry.key))
+    if entry.service == "dynamodb":
+        from dualwrite._dynamodb import repair_item  # noqa: PLC0415
+
+        return repair_item(mirror, entry.resource, entry.key)  # type: ignore[no-any-return]
+    msg = f"unknown service {entry.service!r} in the journal"
+    raise RepairError(msg)
+
+
+def _show(key: object) -> str:
+    text = key if isinstance(key, str) else repr(key)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+class _Progress:
+    """A one-line progress bar on standard error."""
+
+    def __init__(self, total: int) -> None:
+        self.total = max(total, 1)
+        self.done_count = 0
+        self.started = time.monotonic()
+
+    def step(self) -> None:
+        self.done_count += 1
+        elapsed = time.monotonic() - self.started
+        rate = self.done_count / elapsed if elapsed > 0 else 0.0
+        eta = (self.total - self.done_count) / rate if rate else 0.0
+        width = 30
+        filled = int(width * self.done_count / self.total)
+        sys.stderr.write(
+            f"\rrepair [{'#' * filled}{'.' * (width - filled)}] "
+            f"{self.done_count}/{self.total} keys, {rate:.0f}/s, ETA {eta:.0f}s "
+        )
+        sys.stderr.flush()
+
+    def done(self) -> None:
+        sys.stderr.write("\n")
+        sys.stderr.flush()
+
+
+def retry_until_stable(copy_once: Any, version_now: Any) -> str:
+    """Copy, then check the primary did not change meanwhile; redo at most a few times.
+
+    Args:
+        copy_once: copies the current state; returns ``(outcome, version it copied)``.
+        version_now: returns the primary's version now (ETag, or the item itself).
+
+    Returns:
+        The outcome of the last copy (``"copied"`` or ``"deleted"``).
+
+    Raises:
+        RepairError: the key kept changing.
+    """
+    for _ in range(_ATTEMPTS):
+        outcome, copied = copy_once()
+        if version_now() == copied:
+            return str(outcome)
+    msg = f"the key changed on the primary during {_ATTEMPTS} repair attempts"
+    raise RepairError(msg)

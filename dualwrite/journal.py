@@ -1,0 +1,405 @@
+"""The journal: which keys the shadow may lack, so that ``repair()`` can restore them.
+
+An entry names a key, never a payload: the service, the primary bucket or table, the key, why it
+is there and when. Repair reads the key's *current* state on the primary and writes it to the
+shadow (or deletes it there), so replaying an entry twice, or entries in any order, is harmless.
+
+Backends implement the small :class:`Journal` protocol. Two ship with the library:
+
+* :class:`SQLiteJournal`, the embedded default: one file on the host (WAL mode), safe from many
+  threads and several processes.
+* :class:`SQSJournal`: an Amazon SQS queue shared by a fleet of hosts.
+
+``DualWriter(journal=...)`` accepts ``None``, a path (an SQLite journal there) or a backend.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
+
+import attrs
+
+__all__ = ["Entry", "Journal", "SQLiteJournal", "SQSJournal", "open_journal"]
+
+REASONS = ("pending", "shadow_failed", "unsupported", "overflow", "circuit_open")
+"""Why a key is in the journal.
+
+``pending``: a background write was accepted and its shadow write has not finished yet (removed
+when it succeeds); ``shadow_failed``: the shadow write failed; ``unsupported``: the write could not
+be mirrored; ``overflow``: the background queue was full; ``circuit_open``: the circuit breaker
+skipped the shadow.
+"""
+
+
+@attrs.frozen(kw_only=True)
+class Entry:
+    """One journaled key.
+
+    Attributes:
+        service: ``"s3"`` or ``"dynamodb"``.
+        resource: the primary bucket or table name.
+        key: the S3 object key, or the DynamoDB key in its typed form (``{"pk": {"S": "a"}}``).
+        reason: one of :data:`REASONS`.
+        tenant: the write's tenant, if known.
+        detail: a short explanation (an error code, an unsupported reason); never a payload.
+        at: when the entry was made (seconds since the epoch).
+        id: the backend's id of the entry, set when it is read back.
+    """
+
+    service: str
+    resource: str
+    key: str | Mapping[str, Any]
+    reason: str
+    tenant: str | None = None
+    detail: str = ""
+    at: float = attrs.field(factory=time.time)
+    id: str | None = None
+
+    def identity(self) -> tuple[str, str, str]:
+        """``(service, resource, key as canonical JSON)``: entries for one key share it."""
+        return self.service, self.resource, encode_key(self.key)
+
+
+@runtime_checkable
+class Journal(Protocol):
+    """A place to record keys the shadow may lack.
+
+    Implementations must be safe to call from several threads at once.
+    """
+
+    def add(self, entries: Sequence[Entry]) -> list[str]:
+        """Record ``entries``; return their ids, in order."""
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Forget the entries ``ids``; unknown ids are ignored."""
+
+    def entries(self, limit: int | None = None) -> Iterator[Entry]:
+        """Yield recorded entries (with their ids), oldest first, up to ``limit``."""
+
+    def count(self) -> int:
+        """Return how many entries are recorded."""
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+
+
+# -- key encoding --------------------------------------------------------------------------------
+
+
+def encode_key(key: str | Mapping[str, Any]) -> str:
+    """Canonical JSON for a key: an S3 key as a string, a DynamoDB key in its typed form."""
+    if isinstance(key, str):
+        return json.dumps(key)
+    return json.dumps(_typed(key), sort_keys=True, separators=(",", ":"))
+
+
+def decode_key(text: str) -> str | dict[str, Any]:
+    """Inverse of :func:`encode_key`; DynamoDB binary values come back as ``bytes``."""
+    value = json.loads(text)
+    if isinstance(value, str):
+        return value
+    return {name: _unjson(attr) for name, attr in value.items()}
+
+
+def _typed(key: Mapping[str, Any]) -> dict[str, Any]:
+    """A DynamoDB key in typed form, JSON-safe (binary as base64), whatever level it came from."""
+    from boto3.dynamodb.types import Binary, TypeSerializer  # noqa: PLC0415 - boto3 is a dependency
+
+    out: dict[str, Any] = {}
+    serializer = TypeSerializer()
+    for name, value in key.items():
+        typed: dict[str, Any]
+        if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("S", "N", "B"):
+            typed = dict(value)  # already low-level
+        else:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                value = Decimal(str(value))  # noqa: PLW2901
+            typed = dict(serializer.serialize(value))
+        if "B" in typed:
+            raw: Any = typed["B"]
+            raw = raw.value if isinstance(raw, Binary) else raw  # type: ignore[attr-defined]
+            typed = {"B": base64.b64encode(bytes(raw)).decode("ascii")}
+        out[str(name)] = typed
+    return out
+
+
+def _unjson(attr: Mapping[str, Any]) -> dict[str, Any]:
+    if "B" in attr:
+        return {"B": base64.b64decode(attr["B"])}
+    return dict(attr)
+
+
+# -- SQLite --------------------------------------------------------------------------------------
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    service TEXT NOT NULL,
+    resource TEXT NOT NULL,
+    key TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    tenant TEXT,
+    detail TEXT NOT NULL DEFAULT '',
+    at REAL NOT NULL
+)
+"""
+
+
+class SQLiteJournal:
+    """A journal in an SQLite file: the embedded default.
+
+    WAL mode, one connection per thread, a busy timeout for writers in other processes: safe
+    from many threads and several processes on one host (not on a network file system).
+
+    Args:
+        path: the database file; created with its table if missing.
+        timeout: seconds to wait for another process's lock before failing.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+        self.path = os.fspath(path)
+        self._timeout = timeout
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        connection = self._connection()  # create the file and table now: fail fast
+        with connection:
+            connection.execute(_SCHEMA)
+
+    def _connection(self) -> sqlite3.Connection:
+        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
+        if connection is None:
+            if self._closed:
+                msg = f"journal {self.path!r} is closed"
+                raise RuntimeError(msg)
+            connection = sqlite3.connect(
+                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+            )
+            connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a crash of the process (not of the machine).
+            connection.execute("PRAGMA synchronous=NORMAL")
+            self._local.connection = connection
+            with self._lock:
+                self._connections.append(connection)
+        return connection
+
+    def add(self, entries: Sequence[Entry]) -> list[str]:
+        """Record ``entries`` in one transaction; return their ids."""
+        connection = self._connection()
+        ids: list[str] = []
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for entry in entries:
+                cursor = connection.execute(
+                    "INSERT INTO entries (service, resource, key, reason, tenant, detail, at)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        entry.service,
+                        entry.resource,
+                        encode_key(entry.key),
+                        entry.reason,
+                        entry.tenant,
+                        entry.detail,
+                        entry.at,
+                    ),
+                )
+                ids.append(str(cursor.lastrowid))
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        return ids
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Forget entries ``ids``."""
+        if ids:
+            self._connection().executemany(
+                "DELETE FROM entries WHERE id = ?", [(int(i),) for i in ids]
+            )
+
+    def entries(self, limit: int | None = None) -> Iterator[Entry]:
+        """Yield entries, oldest first."""
+        query = "SELECT id, service, resource, key, reason, tenant, detail, at FROM entries"
+        query += " ORDER BY id"
+        if limit is not None:
+            query += f" LIMIT {int(limit)}"
+        rows = self._connection().execute(query).fetchall()
+        for row in rows:
+            yield Entry(
+                id=str(row[0]),
+                service=row[1],
+                resource=row[2],
+                key=decode_key(row[3]),
+                reason=row[4],
+                tenant=row[5],
+                detail=row[6],
+                at=row[7],
+            )
+
+    def count(self) -> int:
+        """Return the number of entries."""
+        return int(self._connection().execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def close(self) -> None:
+        """Close every thread's connection."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    def __repr__(self) -> str:
+        return f"SQLiteJournal({self.path!r})"
+
+
+# -- SQS -----------------------------------------------------------------------------------------
+
+
+class SQSJournal:
+    """A journal on an Amazon SQS queue, shared by a fleet of hosts.
+
+    Each entry is one message (JSON, keys only). :meth:`entries` receives messages with a
+    visibility timeout, so several repair processes split the backlog; :meth:`remove` deletes the
+    received ones. SQS cannot delete a message it has not handed out, so ``pending`` intents of
+    background mode are not sent here: they are kept by the local ``intents`` journal when one is
+    given (an :class:`SQLiteJournal`), else only in memory (a crash of the host then loses the
+    writes that were still queued). Failures are always sent to the queue.
+
+    Args:
+        client: a boto3 SQS client (of the account that owns the queue).
+        queue_url: the queue's URL.
+        visibility_timeout: seconds a received entry stays hidden from other repairers.
+        intents: an optional local journal for ``pending`` intents.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        queue_url: str,
+        *,
+        visibility_timeout: int = 300,
+        intents: Journal | None = None,
+    ) -> None:
+        self.client = client
+        self.queue_url = queue_url
+        self.visibility_timeout = visibility_timeout
+        self.intents = intents
+        self._receipts: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def add(self, entries: Sequence[Entry]) -> list[str]:
+        """Send ``entries`` (``pending`` ones to the local intents journal, if any)."""
+        ids: list[str] = []
+        for entry in entries:
+            if entry.reason == "pending":
+                if self.intents is not None:
+                    ids.append("local:" + self.intents.add([entry])[0])
+                else:
+                    ids.append("memory:" + uuid.uuid4().hex)
+                continue
+            body = json.dumps(
+                {
+                    "service": entry.service,
+                    "resource": entry.resource,
+                    "key": encode_key(entry.key),
+                    "reason": entry.reason,
+                    "tenant": entry.tenant,
+                    "detail": entry.detail,
+                    "at": entry.at,
+                }
+            )
+            response = self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
+            ids.append("sqs:" + response["MessageId"])
+        return ids
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Delete received messages and local intents."""
+        for entry_id in ids:
+            kind, _, rest = entry_id.partition(":")
+            if kind == "local" and self.intents is not None:
+                self.intents.remove([rest])
+            elif kind == "sqs":
+                with self._lock:
+                    receipt = self._receipts.pop(rest, None)
+                if receipt is not None:
+                    self.client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt)
+
+    def entries(self, limit: int | None = None) -> Iterator[Entry]:
+        """Receive entries until the queue looks empty (or ``limit``)."""
+        seen = 0
+        if self.intents is not None:
+            for entry in self.intents.entries(limit):
+                yield attrs.evolve(entry, id=f"local:{entry.id}")
+                seen += 1
+        while limit is None or seen < limit:
+            batch = min(10, (limit - seen) if limit is not None else 10)
+            response = self.client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=batch,
+                VisibilityTimeout=self.visibility_timeout,
+                WaitTimeSeconds=0,
+            )
+            messages = response.get("Messages", [])
+            if not messages:
+                return
+            for message in messages:
+                body = json.loads(message["Body"])
+                with self._lock:
+                    self._receipts[message["MessageId"]] = message["ReceiptHandle"]
+                yield Entry(
+                    id="sqs:" + message["MessageId"],
+                    service=body["service"],
+                    resource=body["resource"],
+                    key=decode_key(body["key"]),
+                    reason=body["reason"],
+                    tenant=body.get("tenant"),
+                    detail=body.get("detail", ""),
+                    at=float(body.get("at", 0.0)),
+                )
+                seen += 1
+
+    def count(self) -> int:
+        """Approximate number of entries (SQS counts are approximate)."""
+        attributes = self.client.get_queue_attributes(
+            QueueUrl=self.queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        local = self.intents.count() if self.intents is not None else 0
+        return local + sum(int(v) for v in attributes.values())
+
+    def close(self) -> None:
+        """Close the local intents journal, if any."""
+        if self.intents is not None:
+            self.intents.close()
+
+    def __repr__(self) -> str:
+        return f"SQSJournal({self.queue_url!r})"
+
+
+def open_journal(spec: object) -> Journal | None:
+    """Turn ``DualWriter(journal=...)`` into a backend.
+
+    Raises:
+        TypeError: ``spec`` is neither ``None``, a path, nor a :class:`Journal`.
+    """
+    if spec is None:
+        return None
+    if isinstance(spec, (str, os.PathLike)):
+        return SQLiteJournal(spec)
+    if isinstance(spec, Journal):
+        return spec
+    msg = (
+        "journal must be None, a path (an SQLite journal is created there) or a "
+        f"dualwrite.journal.Journal; got {type(spec).__name__}"
+    )
+    raise TypeError(msg)
