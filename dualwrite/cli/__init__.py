@@ -4,6 +4,8 @@ Subcommands:
 
 * ``demo``: a migration on embedded, in-process moto with two AWS accounts (no AWS account
   needed; requires the ``demo`` extra).
+* ``repair``: replay a journal: copy each journaled key's current state from the primary to the
+  shadow.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 from collections.abc import Sequence
 
 from dualwrite._version import __version__
+from dualwrite.cli._targets import SIDES, add_target_options
 
 __all__ = ["main"]
 
@@ -39,6 +42,28 @@ def _parser() -> argparse.ArgumentParser:
         help="comma-separated tenants whose flag is on (default: %(default)s)",
     )
     demo.add_argument("--no-dynamodb", action="store_true", help="show S3 only")
+
+    repair = commands.add_parser(
+        "repair",
+        help="copy every journaled key's current state from the primary to the shadow",
+        description=(
+            "Read the journal; for each key, copy the primary's current object or item to the "
+            "shadow (or delete it there when the primary has none), then remove its entries. "
+            "Idempotent: safe to rerun, or to run from several processes at once."
+        ),
+    )
+    source = repair.add_mutually_exclusive_group(required=True)
+    source.add_argument("--journal", help="path of the SQLite journal")
+    source.add_argument("--sqs-queue-url", help="URL of an SQS journal queue")
+    repair.add_argument(
+        "--sqs-side",
+        choices=SIDES,
+        default="primary",
+        help="which account's credentials read the SQS queue (default: %(default)s)",
+    )
+    repair.add_argument("--limit", type=int, help="repair at most this many entries")
+    repair.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_target_options(repair)
     return parser
 
 
@@ -50,4 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         migrating = {t.strip() for t in args.migrating.split(",") if t.strip()}
         return run_demo(migrating=migrating, dynamodb=not args.no_dynamodb, out=sys.stdout)
+    if args.command == "repair":
+        from dualwrite.cli._repair import run_repair  # noqa: PLC0415
+
+        return run_repair(args, out=sys.stdout)
     return 2  # pragma: no cover - argparse rejects unknown commands first
