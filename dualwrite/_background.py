@@ -2,19 +2,24 @@
 
 Each key is hashed to one worker, and each worker takes its jobs first in, first out, so writes
 to one key reach the shadow in the order the primary acknowledged them while writes to different
-keys proceed in parallel. The queues are bounded; what happens when they are full is the
-writer's ``on_full`` policy: ``"block"`` the caller until there is room, or ``"journal"`` the key
-for repair and move on. Either way no key is lost silently.
+keys proceed in parallel. The queues are bounded; what happens when one is full is the writer's
+``on_full`` policy: ``"block"`` the caller until there is room, or ``"journal"`` the key for
+repair and move on. Either way no key is lost silently.
+
+A blocked caller waits *after* its job is queued (:meth:`WorkerPool.wait_for_room`), not while
+queueing it: the caller queues under the key's lock (that is what orders same-key writes) and
+must not keep that lock while it waits for a worker, since the worker may need the same lock
+(converging a key from the primary). A queue therefore holds at most its capacity plus one job
+per blocked caller.
 """
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 
 logger = logging.getLogger("dualwrite")
@@ -23,22 +28,39 @@ ON_FULL = ("block", "journal")
 
 Job = Callable[[], None]
 
+_worker = threading.local()
+
+
+class PoolClosed(RuntimeError):
+    """The pool was closed: the job was not queued (the caller should run it itself)."""
+
+
+class _Queue:
+    """One worker's FIFO of jobs, with the condition its worker and blocked callers wait on."""
+
+    __slots__ = ("capacity", "changed", "jobs", "stopping")
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.jobs: deque[tuple[contextvars.Context, Job]] = deque()
+        self.changed = threading.Condition()
+        self.stopping = False
+
 
 class WorkerPool:
     """A fixed pool of daemon threads, each with its own bounded FIFO queue.
 
     Args:
         workers: number of threads (and queues).
-        queue_size: capacity of all queues together.
+        queue_size: capacity of all queues together (each holds ``queue_size // workers``).
         name: prefix of the threads' names.
     """
 
     def __init__(self, *, workers: int, queue_size: int, name: str = "dualwrite") -> None:
-        per_queue = max(1, queue_size // workers)
-        self._queues: list[queue.Queue[tuple[contextvars.Context, Job] | None]] = [
-            queue.Queue(maxsize=per_queue) for _ in range(workers)
-        ]
+        capacity = max(1, queue_size // workers)
+        self._queues = [_Queue(capacity) for _ in range(workers)]
         self._pending = 0
+        self._closed = False
         self._idle = threading.Condition()
         self._threads = [
             threading.Thread(target=self._run, args=(q,), name=f"{name}-{i}", daemon=True)
@@ -46,33 +68,63 @@ class WorkerPool:
         ]
         for thread in self._threads:
             thread.start()
-        self._closed = False
 
     def submit(self, shard: int, job: Job, *, block: bool) -> bool:
-        """Queue ``job`` on the worker for ``shard``, in the caller's context.
+        """Queue ``job`` on the worker for ``shard``, in the caller's context. Never waits.
+
+        Args:
+            shard: any int; jobs with equal shards run one after the other, in order.
+            job: the work.
+            block: the caller will wait for room (:meth:`wait_for_room`) instead of being
+                refused: the job is queued even when the queue is full.
 
         Returns:
             ``False`` when the queue is full and ``block`` is false; the job was not queued.
-        """
-        if self._closed:
-            msg = "the DualWriter is closed"
-            raise RuntimeError(msg)
-        context = contextvars.copy_context()
-        with self._idle:
-            self._pending += 1
-        try:
-            self._queues[shard % len(self._queues)].put((context, job), block=block)
-        except queue.Full:
-            self._done()
-            return False
-        return True
 
-    def _run(self, jobs: queue.Queue[tuple[contextvars.Context, Job] | None]) -> None:
+        Raises:
+            PoolClosed: :meth:`close` was called; the job was not queued.
+        """
+        with self._idle:
+            if self._closed:
+                msg = "the DualWriter is closed"
+                raise PoolClosed(msg)
+            # Counted before it is queued, so that close() waits for it.
+            self._pending += 1
+        jobs = self._queues[shard % len(self._queues)]
+        with jobs.changed:
+            if not block and len(jobs.jobs) >= jobs.capacity:
+                queued = False
+            else:
+                jobs.jobs.append((contextvars.copy_context(), job))
+                jobs.changed.notify_all()
+                queued = True
+        if not queued:
+            self._done()
+        return queued
+
+    def wait_for_room(self, shard: int) -> None:
+        """Wait until the queue of ``shard`` is within its capacity.
+
+        Returns at once on a worker thread: a hook that writes through a wrapped client runs
+        there, and waiting for its own queue to drain would never end.
+        """
+        if getattr(_worker, "active", False):
+            return
+        jobs = self._queues[shard % len(self._queues)]
+        with jobs.changed:
+            while len(jobs.jobs) > jobs.capacity and not jobs.stopping:
+                jobs.changed.wait()
+
+    def _run(self, jobs: _Queue) -> None:
+        _worker.active = True
         while True:
-            item = jobs.get()
-            if item is None:  # close() asks the thread to stop
-                return
-            context, job = item
+            with jobs.changed:
+                while not jobs.jobs and not jobs.stopping:
+                    jobs.changed.wait()
+                if not jobs.jobs:  # stopping, and nothing left
+                    return
+                context, job = jobs.jobs.popleft()
+                jobs.changed.notify_all()  # a blocked caller may go on
             try:
                 context.run(job)
             except Exception:  # pragma: no cover - jobs contain their own failures
@@ -104,13 +156,21 @@ class WorkerPool:
         return True
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush, then stop the threads. Returns whether everything queued was done."""
+        """Refuse new jobs, finish the queued ones, stop the threads.
+
+        Returns:
+            Whether everything queued was done within ``timeout``. Jobs left over keep running
+            on the (daemon) threads until their queues are empty.
+        """
+        with self._idle:
+            self._closed = True
         done = self.flush(timeout)
-        self._closed = True
         for jobs in self._queues:
-            # Timed out with work left: the daemon threads then end with the process.
-            with contextlib.suppress(queue.Full):
-                jobs.put_nowait(None)
-        for thread in self._threads:
-            thread.join(0 if not done else timeout)
+            with jobs.changed:
+                jobs.stopping = True
+                jobs.changed.notify_all()
+        if done:
+            for thread in self._threads:
+                if thread is not threading.current_thread():
+                    thread.join(timeout)
         return done

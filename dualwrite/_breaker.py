@@ -59,6 +59,15 @@ class Circuit:
                 return True
             return False
 
+    def release(self) -> None:
+        """Record a write that said nothing about the shadow's health (it never called it).
+
+        A probe that ends this way gives its turn back, so the next write probes instead;
+        without this the circuit would wait forever for a probe's outcome.
+        """
+        with self._lock:
+            self._probing = False
+
     def success(self) -> bool:
         """Record a success; return ``True`` if it closed an open circuit."""
         with self._lock:

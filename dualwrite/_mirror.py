@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dualwrite._bodies import Body
+from dualwrite._context import current_tenant
 from dualwrite.events import (
     CircuitClosed,
     CircuitOpened,
@@ -147,6 +148,27 @@ class ShadowContext:
         """Report that one part of the call (e.g. one key of a batch) cannot be mirrored."""
         self.events.append(Unsupported(write=write, reason=reason, detail=detail))
 
+    def converge(self) -> str:
+        """Make the shadow's copy of this write's key equal to the primary's current state.
+
+        For a write whose replay cannot be trusted, e.g. a server-side copy whose source the
+        shadow holds at another version (in background mode the source's own writes wait in
+        another queue). Reads the primary; raises what the read or the write raises.
+
+        Returns:
+            ``"copied"`` or ``"deleted"``.
+        """
+        from dualwrite._repair import converge  # noqa: PLC0415 - _repair imports this module
+
+        # The write is already ordered: by the key's lock, which the caller's thread holds in
+        # sync mode, or by the key's queue on a background worker. Taking the lock again on a
+        # worker could wait for a caller that waits for this worker's queue.
+        _converging.active = True
+        try:
+            return converge(self.mirror, self.write.service, self.write.resource, self.write.key)
+        finally:
+            _converging.active = False
+
     def failed(self, write: Write, error: BaseException | ErrorInfo, latency: float = 0.0) -> None:
         """Report that the write, or one part of it (one key of a batch), failed on the shadow.
 
@@ -174,6 +196,7 @@ class ShadowContext:
 # RLock: a hook that writes through a wrapped client from inside a shadow action must not
 # deadlock on its own thread's stripe.
 _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
+_converging = threading.local()
 
 
 def _freeze(key: object) -> object:
@@ -234,6 +257,8 @@ class Mirror:
         reach the shadow in the order the primary acknowledged them. Locks are striped (a fixed
         pool shared by hashing), so two keys may share a lock: that only serialises them.
         """
+        if getattr(_converging, "active", False):
+            return contextlib.nullcontext()  # see ShadowContext.converge
         return _KEY_LOCKS[hash((self.service, resource, _freeze(key))) % len(_KEY_LOCKS)]
 
     # -- describing and deciding -----------------------------------------------------------
@@ -260,8 +285,6 @@ class Mirror:
 
     def describe(self, operation: str, resource: str, key: Any) -> Write:
         """Build the :class:`Write` for one call, with the caller's tenant."""
-        from dualwrite._context import current_tenant  # noqa: PLC0415 - avoid an import cycle
-
         return Write(
             tenant=current_tenant(),
             service=self.service,  # type: ignore[arg-type]
@@ -319,6 +342,7 @@ class Mirror:
         ordered: bool = True,
         body: Body | None = None,
         keys: Sequence[Any] | None = None,
+        deferred: list[ShadowWriteError] | None = None,
     ) -> Any:
         """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
 
@@ -344,6 +368,7 @@ class Mirror:
             The primary's response, the same object botocore returned.
         """
         lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
+        queued = False
         try:
             with lock:
                 response = call(**params)
@@ -356,6 +381,7 @@ class Mirror:
                         acked_at=acked,
                         secrets=secrets,
                         keys=keys,
+                        deferred=deferred,
                     )
 
                 if self.writer.background:
@@ -363,8 +389,12 @@ class Mirror:
                         body.detach()
                     self.writer.submit(self, write, job, keys=keys, body=body)
                     body = None  # the queued job owns it now
+                    queued = True
                 else:
                     job()
+            if queued:
+                # Outside the key's lock: a worker may need it (see dualwrite._background).
+                self.writer.wait_for_room(write)
             return response
         finally:
             if body is not None:
@@ -378,6 +408,7 @@ class Mirror:
         acked_at: float,
         secrets: tuple[object, ...] = (),
         keys: Sequence[Any] | None = None,
+        deferred: list[ShadowWriteError] | None = None,
     ) -> None:
         """Run ``action`` against the shadow, then report and journal its outcome.
 
@@ -387,6 +418,9 @@ class Mirror:
             acked_at: ``time.perf_counter()`` when the primary acknowledged the write.
             secrets: values to blank out of error messages (SSE-C keys).
             keys: the keys of a multi-key write, journaled if it fails as a whole.
+            deferred: with ``on_shadow_error="raise"``, collect the error here instead of
+                raising it (one part of a managed transfer: raising inside s3transfer would make
+                it abort the primary's upload; the transfer raises it when it is done).
 
         Raises:
             ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
@@ -418,11 +452,15 @@ class Mirror:
         ctx = ShadowContext(self, write, secrets)
         started = time.perf_counter()
         whole_failed = False
+        healthy = True  # whether the outcome tells the circuit the shadow answered
         try:
             action(ctx)
         except SkipShadow:
+            if circuit is not None:
+                circuit.release()
             return
         except UnsupportedWrite as signal:
+            healthy = False
             ctx.events.insert(
                 0, Unsupported(write=write, reason=signal.reason, detail=signal.detail)
             )
@@ -441,6 +479,8 @@ class Mirror:
             if whole_failed:
                 if circuit.failure():
                     ctx.events.append(CircuitOpened(write=write, service=self.service))
+            elif not healthy:
+                circuit.release()
             elif circuit.success():
                 ctx.events.append(CircuitClosed(write=write, service=self.service))
         self.writer.report(ctx.events, keys)
@@ -450,4 +490,9 @@ class Mirror:
                 f"shadow {write.operation} to {write.shadow_resource!r} failed after the primary "
                 f"write succeeded: {event.error_type}: {event.error_message}"
             )
-            raise ShadowWriteError(msg, event=event) from cause
+            raised = ShadowWriteError(msg, event=event)
+            raised.__cause__ = cause
+            if deferred is not None:
+                deferred.append(raised)
+                return
+            raise raised

@@ -117,9 +117,14 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Upload a file (boto3's managed transfer), mirrored part by part to the shadow."""
-        client, config = self._transfer_client("PutObject", Bucket, Key, Config)
-        inject.upload_file(
-            client, Filename, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+        self._transfer(
+            "PutObject",
+            Bucket,
+            Key,
+            Config,
+            lambda client, config: inject.upload_file(
+                client, Filename, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+            ),
         )
 
     def upload_fileobj(
@@ -132,9 +137,14 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Upload a file-like object (managed transfer), mirrored part by part to the shadow."""
-        client, config = self._transfer_client("PutObject", Bucket, Key, Config)
-        inject.upload_fileobj(
-            client, Fileobj, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+        self._transfer(
+            "PutObject",
+            Bucket,
+            Key,
+            Config,
+            lambda client, config: inject.upload_fileobj(
+                client, Fileobj, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+            ),
         )
 
     def copy(
@@ -148,43 +158,60 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Copy an object (managed transfer), mirrored as a copy inside the shadow account."""
-        client, config = self._transfer_client("CopyObject", Bucket, Key, Config)
-        inject.copy(
-            client,
-            CopySource,
+        self._transfer(
+            "CopyObject",
             Bucket,
             Key,
-            ExtraArgs=ExtraArgs,
-            Callback=Callback,
-            SourceClient=SourceClient,
-            Config=config,
+            Config,
+            lambda client, config: inject.copy(
+                client,
+                CopySource,
+                Bucket,
+                Key,
+                ExtraArgs=ExtraArgs,
+                Callback=Callback,
+                SourceClient=SourceClient,
+                Config=config,
+            ),
         )
 
-    def _transfer_client(
-        self, operation: str, bucket: Any, key: Any, config: TransferConfig | None
-    ) -> tuple[Any, TransferConfig | None]:
-        """Decide once, in the caller's thread, for the whole managed transfer.
+    def _transfer(
+        self,
+        operation: str,
+        bucket: Any,
+        key: Any,
+        config: TransferConfig | None,
+        run: Callable[[Any, TransferConfig | None], None],
+    ) -> None:
+        """Decide once, in the caller's thread, then run the whole managed transfer.
 
         The transfer's parts run on s3transfer's worker threads, where the caller's tenant
         context is not set; they use a proxy pinned to this decision. With the flag off the real
-        client does the transfer, exactly as without the wrapper.
+        client does the transfer, exactly as without the wrapper. With
+        ``on_shadow_error="raise"``, a part's shadow error is raised once the transfer is done
+        (raised inside s3transfer, it would abort the primary's upload).
         """
         if self._self_pin is not None:
-            return self, config
+            run(self, config)
+            return
         mirror: Mirror = self._self_mirror
         if not isinstance(bucket, str):
-            return self.__wrapped__, config
+            run(self.__wrapped__, config)
+            return
         write, on = mirror.decide(
             mirror.describe(operation, bucket, key if isinstance(key, str) else None)
         )
         if not on:
-            return self.__wrapped__, config
+            run(self.__wrapped__, config)
+            return
         # The CRT transfer manager never calls put_object/upload_part on the client, so the
         # shadow would never see the parts: pin the classic manager for mirrored transfers.
         pinned_config = copy.copy(config) if config is not None else TransferConfig()
         pinned_config.preferred_transfer_client = "classic"  # type: ignore[assignment] # stub says int
-        pinned = S3ClientProxy(self.__wrapped__, mirror, _s3.Pin(tenant=write.tenant, on=True))
-        return pinned, pinned_config
+        pin = _s3.Pin(tenant=write.tenant, on=True)
+        run(S3ClientProxy(self.__wrapped__, mirror, pin), pinned_config)
+        if pin.errors:
+            raise pin.errors[0]
 
 
 _install(S3ClientProxy, _s3.HANDLERS)

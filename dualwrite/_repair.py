@@ -10,7 +10,9 @@ so a repair racing a live dual-write cannot leave the older value on the shadow.
 from __future__ import annotations
 
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -62,9 +64,18 @@ class RepairError(Exception):
 
 
 def repair_journal(
-    journal: Journal, mirrors: Sequence[Mirror], *, limit: int | None, progress: bool
+    journal: Journal,
+    mirrors: Sequence[Mirror],
+    *,
+    limit: int | None,
+    progress: bool,
+    workers: int = 1,
 ) -> RepairReport:
-    """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``."""
+    """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``.
+
+    With ``workers`` above 1, distinct keys are repaired by that many threads at once (one key
+    is never repaired by two threads: its entries are grouped first).
+    """
     started = time.perf_counter()
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     count = 0
@@ -73,27 +84,40 @@ def repair_journal(
         count += 1
     counts = {"copied": 0, "deleted": 0, "failed": 0, "skipped": 0}
     errors: list[str] = []
+    lock = threading.Lock()
     bar = _Progress(len(groups)) if progress and sys.stderr.isatty() else None
-    for entries in groups.values():
+
+    def repair_group(entries: list[Entry]) -> None:
         first = entries[0]
+        error = None
         mirror = _mirror_for(mirrors, first.service, first.resource)
         if mirror is None or mirror.shadow_name(first.resource) is None:
-            counts["skipped"] += 1
+            outcome = "skipped"
         else:
             try:
                 outcome = _repair_key(mirror, first)
+                journal.remove([e.id for e in entries if e.id is not None])
             except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
                 info = describe_error(exc)
-                counts["failed"] += 1
-                errors.append(
+                outcome = "failed"
+                error = (
                     f"{first.service} {first.resource} {_show(first.key)}: "
                     f"{info.type} {info.code or ''}".rstrip()
                 )
-            else:
-                counts[outcome] += 1
-                journal.remove([e.id for e in entries if e.id is not None])
-        if bar is not None:
-            bar.step()
+        with lock:
+            counts[outcome] += 1
+            if error is not None:
+                errors.append(error)
+            if bar is not None:
+                bar.step()
+
+    if workers > 1 and len(groups) > 1:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dualwrite-repair") as pool:
+            for _ in pool.map(repair_group, groups.values()):
+                pass
+    else:
+        for entries in groups.values():
+            repair_group(entries)
     if bar is not None:
         bar.done()
     return RepairReport(
@@ -101,7 +125,7 @@ def repair_journal(
         keys=len(groups),
         remaining=journal.count(),
         seconds=time.perf_counter() - started,
-        errors=tuple(errors),
+        errors=tuple(sorted(errors)),
         **counts,
     )
 
@@ -117,15 +141,27 @@ def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirro
 
 
 def _repair_key(mirror: Mirror, entry: Entry) -> str:
-    if entry.service == "s3":
+    return converge(mirror, entry.service, entry.resource, entry.key)
+
+
+def converge(mirror: Mirror, service: str, resource: str, key: Any) -> str:
+    """Copy the primary's current state of one key to the shadow, or delete it there.
+
+    Used by repair, and by shadow actions that cannot trust a replay (a server-side copy whose
+    source the shadow holds at another version).
+
+    Returns:
+        ``"copied"`` or ``"deleted"``.
+    """
+    if service == "s3":
         from dualwrite._s3 import repair_object  # noqa: PLC0415
 
-        return repair_object(mirror, entry.resource, str(entry.key))
-    if entry.service == "dynamodb":
+        return repair_object(mirror, resource, str(key))
+    if service == "dynamodb":
         from dualwrite._dynamodb import repair_item  # noqa: PLC0415
 
-        return repair_item(mirror, entry.resource, entry.key)  # type: ignore[no-any-return]
-    msg = f"unknown service {entry.service!r} in the journal"
+        return repair_item(mirror, resource, key)
+    msg = f"unknown service {service!r} in the journal"
     raise RepairError(msg)
 
 

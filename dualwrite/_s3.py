@@ -14,16 +14,24 @@ translated or dropped.
 
 from __future__ import annotations
 
+import base64
+import re
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
-from urllib.parse import unquote
 
 import attrs
 
 from dualwrite._bodies import Body
-from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow, UnsupportedWrite
+from dualwrite._mirror import (
+    ErrorInfo,
+    Mirror,
+    ShadowContext,
+    SkipShadow,
+    UnsupportedWrite,
+    describe_error,
+)
 from dualwrite.events import Write
 
 OWNER_ACL = "bucket-owner-full-control"
@@ -49,6 +57,8 @@ _CONDITIONS = (
 _KMS = ("SSEKMSKeyId", "SSEKMSEncryptionContext", "BucketKeyEnabled")
 _SECRET_PARAMS = ("SSECustomerKey", "CopySourceSSECustomerKey")
 _READ_METHODS = frozenset({"GET", "HEAD"})
+# botocore's own split of a str CopySource (botocore.handlers.VERSION_ID_SUFFIX).
+_VERSION_SUFFIX = re.compile(r"\?versionId=([^\s]+)$")
 # Flag-off multipart decisions are remembered so that their parts are not reported as unknown;
 # the table is bounded because an upload that is never completed or aborted leaves its entry.
 _MAX_OFF_UPLOADS = 10_000
@@ -68,6 +78,9 @@ class Pin:
 
     tenant: str | None
     on: bool
+    # With on_shadow_error="raise": shadow errors of the transfer's parts, raised by the
+    # transfer method once s3transfer is done (raising inside it would abort the primary upload).
+    errors: list[Any] = attrs.field(factory=list, eq=False)
 
 
 Call = Callable[..., Any]
@@ -136,13 +149,15 @@ def parse_copy_source(source: Any) -> tuple[str, str, str | None] | None:
             return bucket, key, version if isinstance(version, str) else None
         return None
     if isinstance(source, str):
-        path, _, version = source.partition("?versionId=")
+        # Split as botocore does before it percent-encodes the path: "%20" in a str CopySource
+        # is sent as "%2520", so it names a key with a literal "%20"; never unquote it here.
+        suffix = _VERSION_SUFFIX.search(source)
+        path = source if suffix is None else source[: suffix.start()]
+        version = None if suffix is None else suffix.group(1)
         bucket, sep, key = path.lstrip("/").partition("/")
         if not sep:
             return None
-        # botocore quotes a string CopySource itself; a caller who pre-quoted it still meant
-        # the same object.
-        return unquote(bucket), unquote(key), version or None
+        return bucket, key, version
     return None
 
 
@@ -163,7 +178,25 @@ def _map_copy_source(mirror: Mirror, params: dict[str, Any]) -> dict[str, str]:
 
 
 def _secrets(params: Mapping[str, Any]) -> tuple[object, ...]:
-    return tuple(params[name] for name in _SECRET_PARAMS if params.get(name))
+    """Every form an SSE-C key of ``params`` may take in an error message."""
+    found: list[object] = []
+    for name in _SECRET_PARAMS:
+        key = params.get(name)
+        if not key:
+            continue
+        found.append(key)
+        raw = key.encode("utf-8") if isinstance(key, str) else key
+        if isinstance(raw, (bytes, bytearray)):
+            # The base64 form travels in the x-amz-...-customer-key header; the escaped form
+            # appears wherever the parameters are quoted with repr().
+            found.append(base64.b64encode(raw).decode("ascii"))
+            found.append(repr(bytes(raw))[2:-1])
+    return tuple(found)
+
+
+def _call(mirror: Mirror, pin: Pin | None, *args: Any, **kwargs: Any) -> Any:
+    """``mirror.call``, with a managed transfer's shadow errors deferred to its end."""
+    return mirror.call(*args, deferred=pin.errors if pin is not None else None, **kwargs)
 
 
 # -- result comparison -----------------------------------------------------------------------
@@ -241,7 +274,9 @@ def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | N
         compare(ctx, response, ctx.shadow.put_object(**shadow_params))
 
     primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
-    return mirror.call(write, call, primary_params, action, secrets=_secrets(params), body=body)
+    return _call(
+        mirror, pin, write, call, primary_params, action, secrets=_secrets(params), body=body
+    )
 
 
 def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -252,10 +287,54 @@ def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | 
     def action(ctx: ShadowContext, response: Any) -> None:
         shadow_params = translate(mirror, write, params, creates=True)
         shadow_params["CopySource"] = _map_copy_source(mirror, params)
-        result = ctx.shadow.copy_object(**shadow_params)
+        # The copy runs on the shadow's source, which may be at another version than the one
+        # the primary copied (a concurrent write to the source; in background mode the source's
+        # writes wait in another key's queue) or missing. When the outcome differs, the key is
+        # converged from the primary's current state instead of being left different.
+        try:
+            result = ctx.shadow.copy_object(**shadow_params)
+        except Exception as exc:
+            if _error_code(exc) not in _MISSING_CODES:
+                raise
+            ctx.converge()
+            return
+        if _copy_diverged(mirror, write, params, response, result):
+            ctx.converge()
+            return
         compare(ctx, response.get("CopyObjectResult", {}), result.get("CopyObjectResult", {}))
 
-    return mirror.call(write, call, params, action, secrets=_secrets(params))
+    return _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
+
+
+def _error_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None)
+    error = response.get("Error") if isinstance(response, Mapping) else None
+    return str(error.get("Code")) if isinstance(error, Mapping) else None
+
+
+def _copy_diverged(
+    mirror: Mirror,
+    write: Write,
+    params: Mapping[str, Any],
+    primary: Mapping[str, Any],
+    shadow: Mapping[str, Any],
+) -> bool:
+    """Whether a server-side copy left the shadow's object different from the primary's."""
+    if _etag_is_digest(primary) and _etag_is_digest(shadow):
+        etags = (r.get("CopyObjectResult", {}).get("ETag") for r in (primary, shadow))
+        if next(etags) != next(etags):
+            return True
+    if not mirror.writer.background or params.get("TaggingDirective") == "REPLACE":
+        return False
+    # The tags came from the source too; in background mode the source's tagging may still be
+    # queued. Two reads, on background workers only.
+    tags = mirror.primary.get_object_tagging(Bucket=write.resource, Key=write.key)
+    shadow_tags = mirror.shadow.get_object_tagging(Bucket=write.shadow_resource, Key=write.key)
+    return _tag_set(tags) != _tag_set(shadow_tags)
+
+
+def _tag_set(response: Mapping[str, Any]) -> set[tuple[str, str]]:
+    return {(str(t.get("Key")), str(t.get("Value"))) for t in response.get("TagSet", [])}
 
 
 def _simple(operation: str, method: str) -> Handler:
@@ -274,7 +353,7 @@ def _simple(operation: str, method: str) -> Handler:
             _refuse_version(operation, params)
             getattr(ctx.shadow, method)(**translate(mirror, write, params, creates=False))
 
-        return mirror.call(write, call, params, action, secrets=_secrets(params))
+        return _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
 
     handler.__name__ = f"_{method}"
     return handler
@@ -303,7 +382,7 @@ def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
         shadow_params = translate(mirror, write, kept, creates=False)
         ctx.shadow.put_object_acl(**shadow_params, ACL=OWNER_ACL)
 
-    return mirror.call(write, call, params, action)
+    return _call(mirror, pin, write, call, params, action)
 
 
 def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -354,7 +433,7 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
 
     # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md.
     requested = [o.get("Key") for o in delete.get("Objects", []) if isinstance(o, Mapping)]
-    return mirror.call(write, call, params, action, ordered=False, keys=requested)
+    return _call(mirror, pin, write, call, params, action, ordered=False, keys=requested)
 
 
 # -- multipart ---------------------------------------------------------------------------------
@@ -436,7 +515,9 @@ def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: P
             upload.broken = "the shadow's CreateMultipartUpload failed"
             raise
 
-    return mirror.call(write, primary, params, action, secrets=_secrets(params), ordered=False)
+    return _call(
+        mirror, pin, write, primary, params, action, secrets=_secrets(params), ordered=False
+    )
 
 
 def _unknown_upload(mirror: Mirror, operation: str, target: tuple[str, str | None]) -> None:
@@ -479,13 +560,26 @@ def _part(operation: str, method: str) -> Handler:
             shadow_params = translate(mirror, write, params, creates=False)
             shadow_params["UploadId"] = shadow_id
             if copy:
-                shadow_params["CopySource"] = _map_copy_source(mirror, params)
+                try:
+                    shadow_params["CopySource"] = _map_copy_source(mirror, params)
+                except UnsupportedWrite as signal:
+                    # Without this part the object can never be completed on the shadow: abort
+                    # its upload now rather than leave the parts billed until Complete.
+                    _break(mirror, upload, f"{operation} {part_number}: {signal.detail}")
+                    raise
             if "Body" in params:
                 shadow_params["Body"] = body.for_shadow()
             try:
                 result = getattr(ctx.shadow, method)(**shadow_params)
             except Exception as exc:
-                _break(mirror, upload, f"shadow {operation} {part_number} failed: {exc!r}")
+                # Reported again at Complete, whose parameters may lack this part's SSE-C key:
+                # scrub the reason now, with the part's own secrets.
+                info = describe_error(exc, _secrets(params))
+                _break(
+                    mirror,
+                    upload,
+                    f"shadow {operation} {part_number} failed: {info.type}: {info.message}",
+                )
                 raise
             mine = result.get("CopyPartResult", {}) if copy else result
             theirs = response.get("CopyPartResult", {}) if copy else response
@@ -496,7 +590,9 @@ def _part(operation: str, method: str) -> Handler:
 
         primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
         # Parts of one upload go in parallel (s3transfer's threads): no per-key ordering.
-        return mirror.call(
+        return _call(
+            mirror,
+            pin,
             write,
             call,
             primary_params,
@@ -564,8 +660,12 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
             raise
         compare(ctx, response, result)
 
-    # A primary failure leaves the upload registered: the caller may retry or abort it.
-    return mirror.call(write, call, params, action, secrets=_secrets(params))
+    # A primary failure leaves the upload registered: the caller may retry or abort it. A
+    # success forgets it here as well as in the action, which never runs for a bucket without
+    # a shadow name: the table would otherwise grow with every such upload.
+    response = _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
+    _uploads(mirror).forget(upload_id)
+    return response
 
 
 def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -585,7 +685,9 @@ def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pi
             shadow_params = translate(mirror, write, params, creates=False)
             ctx.shadow.abort_multipart_upload(**{**shadow_params, "UploadId": shadow_id})
 
-    return mirror.call(write, call, params, action, ordered=False)
+    response = _call(mirror, pin, write, call, params, action, ordered=False)
+    _uploads(mirror).forget(upload_id)  # also when the action does not run (unmapped bucket)
+    return response
 
 
 # -- operations that cannot be mirrored -------------------------------------------------------

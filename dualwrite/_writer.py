@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from dualwrite._background import ON_FULL, WorkerPool
+from dualwrite._background import ON_FULL, PoolClosed, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
 from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke
@@ -29,17 +29,29 @@ _DEFAULT_BREAKER = CircuitBreaker()
 def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str) -> list[Entry]:
     """Journal entries for a write: its own key, or each of a multi-key write's ``keys``."""
     targets: Sequence[Any] = [write.key] if write.key is not None else (keys or ())
+    # A key may be a Write of its own: a call spanning tables (a DynamoDB transaction) names
+    # each key's table with it.
+    located = [
+        (key.resource, key.key) if isinstance(key, Write) else (write.resource, key)
+        for key in targets
+    ]
     return [
         Entry(
             service=write.service,
-            resource=write.resource,
+            resource=resource,
             key=key,
             reason=reason,
             tenant=write.tenant,
             detail=detail,
         )
-        for key in targets
+        for resource, key in located
+        if key is not None
     ]
+
+
+def _shard(write: Write) -> int:
+    """The queue of a write's key: same-key writes share one, and so run in order."""
+    return hash((write.service, write.resource, _freeze(write.key)))
 
 
 def _check_background(
@@ -273,10 +285,17 @@ class DualWriter:
         keys: Sequence[Any] | None,
         body: Body | None,
     ) -> None:
-        """Queue a shadow ``job`` (background mode), its intent journaled first."""
-        assert self._pool is not None
+        """Queue a shadow ``job`` (background mode), its intent journaled first.
+
+        Never waits for room in the queue: with ``on_full="block"`` the caller waits afterwards,
+        in :meth:`wait_for_room`, once it has released the key's lock. If the writer was closed
+        meanwhile, the job runs here, in the caller's thread, as in sync mode.
+        """
+        pool = self._pool
+        assert pool is not None
+        journal = self.journal
         intents: list[str] = []
-        if self.journal is not None:
+        if journal is not None:
             intents = self._journal_add(_entries(write, keys, "pending", write.operation))
 
         def run() -> None:
@@ -285,19 +304,22 @@ class DualWriter:
             finally:
                 if body is not None:
                     body.close()
-                if intents and self.journal is not None:
-                    _, exc = safe_invoke(self.journal.remove, intents)
+                if intents and journal is not None:
+                    _, exc = safe_invoke(journal.remove, intents)
                     if exc is not None:
                         logger.warning("dualwrite: could not clear %d intent(s)", len(intents))
 
-        shard = hash((write.service, write.resource, _freeze(write.key)))
-        if self._pool.submit(shard, run, block=self.on_full == "block"):
+        try:
+            if pool.submit(_shard(write), run, block=self.on_full == "block"):
+                return
+        except PoolClosed:
+            run()
             return
         # The queue is full and the policy is to journal: the key is kept for repair.
         if body is not None:
             body.close()
-        if intents and self.journal is not None:
-            safe_invoke(self.journal.remove, intents)
+        if intents and journal is not None:
+            safe_invoke(journal.remove, intents)
         self.report(
             [
                 ShadowFailed(
@@ -310,6 +332,15 @@ class DualWriter:
             keys,
             reason="overflow",
         )
+
+    def wait_for_room(self, write: Write) -> None:
+        """Background mode, ``on_full="block"``: wait until the queue of ``write``'s key has room.
+
+        Called by the caller's thread after it queued the write and released the key's lock.
+        """
+        pool = self._pool
+        if pool is not None and self.on_full == "block":
+            pool.wait_for_room(_shard(write))
 
     def new_circuit(self) -> Circuit | None:
         """A circuit for one more shadow, or ``None`` without a breaker."""
@@ -341,7 +372,9 @@ class DualWriter:
             return True
         return self._pool.flush(timeout)
 
-    def repair(self, *, limit: int | None = None, progress: bool = False) -> RepairReport:
+    def repair(
+        self, *, limit: int | None = None, progress: bool = False, workers: int = 8
+    ) -> RepairReport:
         """Copy every journaled key's current state from the primary to the shadow.
 
         For each distinct key in the journal: S3 copies the primary's object (body, metadata,
@@ -353,20 +386,26 @@ class DualWriter:
         Args:
             limit: repair at most this many entries.
             progress: draw a progress bar on standard error when it is a terminal.
+            workers: keys repaired at once, by that many threads (each key by one thread).
 
         Returns:
             A :class:`dualwrite.RepairReport` with the counts.
 
         Raises:
-            ConfigurationError: the writer has no journal.
+            ConfigurationError: the writer has no journal, or ``workers`` is not an int >= 1.
         """
         from dualwrite._repair import repair_journal  # noqa: PLC0415 - only when repairing
 
         if self.journal is None:
             msg = "repair() needs a journal: DualWriter(journal='dualwrite-journal.db')"
             raise ConfigurationError(msg)
+        if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+            msg = f"workers must be an int >= 1; got {workers!r}"
+            raise ConfigurationError(msg)
         self.flush()
-        return repair_journal(self.journal, self._mirrors, limit=limit, progress=progress)
+        return repair_journal(
+            self.journal, self._mirrors, limit=limit, progress=progress, workers=workers
+        )
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, stop the workers and close the journal the writer opened itself.
@@ -381,9 +420,11 @@ class DualWriter:
         if self._closed:
             return True
         done = True
+        # Calls from now on run their shadow write in the caller's thread; a call that was
+        # already queueing finds the pool closed and does the same (WorkerPool.submit).
+        self.background = False
         if self._pool is not None:
             done = self._pool.close(timeout)
-            self.background = False
         self._closed = True
         if self._owns_journal and self.journal is not None:
             self.journal.close()

@@ -16,6 +16,7 @@ Backends implement the small :class:`Journal` protocol. Two ship with the librar
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import sqlite3
@@ -127,7 +128,9 @@ def _typed(key: Mapping[str, Any]) -> dict[str, Any]:
         if "B" in typed:
             raw: Any = typed["B"]
             raw = raw.value if isinstance(raw, Binary) else raw  # type: ignore[attr-defined]
-            typed = {"B": base64.b64encode(bytes(raw)).decode("ascii")}
+            # botocore accepts a str blob and sends it UTF-8 encoded.
+            raw = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
+            typed = {"B": base64.b64encode(raw).decode("ascii")}
         out[str(name)] = typed
     return out
 
@@ -157,8 +160,10 @@ CREATE TABLE IF NOT EXISTS entries (
 class SQLiteJournal:
     """A journal in an SQLite file: the embedded default.
 
-    WAL mode, one connection per thread, a busy timeout for writers in other processes: safe
-    from many threads and several processes on one host (not on a network file system).
+    WAL mode, a small pool of connections shared by all threads, a busy timeout for writers in
+    other processes: safe from many threads and several processes on one host (not on a network
+    file system). The pool holds as many connections as threads ever used the journal *at the
+    same time*: a thread per request does not leave one open connection per thread behind.
 
     Args:
         path: the database file; created with its table if missing.
@@ -168,64 +173,85 @@ class SQLiteJournal:
     def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
         self.path = os.fspath(path)
         self._timeout = timeout
-        self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        connection = self._connection()  # create the file and table now: fail fast
-        with connection:
+        with self._connection() as connection:  # create the file and table now: fail fast
             connection.execute(_SCHEMA)
 
-    def _connection(self) -> sqlite3.Connection:
-        connection: sqlite3.Connection | None = getattr(self._local, "connection", None)
-        if connection is None:
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
             if self._closed:
                 msg = f"journal {self.path!r} is closed"
                 raise RuntimeError(msg)
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
             connection = sqlite3.connect(
                 self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
             )
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL in WAL mode: a commit survives a crash of the process (not of the machine).
-            connection.execute("PRAGMA synchronous=NORMAL")
-            self._local.connection = connection
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL in WAL mode: a commit survives a crash of the process (not of the
+                # machine).
+                connection.execute("PRAGMA synchronous=NORMAL")
+            except BaseException:
+                connection.close()
+                raise
+        try:
+            yield connection
+        finally:
             with self._lock:
-                self._connections.append(connection)
-        return connection
+                keep = not self._closed
+                if keep:
+                    self._idle.append(connection)
+            if not keep:
+                connection.close()
 
     def add(self, entries: Sequence[Entry]) -> list[str]:
         """Record ``entries`` in one transaction; return their ids."""
-        connection = self._connection()
         ids: list[str] = []
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            for entry in entries:
-                cursor = connection.execute(
-                    "INSERT INTO entries (service, resource, key, reason, tenant, detail, at)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        entry.service,
-                        entry.resource,
-                        encode_key(entry.key),
-                        entry.reason,
-                        entry.tenant,
-                        entry.detail,
-                        entry.at,
-                    ),
-                )
-                ids.append(str(cursor.lastrowid))
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
+        rows = [
+            (
+                entry.service,
+                entry.resource,
+                encode_key(entry.key),
+                entry.reason,
+                entry.tenant,
+                entry.detail,
+                entry.at,
+            )
+            for entry in entries
+        ]
+        with self._connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                for row in rows:
+                    cursor = connection.execute(
+                        "INSERT INTO entries (service, resource, key, reason, tenant, detail, at)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        row,
+                    )
+                    ids.append(str(cursor.lastrowid))
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
         return ids
 
     def remove(self, ids: Sequence[str]) -> None:
-        """Forget entries ``ids``."""
-        if ids:
-            self._connection().executemany(
-                "DELETE FROM entries WHERE id = ?", [(int(i),) for i in ids]
-            )
+        """Forget entries ``ids``, in one transaction."""
+        if not ids:
+            return
+        rows = [(int(i),) for i in ids]
+        with self._connection() as connection:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                connection.executemany("DELETE FROM entries WHERE id = ?", rows)
+                connection.execute("COMMIT")
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
 
     def entries(self, limit: int | None = None) -> Iterator[Entry]:
         """Yield entries, oldest first."""
@@ -233,7 +259,8 @@ class SQLiteJournal:
         query += " ORDER BY id"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
-        rows = self._connection().execute(query).fetchall()
+        with self._connection() as connection:
+            rows = connection.execute(query).fetchall()
         for row in rows:
             yield Entry(
                 id=str(row[0]),
@@ -248,14 +275,15 @@ class SQLiteJournal:
 
     def count(self) -> int:
         """Return the number of entries."""
-        return int(self._connection().execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        with self._connection() as connection:
+            return int(connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
     def close(self) -> None:
-        """Close every thread's connection."""
+        """Close the connections; one in use is closed when its operation ends."""
         with self._lock:
             self._closed = True
-            connections, self._connections = self._connections, []
-        for connection in connections:
+            idle, self._idle = self._idle, []
+        for connection in idle:
             connection.close()
 
     def __repr__(self) -> str:

@@ -144,3 +144,175 @@ def record_requests(client: Any) -> list[str]:
 
     client.meta.events.register("before-send", on_send, unique_id="dualwrite-tests-requests")
     return sent
+
+
+# -- DynamoDB ------------------------------------------------------------------------------------
+
+
+def create_table(client: Any, name: str, *, sort_key: bool = False) -> None:
+    """Create an on-demand table keyed ``pk`` (string), plus ``sk`` (number) if asked."""
+    schema = [{"AttributeName": "pk", "KeyType": "HASH"}]
+    attributes = [{"AttributeName": "pk", "AttributeType": "S"}]
+    if sort_key:
+        schema.append({"AttributeName": "sk", "KeyType": "RANGE"})
+        attributes.append({"AttributeName": "sk", "AttributeType": "N"})
+    client.create_table(
+        TableName=name,
+        KeySchema=schema,
+        AttributeDefinitions=attributes,
+        BillingMode="PAY_PER_REQUEST",
+    )
+
+
+class DynamoEnv:
+    """A table in each account, and plain low-level readers to prove what landed where.
+
+    ``primary``/``shadow`` are the objects a test wraps (low-level clients, or service
+    resources with ``level="resource"``); ``p_raw``/``s_raw`` are separate low-level clients
+    that are never wrapped and never carry test handlers.
+    """
+
+    def __init__(
+        self,
+        accounts: Accounts,
+        *,
+        level: str = "client",
+        table: str = "orders",
+        shadow_table: str | None = None,
+        sort_key: bool = False,
+    ) -> None:
+        self.accounts = accounts
+        self.level = level
+        self.table = table
+        self.shadow_table = shadow_table or table
+        self.p_raw = accounts.client("primary", "dynamodb")
+        self.s_raw = accounts.client("shadow", "dynamodb")
+        create_table(self.p_raw, self.table, sort_key=sort_key)
+        create_table(self.s_raw, self.shadow_table, sort_key=sort_key)
+        if level == "client":
+            self.primary = accounts.client("primary", "dynamodb")
+            self.shadow = accounts.client("shadow", "dynamodb")
+        else:
+            self.primary = accounts.resource("primary", "dynamodb")
+            self.shadow = accounts.resource("shadow", "dynamodb")
+
+    @property
+    def names(self) -> dict[str, str] | None:
+        return None if self.shadow_table == self.table else {self.table: self.shadow_table}
+
+    def wrap(self, **options: Any) -> Any:
+        options.setdefault("flag", True)
+        return dualwrite.wrap(self.primary, shadow=self.shadow, names=self.names, **options)
+
+    def get(self, side: str, key: dict[str, Any]) -> dict[str, Any] | None:
+        """The item at ``key`` (typed) on one side, by a consistent read; ``None`` if absent."""
+        client = self.p_raw if side == "primary" else self.s_raw
+        table = self.table if side == "primary" else self.shadow_table
+        return client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")  # type: ignore[no-any-return]
+
+    def scan(self, side: str) -> list[dict[str, Any]]:
+        """Every item on one side, typed, sorted by key."""
+        client = self.p_raw if side == "primary" else self.s_raw
+        table = self.table if side == "primary" else self.shadow_table
+        pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
+        items = [item for page in pages for item in page["Items"]]
+        return sorted(items, key=lambda i: (i["pk"]["S"], i.get("sk", {}).get("N", "")))
+
+
+@pytest.fixture
+def ddb(aws: Accounts) -> DynamoEnv:
+    """A low-level client pair over table ``orders`` in each account."""
+    return DynamoEnv(aws)
+
+
+class LeaveUnprocessed:
+    """Make a client's BatchWriteItem leave chosen requests unprocessed, as DynamoDB may.
+
+    A ``before-call`` handler on ``client`` splits each request: the requests ``choose`` picks
+    are answered back as ``UnprocessedItems`` (typed, as on the wire), the others are written
+    for real through ``raw`` (an unwrapped client of the same account). botocore then parses and
+    post-processes the canned answer as usual (a resource deserialises it).
+    """
+
+    def __init__(self, client: Any, raw: Any) -> None:
+        self.raw = raw
+        self.choose: Any = lambda table, request: False
+        self.left: list[dict[str, Any]] = []
+        client.meta.events.register(
+            "before-call.dynamodb.BatchWriteItem",
+            self._handle,
+            unique_id=f"dualwrite-tests-unprocessed-{id(self)}",
+        )
+
+    def _handle(self, params: dict[str, Any], **_: Any) -> Any:
+        import json  # noqa: PLC0415
+
+        from botocore.awsrequest import AWSResponse  # noqa: PLC0415
+
+        body = json.loads(params["body"])
+        keep: dict[str, list[Any]] = {}
+        leave: dict[str, list[Any]] = {}
+        for table, requests in body["RequestItems"].items():
+            for request in requests:
+                target = leave if self.choose(table, request) else keep
+                target.setdefault(table, []).append(request)
+        if not leave:
+            return None  # the real call goes through
+        if keep:
+            self.raw.batch_write_item(RequestItems=keep)
+        self.left.extend(r for requests in leave.values() for r in requests)
+        parsed = {
+            "UnprocessedItems": leave,
+            "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0},
+        }
+        return AWSResponse(params["url"], 200, {}, None), parsed
+
+
+@pytest.fixture(scope="module")
+def shared_accounts() -> Iterator[Accounts]:
+    """One in-process moto and one pair of sessions for a whole module (see ``fresh_tables``).
+
+    A boto3 session's first client loads botocore's models (about 0.1 s); sharing the sessions
+    keeps a module of DynamoDB tests fast.
+    """
+    with mock_aws():
+        yield Accounts()
+
+
+def drop_tables(accounts: Accounts, regions: tuple[str, ...] = (REGION, "eu-west-1")) -> None:
+    """Delete every table of both accounts in ``regions``: a clean slate for the next test."""
+    cache: dict[tuple[str, str], Any] = accounts.__dict__.setdefault("_table_droppers", {})
+    for side in ("primary", "shadow"):
+        for region in regions:
+            if (side, region) not in cache:
+                cache[(side, region)] = accounts.client(side, "dynamodb", region_name=region)
+            client = cache[(side, region)]
+            for name in client.list_tables()["TableNames"]:
+                client.delete_table(TableName=name)
+
+
+_PARSED_MODELS: dict[str, Any] = {}
+
+
+@pytest.fixture(scope="module")
+def parse_botocore_models_once() -> Iterator[None]:
+    """Parse each botocore JSON model once per test run, not once per boto3 session.
+
+    Every test builds fresh sessions (a new botocore loader each) and parsing the S3, STS and
+    endpoint models again costs about 0.1-0.4 s a test. botocore treats loaded models as
+    read-only (its own loader shares them between clients), so sharing them across sessions
+    changes nothing but the time. Opt in per module with
+    ``pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")``.
+    """
+    import botocore.loaders  # noqa: PLC0415 - only needed here
+
+    original = botocore.loaders.JSONFileLoader.load_file
+
+    def load_file(self: Any, file_path: str) -> Any:
+        if file_path not in _PARSED_MODELS:
+            _PARSED_MODELS[file_path] = original(self, file_path)
+        return _PARSED_MODELS[file_path]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.loaders.JSONFileLoader, "load_file", load_file)
+        yield

@@ -49,9 +49,10 @@ class Targets:
     shadow_account: str | None
 
     def client(self, side: str, service: str) -> Any:
+        """A client of ``service`` for ``side`` (``"primary"`` or ``"shadow"``)."""
         session = self.primary if side == "primary" else self.shadow
         endpoint = self.primary_endpoint if side == "primary" else self.shadow_endpoint
-        return session.client(service, endpoint_url=endpoint)
+        return session.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
 
 
 def targets_from(args: argparse.Namespace) -> Targets:

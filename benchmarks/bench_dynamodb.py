@@ -1,0 +1,382 @@
+"""Per-call cost of plain vs wrapped DynamoDB ``put_item`` and ``update_item``, canned responses.
+
+No server and no socket: every client gets a ``before-send.dynamodb.*`` handler that answers
+with a canned :class:`botocore.awsrequest.AWSResponse` (a JSON body with its ``x-amz-crc32``), so
+botocore still does all of its CPU work for each call (parameter validation, JSON serialisation,
+SigV4 signing, the CRC32 check, response parsing) and only the network is left out. The canned
+``UpdateItem`` answer carries ``Attributes`` exactly when the request asked for them, so the
+wrapper pays for the bigger ``ALL_NEW`` response it asks for.
+
+Cases, measured in process CPU time in one run and interleaved (each round runs every case once,
+in a rotated order) so that noise on a shared machine hits every case alike:
+
+* ``plain``: the call on the bare primary client;
+* ``wrapped, flag off``: through ``dualwrite.wrap(..., flag=lambda w: False)``;
+* ``wrapped, flag on``: through ``dualwrite.wrap(..., flag=lambda w: True)`` with a canned
+  shadow client (``mode="sync"``: the shadow write runs in the caller's thread);
+* ``two plain calls``: the call on the primary, then a ``put_item`` of the item on the shadow,
+  without the wrapper: what the flag-on case would cost if the wrapper itself were free.
+
+``update_item`` is measured as callers usually make it (no ``ReturnValues``: the wrapper asks the
+primary for ``ALL_NEW`` and strips it from the caller's response) and with
+``ReturnValues="UPDATED_OLD"`` (the wrapper then reads the item back with a consistent GetItem).
+The requests each side receives per call are counted and printed.
+
+A second table isolates the wrapper's own CPU per call: the handler is called with a no-op
+primary call and a no-op shadow client, so only dualwrite's work is left (describing the write,
+the flag, the key lock, the shadow parameters, the events). On a busy machine the end-to-end
+ratios move by several percent between runs; this figure does not.
+
+Run: ``python benchmarks/bench_dynamodb.py [--calls N] [--repeat R]``. Figures, not a test:
+nothing is asserted; the targets are printed with PASS/MISS beside them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import botocore
+from botocore.awsrequest import AWSResponse
+from botocore.config import Config
+
+import dualwrite
+
+REGION = "us-east-1"
+TABLE = "bench-orders"
+ITEM: dict[str, Any] = {
+    "pk": {"S": "tenant-a#order#000042"},
+    "sk": {"N": "1"},
+    "status": {"S": "PAID"},
+    "total": {"N": "129.95"},
+    "currency": {"S": "EUR"},
+    "lines": {"L": [{"M": {"sku": {"S": f"SKU-{i:04}"}, "qty": {"N": str(i)}}} for i in range(3)]},
+    "tags": {"SS": ["gift", "express"]},
+    "note": {"S": "leave at the door" * 4},
+    "n": {"N": "6"},
+}
+KEY = {"pk": ITEM["pk"], "sk": ITEM["sk"]}
+UPDATE = {
+    "UpdateExpression": "ADD n :one SET #s = :s",
+    "ExpressionAttributeNames": {"#s": "status"},
+    "ExpressionAttributeValues": {":one": {"N": "1"}, ":s": {"S": "PAID"}},
+}
+DESCRIPTION = {
+    "Table": {
+        "TableName": TABLE,
+        "TableStatus": "ACTIVE",
+        "KeySchema": [
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "sk", "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "sk", "AttributeType": "N"},
+        ],
+    }
+}
+
+FLAG_OFF_TARGET = 1.02
+FLAG_ON_PUT_TARGET = 2.1
+
+
+class _Raw:
+    """The ``raw`` of a canned response: a fixed body."""
+
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        return iter((self.body,))
+
+    def read(self, *_: Any) -> bytes:
+        return self.body
+
+
+def _answer(operation: str, request: Any) -> dict[str, Any]:
+    asked = json.loads(request.body or b"{}")
+    if operation == "DescribeTable":
+        return DESCRIPTION
+    if operation == "GetItem":
+        return {"Item": ITEM}
+    if operation == "UpdateItem":
+        if asked.get("ReturnValues") == "ALL_NEW":
+            return {"Attributes": {**ITEM, "n": {"N": "7"}}}
+        if asked.get("ReturnValues") == "UPDATED_OLD":
+            return {"Attributes": {"n": ITEM["n"], "status": ITEM["status"]}}
+    return {}
+
+
+def canned_client(access_key: str, sent: Counter[str]) -> Any:
+    """A real boto3 DynamoDB client whose requests never leave the process."""
+    session = boto3.Session(
+        aws_access_key_id=access_key,
+        aws_secret_access_key="bench-secret-key",
+        region_name=REGION,
+    )
+    client = session.client(
+        "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 1})
+    )
+
+    def answer(request: Any, event_name: str, **_: Any) -> AWSResponse:
+        operation = event_name.rsplit(".", 1)[-1]
+        sent[operation] += 1
+        body = json.dumps(_answer(operation, request)).encode()
+        headers = {
+            "x-amzn-RequestId": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEF",
+            "Content-Type": "application/x-amz-json-1.0",
+            "Content-Length": str(len(body)),
+            "x-amz-crc32": str(zlib.crc32(body)),
+            "Date": "Wed, 26 Nov 2025 12:00:00 GMT",
+        }
+        return AWSResponse(request.url, 200, headers, _Raw(body))
+
+    client.meta.events.register("before-send.dynamodb.*", answer)
+    return client
+
+
+Case = Callable[[], Any]
+
+
+def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str]]:
+    """Return the cases per operation, and the request counters of the primary and shadow."""
+    p_sent: Counter[str] = Counter()
+    s_sent: Counter[str] = Counter()
+    primary = canned_client("AKIAPRIMARYBENCH0001", p_sent)
+    shadow = canned_client("AKIASHADOWBENCH00001", s_sent)
+    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False)
+    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True)
+
+    def put(client: Any) -> Case:
+        return lambda: client.put_item(TableName=TABLE, Item=ITEM)
+
+    def update(client: Any, **extra: Any) -> Case:
+        return lambda: client.update_item(TableName=TABLE, Key=KEY, **UPDATE, **extra)
+
+    def two(first: Case) -> Case:
+        def both() -> Any:
+            response = first()
+            shadow.put_item(TableName=TABLE, Item=ITEM)
+            return response
+
+        return both
+
+    old = {"ReturnValues": "UPDATED_OLD"}
+    cases = {
+        "put_item": {
+            "plain": put(primary),
+            "wrapped, flag off": put(off),
+            "wrapped, flag on": put(on),
+            "two plain calls": two(put(primary)),
+        },
+        "update_item": {
+            "plain": update(primary),
+            "wrapped, flag off": update(off),
+            "wrapped, flag on": update(on),
+            "two plain calls": two(update(primary)),
+        },
+        "update_item UPDATED_OLD": {
+            "plain": update(primary, **old),
+            "wrapped, flag off": update(off, **old),
+            "wrapped, flag on": update(on, **old),
+            "two plain calls": two(update(primary, **old)),
+        },
+    }
+    return cases, p_sent, s_sent
+
+
+def check_cases(cases: dict[str, dict[str, Case]]) -> None:
+    """Every case went through botocore, got the canned answer, and saw what plain boto3 sees."""
+    for operation, group in cases.items():
+        plain = group["plain"]()
+        for name, case in group.items():
+            response = case()
+            if response["ResponseMetadata"]["HTTPStatusCode"] != 200:
+                raise SystemExit(f"{operation} {name!r}: no canned response: {response!r}")
+            if set(response) != set(plain):
+                raise SystemExit(f"{operation} {name!r}: {sorted(response)} != {sorted(plain)}")
+
+
+def requests_per_call(
+    cases: dict[str, dict[str, Case]], p_sent: Counter[str], s_sent: Counter[str]
+) -> dict[str, tuple[str, str]]:
+    """What one flag-on call sends to each side, e.g. ``("UpdateItem", "PutItem")``."""
+    out = {}
+    for operation, group in cases.items():
+        p_sent.clear()
+        s_sent.clear()
+        group["wrapped, flag on"]()
+        out[operation] = (_show(p_sent), _show(s_sent))
+    return out
+
+
+def _show(sent: Counter[str]) -> str:
+    return " + ".join(f"{n} {op}" if n > 1 else op for op, n in sent.items()) or "-"
+
+
+def time_block(case: Case, calls: int) -> float:
+    """CPU seconds per call of ``calls`` back-to-back calls.
+
+    Process CPU time, not wall time: every case is pure CPU work here (no network, the shadow
+    runs in the caller's thread), and CPU time is not inflated by other processes on a shared
+    machine.
+    """
+    perf = time.process_time
+    start = perf()
+    for _ in range(calls):
+        case()
+    return (perf() - start) / calls
+
+
+def measure(cases: dict[str, Case], calls: int, repeat: int) -> dict[str, list[float]]:
+    """Run ``repeat`` rounds; in each, every case runs ``calls`` times, in a rotated order."""
+    names = list(cases)
+    results: dict[str, list[float]] = {name: [] for name in names}
+    for name in names:  # warm-up: caches, endpoint resolution, the key schema
+        time_block(cases[name], max(calls // 10, 20))
+    for round_no in range(repeat):
+        shift = round_no % len(names)
+        for name in names[shift:] + names[:shift]:
+            gc.collect()
+            results[name].append(time_block(cases[name], calls))
+    return results
+
+
+class _NoopShadow:
+    """Stands in for the shadow client: every call returns an empty response at once."""
+
+    def __getattr__(self, name: str) -> Callable[..., dict[str, Any]]:
+        return lambda **_: {}
+
+
+def wrapper_only(calls: int) -> dict[str, float]:
+    """CPU µs per call that the wrapper itself adds, with no botocore work on either side."""
+    from dualwrite import _dynamodb  # noqa: PLC0415 - the handlers, for an isolated measure
+
+    sent: Counter[str] = Counter()
+    primary = canned_client("AKIAPRIMARYBENCH0002", sent)
+    shadow = canned_client("AKIASHADOWBENCH00002", sent)
+    out: dict[str, float] = {}
+    for flag in (False, True):
+        wrapped = dualwrite.wrap(primary, shadow=shadow, flag=flag)
+        mirror = wrapped._self_mirror
+        mirror.shadow = _NoopShadow()
+        wrapped.put_item(TableName=TABLE, Item=ITEM)  # describes the table once
+
+        def noop(**_: Any) -> dict[str, Any]:
+            return {"Attributes": ITEM}
+
+        put = {"TableName": TABLE, "Item": ITEM}
+        update = {"TableName": TABLE, "Key": KEY, **UPDATE}
+        for name, handler, params in (
+            ("put_item", _dynamodb.HANDLERS["PutItem"], put),
+            ("update_item", _dynamodb.HANDLERS["UpdateItem"], update),
+        ):
+            handler(mirror, noop, params, None)
+            start = time.process_time()
+            for _ in range(calls):
+                handler(mirror, noop, params, None)
+            spent = (time.process_time() - start) / calls
+            start = time.process_time()
+            for _ in range(calls):
+                noop(**params)
+            baseline = (time.process_time() - start) / calls
+            out[f"{name}, flag {'on' if flag else 'off'}"] = (spent - baseline) * 1e6
+    return out
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def report(
+    all_results: dict[str, dict[str, list[float]]],
+    sent: dict[str, tuple[str, str]],
+    own: dict[str, float],
+    calls: int,
+    repeat: int,
+) -> None:
+    print(
+        f"dualwrite {dualwrite.__version__}, Python {platform.python_version()}, "
+        f"boto3 {boto3.__version__}, botocore {botocore.__version__}, "
+        f"{platform.machine()}, {os.cpu_count() or '?'} CPUs"
+    )
+    print(
+        f"canned 200 responses; {repeat} rounds x {calls} calls per case, interleaved; "
+        "process CPU time, median of the per-round means (min beside it)"
+    )
+    print()
+    print("| operation | case | µs/call (median) | µs/call (min) | ratio to plain |")
+    print("| --- | --- | ---: | ---: | ---: |")
+    medians: dict[str, dict[str, float]] = {}
+    for operation, results in all_results.items():
+        med = {name: statistics.median(values) for name, values in results.items()}
+        medians[operation] = med
+        for name, values in results.items():
+            print(
+                f"| {operation} | {name} | {med[name] * 1e6:.1f} | {min(values) * 1e6:.1f} | "
+                f"{med[name] / med['plain']:.3f}x |"
+            )
+    print()
+    print("| operation | requests to the primary (flag on) | requests to the shadow |")
+    print("| --- | --- | --- |")
+    for operation, (p, s) in sent.items():
+        print(f"| {operation} | {p} | {s} |")
+    print()
+    print("| the wrapper's own CPU | µs/call | share of a plain call |")
+    print("| --- | ---: | ---: |")
+    for name, micros in own.items():
+        operation = name.split(",", 1)[0]
+        plain = medians[operation]["plain"] * 1e6
+        print(f"| {name} | {micros:.1f} | {micros / plain:.2%} |")
+    print()
+    print("| target | measured | verdict |")
+    print("| --- | ---: | --- |")
+    for operation, med in medians.items():
+        ratio = med["wrapped, flag off"] / med["plain"]
+        print(
+            f"| {operation}: flag off <= {FLAG_OFF_TARGET:.2f}x plain | {ratio:.3f}x | "
+            f"{verdict(ratio <= FLAG_OFF_TARGET)} |"
+        )
+    put_on = medians["put_item"]["wrapped, flag on"] / medians["put_item"]["plain"]
+    print(
+        f"| put_item: flag on <= {FLAG_ON_PUT_TARGET:.1f}x plain | {put_on:.3f}x | "
+        f"{verdict(put_on <= FLAG_ON_PUT_TARGET)} |"
+    )
+    for operation in ("update_item", "update_item UPDATED_OLD"):
+        med = medians[operation]
+        print(
+            f"| {operation}: flag on (no target; report) | "
+            f"{med['wrapped, flag on'] / med['plain']:.3f}x | - |"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--calls", type=int, default=2000, help="calls per case per round")
+    parser.add_argument("--repeat", type=int, default=15, help="rounds")
+    args = parser.parse_args(argv)
+    if args.calls < 1 or args.repeat < 1:
+        parser.error("--calls and --repeat must be at least 1")
+    cases, p_sent, s_sent = build_cases()
+    check_cases(cases)
+    sent = requests_per_call(cases, p_sent, s_sent)
+    results = {op: measure(group, args.calls, args.repeat) for op, group in cases.items()}
+    own = wrapper_only(max(args.calls * 5, 2000))
+    report(results, sent, own, args.calls, args.repeat)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

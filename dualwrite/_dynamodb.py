@@ -1,0 +1,1320 @@
+"""DynamoDB: which operation is mirrored how, and how the shadow converges to the primary.
+
+Three tables classify every operation of botocore's DynamoDB model (a test walks the model and
+fails on any operation missing from them):
+
+* ``HANDLERS``: item writes mirrored to the shadow, each by a function below;
+* ``UNSUPPORTED``: writes that cannot be mirrored and are reported as ``unsupported``;
+* ``PRIMARY_ONLY``: reads and control-plane calls, which go to the primary only.
+
+The shadow receives state, never a replay of the request: conditions are decided by the primary
+alone, and the shadow gets the primary's resulting item (a put without condition) or the deletion.
+Where the call does not tell the resulting item (an ``UpdateItem`` that asked for ``ALL_OLD``, a
+transaction's ``Update``, a PartiQL ``UPDATE``), it is read back from the primary with a
+consistent read while the key's lock is held.
+
+Attribute values keep the format of the caller's level: typed ``AttributeValue`` dicts
+(``{"pk": {"S": "a"}}``) through a low-level client, plain Python values (``{"pk": "a"}``, numbers
+as ``Decimal``) through a resource or ``Table``, whose client (de)serialises both sides. So is
+:attr:`Write.key <dualwrite.events.Write.key>`. Locks and matching use a canonical form of the
+values, the same for both levels.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from decimal import Decimal, InvalidOperation
+from typing import Any, Literal
+
+import attrs
+from boto3.dynamodb.types import Binary, TypeDeserializer
+
+from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow
+from dualwrite._proxy import ClientProxy, _install, rebind
+from dualwrite.events import Write
+from dualwrite.exceptions import ConfigurationError, ShadowWriteError
+
+logger = logging.getLogger("dualwrite")
+
+Level = Literal["client", "resource"]
+"""The format of attribute values: typed (low-level client) or Python (resource, ``Table``)."""
+
+Call = Callable[..., Any]
+Handler = Callable[[Mirror, Call, dict[str, Any], Any], Any]
+
+UNKNOWN_TABLE = "<unknown table>"
+"""``Write.resource`` of a PartiQL write whose table could not be read from the statement."""
+
+# Limits of the DynamoDB API.
+_BATCH_WRITE_MAX = 25
+_BATCH_GET_MAX = 100
+_TRANSACTION_MAX = 100
+# The shadow's own UnprocessedItems (and a read-back's UnprocessedKeys) are retried this many
+# times, with exponential backoff from _RETRY_BASE seconds (0.75 s in all), then reported.
+_RETRY_ATTEMPTS = 4
+_RETRY_BASE = 0.05
+# A table whose DescribeTable failed is not described again before this many seconds.
+_SCHEMA_RETRY = 60.0
+_SCHEMA_FAILURES_MAX = 1000
+_STATE = "dynamodb"
+
+
+# -- per-client state ----------------------------------------------------------------------
+
+
+class KeySchemas:
+    """Primary table name -> its key attribute names (hash first), from a cached DescribeTable.
+
+    A ``PutItem`` names no key: the key is the item's key attributes, which only the table's key
+    schema tells. The first write to each table through a wrapped client describes it once on
+    the primary. When DescribeTable fails (no ``dynamodb:DescribeTable`` permission), the write
+    is still mirrored, with ``Write.key`` set to ``None`` and a table-wide lock for ordering; the
+    table is described again after a minute.
+    """
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._lock = threading.Lock()
+        self._known: dict[str, tuple[str, ...]] = {}
+        self._failed: dict[str, float] = {}
+
+    def get(self, table: str) -> tuple[str, ...] | None:
+        """Return the key attribute names of ``table``, or ``None`` if they cannot be known."""
+        known = self._known.get(table)
+        if known is not None:
+            return known
+        failed_at = self._failed.get(table)
+        if failed_at is not None and time.monotonic() - failed_at < _SCHEMA_RETRY:
+            return None
+        try:
+            schema = self._client.describe_table(TableName=table)["Table"]["KeySchema"]
+            names = tuple(
+                str(entry["AttributeName"])
+                for entry in sorted(schema, key=lambda entry: entry["KeyType"] != "HASH")
+            )
+        except Exception as exc:  # noqa: BLE001 - the write goes on without the schema
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            log = logger.debug if code == "ResourceNotFoundException" else logger.warning
+            log(
+                "dualwrite: DescribeTable of primary table %r failed (%s); its puts are mirrored "
+                "without a known key (Write.key=None, table-wide ordering)",
+                table,
+                code or type(exc).__name__,
+            )
+            with self._lock:
+                if len(self._failed) >= _SCHEMA_FAILURES_MAX:
+                    self._failed.clear()
+                self._failed[table] = time.monotonic()
+            return None
+        with self._lock:
+            self._known[table] = names
+            self._failed.pop(table, None)
+        return names
+
+    def key_of(self, table: str, item: Any) -> dict[str, Any] | None:
+        """Return the key of ``item`` in ``table``, or ``None`` if it cannot be known."""
+        if not isinstance(item, Mapping):
+            return None
+        names = self.get(table)
+        if names is None:
+            return None
+        try:
+            return {name: item[name] for name in names}
+        except KeyError:
+            return None  # the primary rejects an item without its key
+
+
+@attrs.frozen
+class _State:
+    level: Level
+    schemas: KeySchemas
+
+
+def _state(mirror: Mirror) -> _State:
+    return mirror.state[_STATE]  # type: ignore[no-any-return]
+
+
+# -- canonical values: locks and matching ---------------------------------------------------
+
+
+def canonical(value: Any, level: Level) -> Hashable:
+    """A hashable form of an attribute value, equal for equal values at either level.
+
+    ``{"N": "1.0"}`` (client level), ``1`` and ``Decimal("1")`` (resource level) all give the
+    same result; booleans and numbers stay distinct.
+    """
+    if level == "client":
+        return _canon_typed(value)
+    return _canon_python(value)
+
+
+def _number(text: Any) -> Hashable:
+    try:
+        return ("N", Decimal(str(text)))
+    except (InvalidOperation, ValueError):
+        return ("N?", repr(text))
+
+
+def _canon_typed(value: Any) -> Hashable:
+    if isinstance(value, Mapping) and len(value) == 1:
+        ((tag, inner),) = value.items()
+        if tag == "S":
+            return ("S", inner)
+        if tag == "N":
+            return _number(inner)
+        if tag == "B":
+            return ("B", _bytes(inner))
+        if tag == "BOOL":
+            return ("BOOL", bool(inner))
+        if tag == "NULL":
+            return ("NULL",)
+        if tag in ("SS", "NS", "BS") and isinstance(inner, (list, tuple, set, frozenset)):
+            element = tag[0]
+            return ("SET", frozenset(_canon_typed({element: e}) for e in inner))
+        if tag == "L" and isinstance(inner, (list, tuple)):
+            return ("L", tuple(_canon_typed(e) for e in inner))
+        if tag == "M" and isinstance(inner, Mapping):
+            return ("M", _canon_map(inner, _canon_typed))
+    return ("?", repr(value))
+
+
+def _canon_python(value: Any) -> Hashable:
+    if value is None:
+        return ("NULL",)
+    if isinstance(value, bool):
+        return ("BOOL", value)
+    if isinstance(value, str):
+        return ("S", value)
+    if isinstance(value, (int, Decimal, float)):
+        return _number(value)
+    if isinstance(value, (bytes, bytearray, memoryview, Binary)):
+        return ("B", _bytes(value))
+    if isinstance(value, (set, frozenset)):
+        return ("SET", frozenset(_canon_python(e) for e in value))
+    if isinstance(value, (list, tuple)):
+        return ("L", tuple(_canon_python(e) for e in value))
+    if isinstance(value, Mapping):
+        return ("M", _canon_map(value, _canon_python))
+    return ("?", repr(value))
+
+
+def _canon_map(value: Mapping[Any, Any], canon: Callable[[Any], Hashable]) -> Hashable:
+    return tuple(sorted(((str(k), canon(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+
+
+def _bytes(value: Any) -> bytes:
+    if isinstance(value, Binary):
+        return bytes(value.value)  # type: ignore[attr-defined] # untyped in the stubs
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode()
+    return repr(value).encode()
+
+
+def _canon_key(key: Mapping[str, Any] | None, level: Level) -> Hashable:
+    if key is None:
+        return None
+    return _canon_map(key, _canon_typed if level == "client" else _canon_python)
+
+
+# -- locks --------------------------------------------------------------------------------------
+
+
+def _lock_name(table: str) -> str:
+    """A table ARN and the table's name share their locks."""
+    if table.startswith("arn:") and ":table/" in table:
+        return table.split(":table/", 1)[1].split("/", 1)[0]
+    return table
+
+
+def _holding(
+    mirror: Mirror, level: Level, targets: Sequence[tuple[str, Mapping[str, Any] | None]]
+) -> contextlib.AbstractContextManager[Any]:
+    """The per-key locks of every ``(table, key)``, held from the primary call to the shadow's.
+
+    A key of ``None`` (unknown) takes the table's lock. Several locks are taken in one global
+    order (by identity of the striped lock), so that calls holding several never deadlock.
+    """
+    # The canonical key is passed as its hash: already hashable, it needs no further freezing.
+    locks = {
+        id(lock): lock
+        for lock in (
+            mirror.key_lock(_lock_name(table), hash(_canon_key(key, level)))
+            for table, key in targets
+        )
+    }
+    if len(locks) == 1:
+        return next(iter(locks.values()))
+    return _all_of([lock for _, lock in sorted(locks.items())])
+
+
+@contextlib.contextmanager
+def _all_of(locks: Sequence[contextlib.AbstractContextManager[Any]]) -> Iterator[None]:
+    with contextlib.ExitStack() as stack:
+        for lock in locks:
+            stack.enter_context(lock)
+        yield
+
+
+# -- describing, deciding ------------------------------------------------------------------------
+
+
+def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None) -> Write:
+    write = mirror.describe(operation, table, None if key is None else dict(key))
+    shadow = write.shadow_resource
+    if shadow is not None and shadow == table and _lock_name(table) != table:
+        # A table ARN names the primary's account: on the shadow the same name means the
+        # shadow's own table, never a cross-account write back into the primary.
+        write = attrs.evolve(write, shadow_resource=_lock_name(table))
+    return write
+
+
+def _decided(
+    mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None
+) -> Write | None:
+    """The write to mirror, or ``None`` when the flag is off for it."""
+    write, on = mirror.decide(_describe(mirror, operation, table, key))
+    return write if on else None
+
+
+def _table_of(params: Mapping[str, Any]) -> str | None:
+    for name in ("TableName", "TargetTableName", "TableArn", "ResourceArn"):
+        value = params.get(name)
+        if isinstance(value, str) and value:
+            return value
+    creation = params.get("TableCreationParameters")
+    if isinstance(creation, Mapping) and isinstance(creation.get("TableName"), str):
+        return str(creation["TableName"])
+    return None
+
+
+# -- converging the shadow ------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Change:
+    """One key's state to give the shadow.
+
+    ``item`` is the resulting item, ``None`` for a deletion, or :data:`READ_BACK` when it must be
+    read from the primary first. ``write`` is the per-key write (events, journal).
+    """
+
+    write: Write
+    table: str
+    key: Mapping[str, Any] | None
+    item: Any
+
+
+READ_BACK = object()
+"""Marks a change whose resulting item is read back from the primary (consistent read)."""
+
+
+def read_item(client: Any, table: str, key: Mapping[str, Any]) -> Any:
+    """Read ``key`` from ``table`` with a consistent read; ``None`` when the item is absent."""
+    return client.get_item(TableName=table, Key=key, ConsistentRead=True).get("Item")
+
+
+def _converge_one(shadow: Any, table: str, key: Mapping[str, Any], item: Any) -> None:
+    """Give the shadow one key's state: the item, put without condition, or its deletion."""
+    if item is None:
+        shadow.delete_item(TableName=table, Key=key)
+    else:
+        shadow.put_item(TableName=table, Item=item)
+
+
+def _resolve(mirror: Mirror, level: Level, changes: list[_Change]) -> list[_Change]:
+    """Replace every ``READ_BACK`` item by the primary's current item (``None``: absent)."""
+    wanted = [(c.table, c.key) for c in changes if c.item is READ_BACK and c.key is not None]
+    if not wanted:
+        return changes
+    found = _read_many(mirror.primary, level, wanted)
+    return [
+        attrs.evolve(c, item=found[(c.table, _canon_key(c.key, level))])
+        if c.item is READ_BACK and c.key is not None
+        else c
+        for c in changes
+    ]
+
+
+def _read_many(
+    client: Any, level: Level, targets: list[tuple[str, Mapping[str, Any]]]
+) -> dict[tuple[str, Hashable], Any]:
+    """Consistent reads of many keys: one GetItem, or BatchGetItem with its leftovers retried.
+
+    Every target is in the result, ``None`` for an absent item.
+    """
+    unique: dict[tuple[str, Hashable], tuple[str, Mapping[str, Any]]] = {}
+    for table, key in targets:
+        unique.setdefault((table, _canon_key(key, level)), (table, key))
+    if len(unique) == 1:
+        ((ident, (table, key)),) = unique.items()
+        return {ident: read_item(client, table, key)}
+    found: dict[tuple[str, Hashable], Any] = dict.fromkeys(unique)
+    pending = list(unique.values())
+    for start in range(0, len(pending), _BATCH_GET_MAX):
+        chunk = pending[start : start + _BATCH_GET_MAX]
+        names = {table: tuple(key) for table, key in chunk}
+        request: dict[str, dict[str, Any]] = {}
+        for table, key in chunk:
+            request.setdefault(table, {"Keys": [], "ConsistentRead": True})["Keys"].append(key)
+        for attempt in range(_RETRY_ATTEMPTS + 1):
+            response = client.batch_get_item(RequestItems=request)
+            for table, items in (response.get("Responses") or {}).items():
+                for item in items:
+                    returned = _canon_key({name: item.get(name) for name in names[table]}, level)
+                    found[(table, returned)] = item
+            request = {
+                table: {**spec, "ConsistentRead": True}
+                for table, spec in (response.get("UnprocessedKeys") or {}).items()
+                if spec.get("Keys")
+            }
+            if not request:
+                break
+            if attempt < _RETRY_ATTEMPTS:
+                time.sleep(_RETRY_BASE * 2**attempt)
+        for table, spec in request.items():  # still unprocessed: one by one
+            for key in spec["Keys"]:
+                found[(table, _canon_key(key, level))] = read_item(client, table, key)
+    return found
+
+
+def _shadow_batch(ctx: ShadowContext, level: Level, changes: list[_Change]) -> None:
+    """Write resolved changes of one table to the shadow with BatchWriteItem.
+
+    The shadow's own ``UnprocessedItems`` are retried with backoff; what is still left is
+    reported per key as ``shadow_failed``. A failing call fails the whole write (every key is
+    journaled by the mirror).
+    """
+    shadow_table = str(ctx.write.shadow_resource)
+    for start in range(0, len(changes), _BATCH_WRITE_MAX):
+        chunk = changes[start : start + _BATCH_WRITE_MAX]
+        pending = [_request_of(c) for c in chunk]
+        for attempt in range(_RETRY_ATTEMPTS + 1):
+            response = ctx.shadow.batch_write_item(RequestItems={shadow_table: pending})
+            pending = list((response.get("UnprocessedItems") or {}).get(shadow_table) or [])
+            if not pending:
+                break
+            if attempt < _RETRY_ATTEMPTS:
+                time.sleep(_RETRY_BASE * 2**attempt)
+        if pending:
+            info = ErrorInfo(
+                type="UnprocessedItems",
+                code="UnprocessedItems",
+                message=(
+                    f"the shadow table left the item unprocessed after {_RETRY_ATTEMPTS + 1} "
+                    "attempts"
+                ),
+            )
+            left = {_request_ident(r, level) for r in pending}
+            for change in chunk:
+                if _change_ident(change, level) in left:
+                    ctx.failed(change.write, info)
+
+
+def _request_of(change: _Change) -> dict[str, Any]:
+    if change.item is None:
+        return {"DeleteRequest": {"Key": change.key}}
+    return {"PutRequest": {"Item": change.item}}
+
+
+def _change_ident(change: _Change, level: Level) -> Hashable:
+    """What identifies a change's request in an ``UnprocessedItems`` echo."""
+    if change.item is None:
+        return ("D", _canon_key(change.key, level))
+    return ("P", canonical(change.item, level))
+
+
+def _request_ident(request: Any, level: Level) -> Hashable:
+    if not isinstance(request, Mapping):
+        return None
+    delete, put = request.get("DeleteRequest"), request.get("PutRequest")
+    if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
+        return ("D", _canon_key(delete["Key"], level))
+    if isinstance(put, Mapping):
+        return ("P", canonical(put.get("Item"), level))
+    return None
+
+
+def _shadow_transaction(
+    ctx: ShadowContext, changes: list[_Change], shadow_names: Mapping[str, str]
+) -> None:
+    """Write resolved changes to the shadow as one TransactWriteItems."""
+    operations = []
+    for change in changes:
+        table = shadow_names[change.table]
+        if change.item is None:
+            operations.append({"Delete": {"TableName": table, "Key": change.key}})
+        else:
+            operations.append({"Put": {"TableName": table, "Item": change.item}})
+    # The primary's transaction held at most 100 items, so this is one transaction; the loop
+    # only matters if that limit ever grows on one side before the other. No ClientRequestToken:
+    # botocore makes a fresh one, since the caller's token names the primary's request.
+    for start in range(0, len(operations), _TRANSACTION_MAX):
+        ctx.shadow.transact_write_items(TransactItems=operations[start : start + _TRANSACTION_MAX])
+
+
+def _call_tables(
+    mirror: Mirror,
+    call: Call,
+    params: Mapping[str, Any],
+    plans: Sequence[tuple[Write, Callable[[ShadowContext, Any], None], list[Any]]],
+) -> Any:
+    """One primary call, then one :meth:`Mirror.call` per table, each reusing its response.
+
+    Each table thus gets its own events, journal entries, circuit accounting and (background
+    mode) queue shard. With ``on_shadow_error="raise"`` the first ``ShadowWriteError`` is raised
+    after every table ran.
+    """
+    responses: list[Any] = []
+
+    def primary(**kwargs: Any) -> Any:
+        if not responses:
+            responses.append(call(**kwargs))
+        return responses[0]
+
+    first_error: ShadowWriteError | None = None
+    for write, action, keys in plans:
+        try:
+            mirror.call(write, primary, params, action, ordered=False, keys=keys)
+        except ShadowWriteError as error:
+            first_error = first_error or error
+    if first_error is not None:
+        raise first_error
+    return responses[0]
+
+
+# -- single-item handlers ---------------------------------------------------------------------
+
+
+def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, item = params.get("TableName"), params.get("Item")
+    if not isinstance(table, str) or not isinstance(item, Mapping):
+        return call(**params)  # botocore reports the missing parameter, as without the wrapper
+    state = _state(mirror)
+    key = state.schemas.key_of(table, item)
+    write = _decided(mirror, "PutItem", table, key)
+    if write is None:
+        return call(**params)
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        # The item as the caller wrote it, without ConditionExpression/Expected: the primary
+        # alone decided that the put happens.
+        ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
+
+    with _holding(mirror, state.level, [(table, key)]):
+        return mirror.call(write, call, params, action, ordered=False)
+
+
+def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, key = params.get("TableName"), params.get("Key")
+    if not isinstance(table, str) or not isinstance(key, Mapping):
+        return call(**params)
+    state = _state(mirror)
+    write = _decided(mirror, "DeleteItem", table, key)
+    if write is None:
+        return call(**params)
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
+
+    with _holding(mirror, state.level, [(table, key)]):
+        return mirror.call(write, call, params, action, ordered=False)
+
+
+_ABSENT = object()
+
+
+def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, key = params.get("TableName"), params.get("Key")
+    if not isinstance(table, str) or not isinstance(key, Mapping):
+        return call(**params)
+    state = _state(mirror)
+    write = _decided(mirror, "UpdateItem", table, key)
+    if write is None:
+        return call(**params)
+    asked = params.get("ReturnValues")
+    result: list[Any] = []  # the primary's resulting item, when its response carries it
+    primary = call
+    if write.shadow_resource is None:
+        pass  # reported "unmapped"; the caller's call stays exactly as it was
+    elif asked is None or asked == "NONE":
+
+        def primary(**kwargs: Any) -> Any:
+            # One call gives the caller's outcome and the resulting item; the caller then gets
+            # the response it asked for: the same dict, without the Attributes.
+            response = call(**{**kwargs, "ReturnValues": "ALL_NEW"})
+            result.append(response.pop("Attributes", _ABSENT))
+            return response
+
+    elif asked == "ALL_NEW":
+
+        def primary(**kwargs: Any) -> Any:
+            response = call(**kwargs)
+            result.append(response.get("Attributes", _ABSENT))
+            return response
+
+    # Otherwise (ALL_OLD, UPDATED_OLD, UPDATED_NEW) the same call cannot also return the new
+    # item: the action reads it back, consistently, while the key's lock is held (sync mode).
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        item = result[0] if result else _ABSENT
+        if item is _ABSENT:
+            item = read_item(mirror.primary, table, key)
+        _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
+
+    with _holding(mirror, state.level, [(table, key)]):
+        return mirror.call(write, primary, params, action, ordered=False)
+
+
+# -- BatchWriteItem ------------------------------------------------------------------------------
+
+
+def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    request = params.get("RequestItems")
+    if not isinstance(request, Mapping):
+        return call(**params)
+    state = _state(mirror)
+    plans = []
+    targets: list[tuple[str, Mapping[str, Any] | None]] = []
+    for table, entries in request.items():
+        if not isinstance(table, str) or not isinstance(entries, Sequence):
+            continue  # botocore rejects the whole call before anything is written
+        write = _decided(mirror, "BatchWriteItem", table, None)
+        if write is None:
+            continue
+        changes = [c for c in (_batch_change(state, write, table, e) for e in entries) if c]
+        targets.extend((table, c.key) for c in changes)
+        keys = [c.key for c in changes if c.key is not None]
+        plans.append((write, _batch_action(state.level, table, changes), keys))
+    if not plans:
+        return call(**params)
+    with _holding(mirror, state.level, targets):
+        return _call_tables(mirror, call, params, plans)
+
+
+def _batch_action(
+    level: Level, table: str, changes: list[_Change]
+) -> Callable[[ShadowContext, Any], None]:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        # Only what the primary processed: the caller retries the rest through this wrapper,
+        # and those retries are mirrored when they succeed.
+        left = (response.get("UnprocessedItems") or {}).get(table) or []
+        skipped = {_request_ident(r, level) for r in left}
+        done = [c for c in changes if _change_ident(c, level) not in skipped]
+        if not done:
+            raise SkipShadow
+        _shadow_batch(ctx, level, done)
+
+    return action
+
+
+def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Change | None:
+    if not isinstance(entry, Mapping):
+        return None
+    put, delete = entry.get("PutRequest"), entry.get("DeleteRequest")
+    if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
+        item = put["Item"]
+        key = state.schemas.key_of(table, item)
+        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item)
+    if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
+        key = dict(delete["Key"])
+        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=None)
+    return None
+
+
+# -- transactions ------------------------------------------------------------------------------
+
+
+def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    items = params.get("TransactItems")
+    if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+        return call(**params)
+    state = _state(mirror)
+    decisions: dict[str, Write | None] = {}
+    changes: list[_Change] = []
+    for entry in items:
+        if not isinstance(entry, Mapping) or len(entry) != 1:
+            continue  # invalid: the primary rejects the whole transaction
+        ((kind, body),) = entry.items()
+        if kind not in ("Put", "Update", "Delete") or not isinstance(body, Mapping):
+            continue  # a ConditionCheck writes nothing: the primary alone decides it
+        table = body.get("TableName")
+        if not isinstance(table, str):
+            continue
+        if table not in decisions:
+            decisions[table] = _decided(mirror, "TransactWriteItems", table, None)
+        write = decisions[table]
+        if write is None:
+            continue
+        if kind == "Put":
+            key = state.schemas.key_of(table, body.get("Item"))
+            item: Any = body.get("Item")
+        elif isinstance(body.get("Key"), Mapping):
+            key = dict(body["Key"])
+            item = READ_BACK if kind == "Update" else None
+        else:
+            continue
+        changes.append(_Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item))
+    flagged = {table: write for table, write in decisions.items() if write is not None}
+    if not changes:
+        return call(**params)
+    return _transaction(mirror, state, call, params, flagged, changes, [])
+
+
+def _transaction(
+    mirror: Mirror,
+    state: _State,
+    call: Call,
+    params: Mapping[str, Any],
+    flagged: Mapping[str, Write],
+    changes: list[_Change],
+    unknown: list[_Planned],
+) -> Any:
+    """Call the primary's transaction, then give the shadow its result as one transaction.
+
+    Puts carry their item, deletes their key; updates are read back from the primary (one
+    consistent read each) after the commit, while the keys' locks are held. The transaction is
+    reported under its first table that has a shadow name; each key is journaled with its own
+    table if the shadow's transaction fails.
+    """
+    main = next(
+        (flagged[c.table] for c in changes if flagged[c.table].shadow_resource is not None),
+        flagged[changes[0].table],
+    )
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        for planned in unknown:
+            ctx.unsupported(planned.write, *planned.unsupported())
+        names: dict[str, str] = {}
+        mapped: list[_Change] = []
+        for change in changes:
+            shadow_table = flagged[change.table].shadow_resource
+            if shadow_table is None:
+                ctx.unsupported(
+                    change.write, "unmapped", f"no shadow name for dynamodb table {change.table!r}"
+                )
+            else:
+                names[change.table] = shadow_table
+                mapped.append(change)
+        if mapped:
+            _shadow_transaction(ctx, _resolve(mirror, state.level, mapped), names)
+
+    with _holding(mirror, state.level, [(c.table, c.key) for c in changes]):
+        return mirror.call(
+            main, call, params, action, ordered=False, keys=[c.write for c in changes]
+        )
+
+
+# -- PartiQL --------------------------------------------------------------------------------------
+
+_TOKEN_RE = re.compile(
+    r"""
+    (?P<ws>\s+)
+    | (?P<comment>--|/\*)
+    | (?P<str>'(?:[^']|'')*')
+    | (?P<qid>"(?:[^"]|"")*")
+    | (?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?)
+    | (?P<param>\?)
+    | (?P<id>[A-Za-z_][A-Za-z0-9_$]*)
+    | (?P<op><<|>>|<=|>=|<>|!=|\|\||[{}\[\](),:.=<>+\-*/%;])
+    """,
+    re.VERBOSE,
+)
+_OPEN = {"{": "}", "[": "]", "(": ")", "<<": ">>"}
+_CLOSE = frozenset(_OPEN.values())
+
+
+@attrs.frozen
+class _Token:
+    kind: str
+    text: str
+    param: int = -1  # index into Parameters, for "?"
+
+    def keyword(self) -> str:
+        return self.text.upper() if self.kind == "id" else ""
+
+
+@attrs.frozen
+class _Value:
+    """A scalar in a statement: a literal, or the ``index``-th parameter."""
+
+    kind: str  # "str", "num" or "param"
+    text: str = ""
+    index: int = -1
+
+
+@attrs.frozen
+class Statement:
+    """What :func:`parse_statement` could tell about one PartiQL statement.
+
+    Attributes:
+        verb: ``"SELECT"``, ``"INSERT"``, ``"UPDATE"``, ``"DELETE"``, ``"EXISTS"``, or ``""``.
+        table: the table name, or ``None``.
+        terms: attribute name -> the scalar it is equal to, for the names that may be key
+            attributes (an INSERT's top-level values; a WHERE clause's ``name = value`` terms).
+            ``None`` when the statement cannot be read safely.
+    """
+
+    verb: str
+    table: str | None
+    terms: Mapping[str, _Value] | None
+
+    @property
+    def is_read(self) -> bool:
+        """SELECT, or an EXISTS condition: nothing is written."""
+        return self.verb in ("SELECT", "EXISTS")
+
+    def key(self, schema: tuple[str, ...] | None, parameters: Any, level: Level) -> Any:
+        """The statement's key in the caller's format, or ``None`` when it cannot be known."""
+        if schema is None or self.terms is None:
+            return None
+        key = {}
+        for name in schema:
+            value = self.terms.get(name)
+            if value is None:
+                return None
+            if value.kind == "param":
+                if not isinstance(parameters, Sequence) or not 0 <= value.index < len(parameters):
+                    return None
+                key[name] = parameters[value.index]
+            elif value.kind == "str":
+                text = value.text[1:-1].replace("''", "'")
+                key[name] = {"S": text} if level == "client" else text
+            else:
+                key[name] = {"N": value.text} if level == "client" else Decimal(value.text)
+        return key
+
+
+def _tokenize(statement: str) -> list[_Token] | None:
+    tokens: list[_Token] = []
+    position, params = 0, 0
+    while position < len(statement):
+        match = _TOKEN_RE.match(statement, position)
+        if match is None or match.lastgroup == "comment":
+            return None
+        position = match.end()
+        kind = str(match.lastgroup)
+        if kind == "ws":
+            continue
+        if kind == "param":
+            tokens.append(_Token(kind, "?", params))
+            params += 1
+        else:
+            tokens.append(_Token(kind, match.group()))
+    return tokens
+
+
+def _name(token: _Token) -> str | None:
+    if token.kind == "id":
+        return token.text
+    if token.kind == "qid":
+        return token.text[1:-1].replace('""', '"')
+    return None
+
+
+def _scalar(tokens: Sequence[_Token]) -> _Value | None:
+    if len(tokens) == 1 and tokens[0].kind in ("str", "num"):
+        return _Value(tokens[0].kind, tokens[0].text)
+    if len(tokens) == 1 and tokens[0].kind == "param":
+        return _Value("param", index=tokens[0].param)
+    if len(tokens) == 2 and tokens[0].text == "-" and tokens[1].kind == "num":
+        return _Value("num", "-" + tokens[1].text)
+    return None
+
+
+def _split_top(
+    tokens: Sequence[_Token], separator: Callable[[_Token], bool]
+) -> list[list[_Token]] | None:
+    """Split at depth 0 where ``separator`` holds; ``None`` on unbalanced brackets."""
+    parts: list[list[_Token]] = [[]]
+    stack: list[str] = []
+    for token in tokens:
+        if token.kind == "op" and token.text in _OPEN:
+            stack.append(_OPEN[token.text])
+        elif token.kind == "op" and token.text in _CLOSE:
+            if not stack or stack.pop() != token.text:
+                return None
+        elif not stack and separator(token):
+            parts.append([])
+            continue
+        parts[-1].append(token)
+    return None if stack else parts
+
+
+def _where_terms(tokens: Sequence[_Token]) -> dict[str, _Value] | None:
+    """``name = value`` terms of a WHERE clause made of AND-ed conditions, else ``None``."""
+    if any(t.keyword() in ("OR", "BETWEEN") for t in _depth0(tokens)):
+        return None
+    conjuncts = _split_top(tokens, lambda t: t.keyword() == "AND")
+    if conjuncts is None:
+        return None
+    terms: dict[str, _Value] = {}
+    ambiguous: set[str] = set()
+    for conjunct in conjuncts:
+        if not conjunct:
+            return None
+        if len(conjunct) >= 3 and conjunct[1].text == "=" and conjunct[1].kind == "op":
+            name, value = _name(conjunct[0]), _scalar(conjunct[2:])
+            if name is not None and value is not None:
+                if name in terms:
+                    ambiguous.add(name)
+                terms[name] = value
+    for name in ambiguous:
+        del terms[name]
+    return terms
+
+
+def _depth0(tokens: Sequence[_Token]) -> Iterator[_Token]:
+    depth = 0
+    for token in tokens:
+        if token.kind == "op" and token.text in _OPEN:
+            depth += 1
+        elif token.kind == "op" and token.text in _CLOSE:
+            depth -= 1
+        elif depth == 0:
+            yield token
+
+
+def _document_terms(tokens: Sequence[_Token]) -> dict[str, _Value] | None:
+    """Top-level ``'name': value`` pairs of an INSERT's ``{...}`` document."""
+    if len(tokens) < 2 or tokens[0].text != "{" or tokens[-1].text != "}":
+        return None
+    pairs = _split_top(tokens[1:-1], lambda t: t.kind == "op" and t.text == ",")
+    if pairs is None:
+        return None
+    terms: dict[str, _Value] = {}
+    for pair in pairs:
+        if len(pair) < 3 or pair[1].text != ":":
+            return None
+        if pair[0].kind == "str":
+            name: str | None = pair[0].text[1:-1].replace("''", "'")
+        else:
+            name = _name(pair[0])
+        if name is None or name in terms:
+            return None
+        value = _scalar(pair[2:])
+        if value is not None:
+            terms[name] = value
+    return terms
+
+
+def parse_statement(statement: str) -> Statement:
+    """Read the verb, table and key terms of one PartiQL statement, conservatively.
+
+    Anything this parser is not sure of (comments, ``OR``, nested conditions, a key attribute
+    named twice) leaves ``terms`` as ``None``: the write is then reported ``unsupported`` rather
+    than mirrored to a guessed key.
+    """
+    tokens = _tokenize(statement)
+    if not tokens:
+        return Statement(verb="", table=None, terms=None)
+    verb = tokens[0].keyword()
+    if verb in ("SELECT", "EXISTS"):
+        return Statement(verb=verb, table=None, terms=None)
+    if verb == "INSERT":
+        if len(tokens) < 4 or tokens[1].keyword() != "INTO":
+            return Statement(verb=verb, table=None, terms=None)
+        table = _name(tokens[2])
+        if tokens[3].keyword() != "VALUE":
+            return Statement(verb=verb, table=table, terms=None)
+        return Statement(verb=verb, table=table, terms=_document_terms(tokens[4:]))
+    if verb in ("UPDATE", "DELETE"):
+        start = 1
+        if verb == "DELETE":
+            if len(tokens) < 3 or tokens[1].keyword() != "FROM":
+                return Statement(verb=verb, table=None, terms=None)
+            start = 2
+        if len(tokens) <= start:
+            return Statement(verb=verb, table=None, terms=None)
+        table = _name(tokens[start])
+        rest = tokens[start + 1 :]
+        if rest and rest[0].text == ".":
+            return Statement(verb=verb, table=table, terms=None)
+        clauses = _split_top(rest, lambda t: t.keyword() in ("WHERE", "RETURNING"))
+        wheres = [i for i, t in enumerate(_depth0(rest)) if t.keyword() == "WHERE"]
+        if clauses is None or len(wheres) != 1:
+            return Statement(verb=verb, table=table, terms=None)
+        # clauses: [before WHERE, condition, (returning)]
+        return Statement(verb=verb, table=table, terms=_where_terms(clauses[1]))
+    return Statement(verb=verb, table=None, terms=None)
+
+
+@attrs.frozen
+class _Planned:
+    """One write statement of a PartiQL call, decided flag-on."""
+
+    index: int
+    verb: str
+    write: Write
+    change: _Change | None  # None: its key could not be read from the statement
+
+    def unsupported(self) -> tuple[str, str]:
+        return _partiql_unsupported(self.verb, self.write.resource)
+
+
+def _partiql_unsupported(verb: str, table: str) -> tuple[str, str]:
+    # Never quote the statement: its literals are item data.
+    if table == UNKNOWN_TABLE:
+        return "partiql-unparsed", (
+            f"PartiQL {verb or 'statement'}: the table could not be read from the statement; "
+            "it went to the primary only"
+        )
+    return "partiql-key", (
+        f"PartiQL {verb}: the key of the item in table {table!r} could not be read from the "
+        "statement; it went to the primary only"
+    )
+
+
+def _plan_statements(
+    mirror: Mirror, state: _State, entries: Sequence[Any], operation: str
+) -> tuple[list[_Planned], dict[str, Write | None]]:
+    """Parse and decide every write statement (``{"Statement", "Parameters"}``) of a call."""
+    decisions: dict[str, Write | None] = {}
+    planned = []
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("Statement"), str):
+            continue
+        parsed = parse_statement(entry["Statement"])
+        if parsed.is_read:
+            continue
+        table = parsed.table or UNKNOWN_TABLE
+        if table not in decisions:
+            decisions[table] = _decided(mirror, operation, table, None)
+        write = decisions[table]
+        if write is None:
+            continue
+        schema = state.schemas.get(parsed.table) if parsed.table else None
+        key = parsed.key(schema, entry.get("Parameters"), state.level)
+        change = None
+        if key is not None:
+            write = attrs.evolve(write, key=key)
+            item = None if parsed.verb == "DELETE" else READ_BACK
+            change = _Change(write=write, table=table, key=key, item=item)
+        planned.append(_Planned(index=index, verb=parsed.verb, write=write, change=change))
+    return planned, decisions
+
+
+def _execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    statement = params.get("Statement")
+    if not isinstance(statement, str) or parse_statement(statement).is_read:
+        return call(**params)
+    state = _state(mirror)
+    planned, _ = _plan_statements(mirror, state, [params], "ExecuteStatement")
+    return _execute_one(mirror, state, call, params, planned[0] if planned else None)
+
+
+def _execute_one(
+    mirror: Mirror, state: _State, call: Call, params: Mapping[str, Any], planned: _Planned | None
+) -> Any:
+    if planned is None:
+        return call(**params)  # flag off
+    change = planned.change
+    if change is None:
+        response = call(**params)
+        mirror.unsupported(planned.write, *planned.unsupported())
+        return response
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        (resolved,) = _resolve(mirror, state.level, [change])
+        _converge_one(ctx.shadow, str(ctx.write.shadow_resource), change.key or {}, resolved.item)
+
+    with _holding(mirror, state.level, [(change.table, change.key)]):
+        return mirror.call(planned.write, call, params, action, ordered=False)
+
+
+def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    entries = params.get("Statements")
+    if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
+        return call(**params)
+    state = _state(mirror)
+    planned, decisions = _plan_statements(mirror, state, entries, "BatchExecuteStatement")
+    if not planned:
+        return call(**params)
+    by_table: dict[str, list[_Planned]] = {}
+    for entry in planned:
+        by_table.setdefault(entry.write.resource, []).append(entry)
+    plans = []
+    for table, table_entries in by_table.items():
+        write = decisions[table]
+        if write is not None:
+            keys = [e.change.key for e in table_entries if e.change is not None]
+            plans.append((write, _statements_action(mirror, state, table_entries), keys))
+    targets = [(e.change.table, e.change.key) for e in planned if e.change is not None]
+    with _holding(mirror, state.level, targets):
+        return _call_tables(mirror, call, params, plans)
+
+
+def _statements_action(
+    mirror: Mirror, state: _State, entries: list[_Planned]
+) -> Callable[[ShadowContext, Any], None]:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        results = response.get("Responses") or []
+        changes: dict[Hashable, _Change] = {}
+        for entry in entries:
+            outcome = results[entry.index] if entry.index < len(results) else None
+            if not isinstance(outcome, Mapping) or outcome.get("Error"):
+                continue  # the primary refused this statement: nothing changed
+            if entry.change is None:
+                mirror.unsupported(entry.write, *entry.unsupported())
+            else:
+                changes[(entry.change.table, _canon_key(entry.change.key, state.level))] = (
+                    entry.change
+                )
+        if not changes:
+            raise SkipShadow
+        _shadow_batch(ctx, state.level, _resolve(mirror, state.level, list(changes.values())))
+
+    return action
+
+
+def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    entries = params.get("TransactStatements")
+    if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
+        return call(**params)
+    state = _state(mirror)
+    planned, decisions = _plan_statements(mirror, state, entries, "ExecuteTransaction")
+    changes = [e.change for e in planned if e.change is not None]
+    unknown = [e for e in planned if e.change is None]
+    if not changes:
+        response = call(**params)
+        for entry in unknown:
+            mirror.unsupported(entry.write, *entry.unsupported())
+        return response
+    flagged = {table: write for table, write in decisions.items() if write is not None}
+    return _transaction(mirror, state, call, params, flagged, changes, unknown)
+
+
+# -- repair ---------------------------------------------------------------------------------------
+
+
+def repair_item(mirror: Mirror, table: str, key: str | Mapping[str, Any]) -> str:
+    """Make the shadow's item of ``key`` equal to the primary's current item.
+
+    Reads the key with a consistent read on the primary and puts the item on the shadow, or
+    deletes the shadow's when the primary has none; then reads the primary again and redoes the
+    copy if a live write changed the item meanwhile. Idempotent and order-free.
+
+    Args:
+        mirror: the wrapped pair the table belongs to.
+        table: the primary table.
+        key: the key, typed (``{"pk": {"S": "a"}}``, as the journal keeps it) or, for a
+            resource-level pair, Python values.
+
+    Returns:
+        ``"copied"`` or ``"deleted"``.
+
+    Raises:
+        RepairError: no shadow table name, or the item kept changing on the primary.
+        botocore.exceptions.ClientError: a read or write failed.
+    """
+    from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
+
+    write = _describe(mirror, "Repair", table, None)
+    shadow_table = write.shadow_resource
+    if shadow_table is None:
+        msg = f"no shadow name for table {table!r}"
+        raise RepairError(msg)
+    if not isinstance(key, Mapping):
+        msg = f"a DynamoDB key is a map of attribute values; got {type(key).__name__}"
+        raise RepairError(msg)
+    state = _state(mirror)
+    item_key = _key_for_level(key, state.level)
+
+    def version_now() -> Hashable:
+        item = read_item(mirror.primary, table, item_key)
+        return None if item is None else canonical(item, state.level)
+
+    def copy_once() -> tuple[str, Hashable]:
+        item = read_item(mirror.primary, table, item_key)
+        _converge_one(mirror.shadow, shadow_table, item_key, item)
+        if item is None:
+            return "deleted", None
+        return "copied", canonical(item, state.level)
+
+    with _holding(mirror, state.level, [(table, item_key)]):
+        return retry_until_stable(copy_once, version_now)
+
+
+_DESERIALIZER = TypeDeserializer()
+
+
+def _key_for_level(key: Mapping[str, Any], level: Level) -> dict[str, Any]:
+    """A key in the pair's format: typed for a low-level pair, Python for a resource pair."""
+    typed = all(
+        isinstance(v, Mapping) and len(v) == 1 and next(iter(v)) in ("S", "N", "B")
+        for v in key.values()
+    )
+    if level == "client" or not typed:
+        return dict(key)
+    return {name: _DESERIALIZER.deserialize(value) for name, value in key.items()}
+
+
+# -- operations that cannot be mirrored -------------------------------------------------------
+
+
+def _reported(operation: str, reason: str, detail: str) -> Handler:
+    def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+        table = _table_of(params) or UNKNOWN_TABLE
+        write = _decided(mirror, operation, table, None)
+        response = call(**params)
+        if write is not None:
+            mirror.unsupported(write, reason, detail)
+        return response
+
+    handler.__name__ = f"_unsupported_{operation}"
+    return handler
+
+
+HANDLERS: dict[str, Handler] = {
+    "PutItem": _put_item,
+    "UpdateItem": _update_item,
+    "DeleteItem": _delete_item,
+    "BatchWriteItem": _batch_write_item,
+    "TransactWriteItems": _transact_write_items,
+    "ExecuteStatement": _execute_statement,
+    "BatchExecuteStatement": _batch_execute_statement,
+    "ExecuteTransaction": _execute_transaction,
+}
+"""Item writes mirrored to the shadow."""
+
+UNSUPPORTED: dict[str, str] = {
+    "StartBulkPutItems": (
+        "an asynchronous bulk load from Amazon S3 writes items the wrapper never sees; load the "
+        "same data into the shadow table, or backfill it with `dualwrite copy`"
+    ),
+    "ImportTable": (
+        "an import from Amazon S3 creates a table filled with data the wrapper never sees; "
+        "create the shadow table and backfill it with `dualwrite copy`"
+    ),
+    "RestoreTableFromBackup": (
+        "a restore creates a table filled from a backup of the primary account; create the "
+        "shadow table and backfill it with `dualwrite copy`"
+    ),
+    "RestoreTableToPointInTime": (
+        "a point-in-time restore creates a table filled from the primary's history; create the "
+        "shadow table and backfill it with `dualwrite copy`"
+    ),
+}
+"""Writes that cannot be mirrored: each call is reported as an ``unsupported`` event."""
+
+for _operation, _detail in UNSUPPORTED.items():
+    HANDLERS[_operation] = _reported(_operation, "not-mirrorable", _detail)
+
+PRIMARY_ONLY: frozenset[str] = frozenset(
+    {
+        # reads
+        "BatchGetItem", "GetItem", "Query", "Scan", "TransactGetItems", "SearchVectors",
+        "DescribeBackup", "DescribeBulkOperation", "DescribeContinuousBackups",
+        "DescribeContributorInsights", "DescribeEndpoints", "DescribeExport",
+        "DescribeGlobalTable", "DescribeGlobalTableSettings", "DescribeImport",
+        "DescribeKinesisStreamingDestination", "DescribeLimits", "DescribeTable",
+        "DescribeTableReplicaAutoScaling", "DescribeTimeToLive", "GetResourcePolicy",
+        "ListBackups", "ListBulkOperations", "ListContributorInsights", "ListExports",
+        "ListGlobalTables", "ListImports", "ListTables", "ListTagsOfResource",
+        # table configuration: the control plane, set up per account
+        "CreateTable", "DeleteTable", "UpdateTable", "UpdateTimeToLive",
+        "UpdateContinuousBackups", "UpdateContributorInsights", "UpdateTableReplicaAutoScaling",
+        "CreateGlobalTable", "UpdateGlobalTable", "UpdateGlobalTableSettings",
+        "CreateBackup", "DeleteBackup", "ExportTableToPointInTime",
+        "EnableKinesisStreamingDestination", "DisableKinesisStreamingDestination",
+        "UpdateKinesisStreamingDestination",
+        "PutResourcePolicy", "DeleteResourcePolicy", "TagResource", "UntagResource",
+        "CancelBulkOperation",  # stops a bulk load that was itself reported unsupported
+    }
+)  # fmt: skip
+"""Reads and control-plane operations: the primary only, as documented in docs/dynamodb.md."""
+
+_READ_PREFIXES = ("Get", "BatchGet", "TransactGet", "Describe", "List", "Query", "Scan", "Search")
+
+
+def unclassified(api_name: str, http_method: str) -> Handler | None:
+    """Handle an operation botocore knows and this module does not (a newer botocore).
+
+    DynamoDB sends every operation as a POST, so the name decides: a read (``Get*``,
+    ``Describe*``, ``List*``, ``Query``, ``Scan``, ...) passes through; anything else goes to the
+    primary and is reported ``unsupported`` with reason ``"unclassified"``.
+    """
+    del http_method  # always POST
+    if api_name in PRIMARY_ONLY or api_name.startswith(_READ_PREFIXES):
+        return None
+    return _reported(
+        api_name,
+        "unclassified",
+        f"{api_name} is not known to this version of dualwrite; it went to the primary only",
+    )
+
+
+class DynamoDBClientProxy(ClientProxy):
+    """A wrapped DynamoDB client (low-level, or the client of a wrapped resource)."""
+
+    _unclassified = staticmethod(unclassified)
+
+
+_install(DynamoDBClientProxy, HANDLERS)
+
+
+# -- wrap ----------------------------------------------------------------------------------------
+
+
+def _level_of(level: str) -> Level:
+    return "client" if level == "client" else "resource"
+
+
+def wrap(writer: Any, primary: Any, *, shadow: Any, names: Any, levels: tuple[str, str]) -> Any:
+    """Wrap a DynamoDB client, service resource or ``Table`` (see ``DualWriter.wrap``).
+
+    Args:
+        writer: the :class:`~dualwrite.DualWriter`.
+        primary: a low-level client, ``boto3.resource("dynamodb")`` or a ``Table``.
+        shadow: the shadow's object of the same level: a low-level client for a low-level
+            primary; a service resource or ``Table`` for a resource-level primary.
+        names: primary table name -> shadow table name; a missing entry means the same name.
+        levels: ``(primary level, shadow level)`` as ``"client"``, ``"resource"`` or
+            ``"Table"``.
+
+    Returns:
+        The same kind of object as ``primary``.
+
+    Raises:
+        ConfigurationError: a low-level side paired with a resource-level side, or the same
+            client on both sides.
+    """
+    p_level, s_level = _level_of(levels[0]), _level_of(levels[1])
+    if p_level != s_level:
+        if p_level == "client":
+            msg = (
+                "the primary is a low-level DynamoDB client (typed values such as {'S': 'a'}), "
+                f"so the shadow must be one too; got a DynamoDB {levels[1]}: pass "
+                "shadow=shadow_session.client('dynamodb')"
+            )
+        else:
+            msg = (
+                f"the primary is a DynamoDB {levels[0]} (Python values), so the shadow must be "
+                "resource-level too; got a low-level client: pass "
+                "shadow=shadow_session.resource('dynamodb') or its Table(...)"
+            )
+        raise ConfigurationError(msg)
+    primary_client = primary if p_level == "client" else primary.meta.client
+    shadow_client = shadow if s_level == "client" else shadow.meta.client
+    if primary_client is shadow_client:
+        msg = "primary and shadow are the same DynamoDB client; pass the shadow account's client"
+        raise ConfigurationError(msg)
+    mirror = Mirror(
+        writer,
+        service="dynamodb",
+        primary=primary_client,
+        shadow=shadow_client,
+        names=names,
+        identity_names=True,
+    )
+    mirror.state[_STATE] = _State(level=p_level, schemas=KeySchemas(primary_client))
+    proxy = DynamoDBClientProxy(primary_client, mirror)
+    if levels[0] == "client":
+        return proxy
+    return rebind(primary, proxy)
