@@ -7,8 +7,9 @@ SigV4 signing, the CRC32 check, response parsing) and only the network is left o
 ``UpdateItem`` answer carries ``Attributes`` exactly when the request asked for them, so the
 wrapper pays for the bigger ``ALL_NEW`` response it asks for.
 
-Cases, measured in process CPU time in one run and interleaved (each round runs every case once,
-in a rotated order) so that noise on a shared machine hits every case alike:
+Cases, measured in process CPU time in one run and finely interleaved (each round runs every case
+in chunks of 25 calls, one chunk of each case after the other, in a rotated order) so that noise
+on a shared machine hits every case alike:
 
 * ``plain``: the call on the bare primary client;
 * ``wrapped, flag off``: through ``dualwrite.wrap(..., flag=lambda w: False)``;
@@ -87,6 +88,7 @@ DESCRIPTION = {
     }
 }
 
+_CHUNK = 25  # calls per interleaved chunk (see measure)
 FLAG_OFF_TARGET = 1.02
 FLAG_ON_PUT_TARGET = 2.1
 
@@ -240,16 +242,26 @@ def time_block(case: Case, calls: int) -> float:
 
 
 def measure(cases: dict[str, Case], calls: int, repeat: int) -> dict[str, list[float]]:
-    """Run ``repeat`` rounds; in each, every case runs ``calls`` times, in a rotated order."""
+    """Run ``repeat`` rounds; in each, every case runs ``calls`` times, finely interleaved.
+
+    A round runs the cases in chunks of ``_CHUNK`` calls, one chunk of each case after the
+    other (in an order rotated per chunk), so that drift on a busy machine (other processes,
+    frequency changes) hits every case alike; each case's time in the round is the sum of its
+    chunks.
+    """
     names = list(cases)
     results: dict[str, list[float]] = {name: [] for name in names}
     for name in names:  # warm-up: caches, endpoint resolution, the key schema
         time_block(cases[name], max(calls // 10, 20))
-    for round_no in range(repeat):
-        shift = round_no % len(names)
-        for name in names[shift:] + names[:shift]:
-            gc.collect()
-            results[name].append(time_block(cases[name], calls))
+    for _ in range(repeat):
+        spent = dict.fromkeys(names, 0.0)
+        gc.collect()
+        for chunk_no in range(max(calls // _CHUNK, 1)):
+            shift = chunk_no % len(names)
+            for name in names[shift:] + names[:shift]:
+                spent[name] += time_block(cases[name], _CHUNK)
+        for name in names:
+            results[name].append(spent[name] / max(calls // _CHUNK, 1))
     return results
 
 
@@ -313,8 +325,8 @@ def report(
         f"{platform.machine()}, {os.cpu_count() or '?'} CPUs"
     )
     print(
-        f"canned 200 responses; {repeat} rounds x {calls} calls per case, interleaved; "
-        "process CPU time, median of the per-round means (min beside it)"
+        f"canned 200 responses; {repeat} rounds x {calls} calls per case, interleaved in chunks "
+        f"of {_CHUNK}; process CPU time, median of the per-round means (min beside it)"
     )
     print()
     print("| operation | case | µs/call (median) | µs/call (min) | ratio to plain |")

@@ -34,10 +34,10 @@ from typing import Any, Literal
 import attrs
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
-from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow
+from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow, safe_invoke
 from dualwrite._proxy import ClientProxy, _install, rebind
 from dualwrite.events import Write
-from dualwrite.exceptions import ConfigurationError, ShadowWriteError
+from dualwrite.exceptions import ConfigurationError
 
 logger = logging.getLogger("dualwrite")
 
@@ -161,6 +161,10 @@ def _number(text: Any) -> Hashable:
 
 
 def _canon_typed(value: Any) -> Hashable:
+    if type(value) is dict and len(value) == 1:  # the common case, without an ABC check
+        ((tag, inner),) = value.items()
+        if tag == "S" and type(inner) is str:
+            return ("S", inner)
     if isinstance(value, Mapping) and len(value) == 1:
         ((tag, inner),) = value.items()
         if tag == "S":
@@ -184,6 +188,8 @@ def _canon_typed(value: Any) -> Hashable:
 
 
 def _canon_python(value: Any) -> Hashable:
+    if type(value) is str:  # the common case first
+        return ("S", value)
     if value is None:
         return ("NULL",)
     if isinstance(value, bool):
@@ -204,7 +210,8 @@ def _canon_python(value: Any) -> Hashable:
 
 
 def _canon_map(value: Mapping[Any, Any], canon: Callable[[Any], Hashable]) -> Hashable:
-    return tuple(sorted(((str(k), canon(v)) for k, v in value.items()), key=lambda kv: kv[0]))
+    # Names are unique within a map, so sorting the pairs compares names only.
+    return tuple(sorted([(str(k), canon(v)) for k, v in value.items()]))
 
 
 def _bytes(value: Any) -> bytes:
@@ -242,6 +249,9 @@ def _holding(
     order (by identity of the striped lock), so that calls holding several never deadlock.
     """
     # The canonical key is passed as its hash: already hashable, it needs no further freezing.
+    if len(targets) == 1:
+        table, key = targets[0]
+        return mirror.key_lock(_lock_name(table), hash(_canon_key(key, level)))
     locks = {
         id(lock): lock
         for lock in (
@@ -384,14 +394,14 @@ def _read_many(
     return found
 
 
-def _shadow_batch(ctx: ShadowContext, level: Level, changes: list[_Change]) -> None:
+def _shadow_batch(
+    ctx: ShadowContext, level: Level, shadow_table: str, changes: list[_Change]
+) -> None:
     """Write resolved changes of one table to the shadow with BatchWriteItem.
 
     The shadow's own ``UnprocessedItems`` are retried with backoff; what is still left is
-    reported per key as ``shadow_failed``. A failing call fails the whole write (every key is
-    journaled by the mirror).
+    reported per key as ``shadow_failed``. A failing call raises.
     """
-    shadow_table = str(ctx.write.shadow_resource)
     for start in range(0, len(changes), _BATCH_WRITE_MAX):
         chunk = changes[start : start + _BATCH_WRITE_MAX]
         pending = [_request_of(c) for c in chunk]
@@ -459,34 +469,133 @@ def _shadow_transaction(
         ctx.shadow.transact_write_items(TransactItems=operations[start : start + _TRANSACTION_MAX])
 
 
-def _call_tables(
+def _main_write(flagged: Mapping[str, Write]) -> Write:
+    """The write a call spanning tables is reported under: its first table with a shadow name."""
+    for write in flagged.values():
+        if write.shadow_resource is not None:
+            return attrs.evolve(write, key=None)
+    return attrs.evolve(next(iter(flagged.values())), key=None)
+
+
+def _mapped(mirror: Mirror, flagged: Mapping[str, Write], changes: list[_Change]) -> list[_Change]:
+    """The changes whose table has a shadow name; the others are reported, key by key."""
+    mapped = []
+    for change in changes:
+        if flagged[change.table].shadow_resource is None:
+            mirror.unsupported(
+                change.write, "unmapped", f"no shadow name for dynamodb table {change.table!r}"
+            )
+        else:
+            mapped.append(change)
+    return mapped
+
+
+def _batches_by_table(
+    ctx: ShadowContext, level: Level, flagged: Mapping[str, Write], changes: list[_Change]
+) -> None:
+    """Write resolved changes with one BatchWriteItem per table.
+
+    With one table, a failing call fails the whole write (the mirror journals every key). With
+    several, each table's failure is reported for its own keys and the other tables go on.
+    """
+    by_table: dict[str, list[_Change]] = {}
+    for change in changes:
+        by_table.setdefault(change.table, []).append(change)
+    for table, table_changes in by_table.items():
+        shadow_table = str(flagged[table].shadow_resource)
+        if len(by_table) == 1:
+            _shadow_batch(ctx, level, shadow_table, table_changes)
+            continue
+        try:
+            _shadow_batch(ctx, level, shadow_table, table_changes)
+        except Exception as exc:  # noqa: BLE001 - reported per key; the other tables go on
+            for change in table_changes:
+                ctx.failed(change.write, exc)
+
+
+Done = Callable[[Any], list[_Change]]
+"""Given the primary's response, the changes it made (e.g. a batch minus its UnprocessedItems)."""
+ToShadow = Callable[[ShadowContext, list[_Change]], None]
+"""Writes resolved changes, all with a shadow name, to the shadow in one go (sync mode)."""
+
+
+def _call_keys(
     mirror: Mirror,
+    state: _State,
     call: Call,
     params: Mapping[str, Any],
-    plans: Sequence[tuple[Write, Callable[[ShadowContext, Any], None], list[Any]]],
+    flagged: Mapping[str, Write],
+    changes: list[_Change],
+    done: Done,
+    to_shadow: ToShadow,
 ) -> Any:
-    """One primary call, then one :meth:`Mirror.call` per table, each reusing its response.
+    """Call the primary once for a write of several keys, then give the shadow what it changed.
 
-    Each table thus gets its own events, journal entries, circuit accounting and (background
-    mode) queue shard. With ``on_shadow_error="raise"`` the first ``ShadowWriteError`` is raised
-    after every table ran.
+    Sync mode: one shadow call for all the changes (a batch, a transaction), under the locks of
+    every key, reported under the call's first table; each key is journaled with its own table
+    if that call fails.
+
+    Background mode: one job per changed key, queued on that key's own worker queue (a call's
+    keys do not share one queue, so a batch cannot overtake, or be overtaken by, another write
+    of one of its keys). Each job reads its key back from the primary when it runs, with a
+    consistent read, and puts or deletes it: a job that runs later than it was queued still
+    writes the newest state, so the key's queue order is all that ordering needs.
     """
-    responses: list[Any] = []
+    if not mirror.writer.background:
 
-    def primary(**kwargs: Any) -> Any:
-        if not responses:
-            responses.append(call(**kwargs))
-        return responses[0]
+        def action(ctx: ShadowContext, response: Any) -> None:
+            mapped = _mapped(mirror, flagged, done(response))
+            if not mapped:
+                raise SkipShadow
+            to_shadow(ctx, mapped)
 
-    first_error: ShadowWriteError | None = None
-    for write, action, keys in plans:
-        try:
-            mirror.call(write, primary, params, action, ordered=False, keys=keys)
-        except ShadowWriteError as error:
-            first_error = first_error or error
-    if first_error is not None:
-        raise first_error
-    return responses[0]
+        hold = _holding(mirror, state.level, [(c.table, c.key) for c in changes])
+        keys = [c.write for c in changes]
+        return mirror.call(_main_write(flagged), call, params, action, keys=keys, hold=hold)
+
+    # Same-key primary calls stay serialised in this process, as on every other path; the
+    # locks are released before the jobs are queued, so no caller waits for room holding them.
+    with _holding(mirror, state.level, [(c.table, c.key) for c in changes]):
+        response = call(**params)
+    mapped, exc = safe_invoke(lambda: _mapped(mirror, flagged, done(response)))
+    if exc is not None:  # a response this module cannot read: journal every key, never raise
+        mirror.run_shadow(
+            _main_write(flagged),
+            _raising(exc),
+            acked_at=time.perf_counter(),
+            keys=[c.write for c in changes],
+        )
+        return response
+    for change in mapped:
+        mirror.call(
+            change.write,
+            lambda **_: response,
+            params,
+            _converge_key(mirror, state, change),
+            hold=_holding(mirror, state.level, [(change.table, change.key)]),
+        )
+    return response
+
+
+def _converge_key(
+    mirror: Mirror, state: _State, change: _Change
+) -> Callable[[ShadowContext, Any], None]:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        shadow_table = str(ctx.write.shadow_resource)
+        if change.key is None:  # a put whose key schema is unknown: its item is all there is
+            ctx.shadow.put_item(TableName=shadow_table, Item=change.item)
+            return
+        item = read_item(mirror.primary, change.table, change.key)
+        _converge_one(ctx.shadow, shadow_table, change.key, item)
+
+    return action
+
+
+def _raising(exc: BaseException) -> Callable[[ShadowContext], None]:
+    def action(ctx: ShadowContext) -> None:
+        raise exc
+
+    return action
 
 
 # -- single-item handlers ---------------------------------------------------------------------
@@ -507,8 +616,9 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
         # alone decided that the put happens.
         ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
 
-    with _holding(mirror, state.level, [(table, key)]):
-        return mirror.call(write, call, params, action, ordered=False)
+    return mirror.call(
+        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
 
 
 def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
@@ -523,8 +633,9 @@ def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
     def action(ctx: ShadowContext, response: Any) -> None:
         ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
 
-    with _holding(mirror, state.level, [(table, key)]):
-        return mirror.call(write, call, params, action, ordered=False)
+    return mirror.call(
+        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
 
 
 _ABSENT = object()
@@ -560,7 +671,8 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
             return response
 
     # Otherwise (ALL_OLD, UPDATED_OLD, UPDATED_NEW) the same call cannot also return the new
-    # item: the action reads it back, consistently, while the key's lock is held (sync mode).
+    # item: the action reads it back, consistently, while the key's lock is held (sync mode) or
+    # from the key's own queue (background mode), which orders it just as well.
 
     def action(ctx: ShadowContext, response: Any) -> None:
         item = result[0] if result else _ABSENT
@@ -568,8 +680,9 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
             item = read_item(mirror.primary, table, key)
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
 
-    with _holding(mirror, state.level, [(table, key)]):
-        return mirror.call(write, primary, params, action, ordered=False)
+    return mirror.call(
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
 
 
 # -- BatchWriteItem ------------------------------------------------------------------------------
@@ -580,38 +693,33 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     if not isinstance(request, Mapping):
         return call(**params)
     state = _state(mirror)
-    plans = []
-    targets: list[tuple[str, Mapping[str, Any] | None]] = []
+    flagged: dict[str, Write] = {}
+    changes: list[_Change] = []
     for table, entries in request.items():
         if not isinstance(table, str) or not isinstance(entries, Sequence):
             continue  # botocore rejects the whole call before anything is written
         write = _decided(mirror, "BatchWriteItem", table, None)
-        if write is None:
-            continue
-        changes = [c for c in (_batch_change(state, write, table, e) for e in entries) if c]
-        targets.extend((table, c.key) for c in changes)
-        keys = [c.key for c in changes if c.key is not None]
-        plans.append((write, _batch_action(state.level, table, changes), keys))
-    if not plans:
+        if write is not None:
+            flagged[table] = write
+            changes.extend(c for c in (_batch_change(state, write, table, e) for e in entries) if c)
+    if not flagged:
         return call(**params)
-    with _holding(mirror, state.level, targets):
-        return _call_tables(mirror, call, params, plans)
 
-
-def _batch_action(
-    level: Level, table: str, changes: list[_Change]
-) -> Callable[[ShadowContext, Any], None]:
-    def action(ctx: ShadowContext, response: Any) -> None:
+    def done(response: Any) -> list[_Change]:
         # Only what the primary processed: the caller retries the rest through this wrapper,
         # and those retries are mirrored when they succeed.
-        left = (response.get("UnprocessedItems") or {}).get(table) or []
-        skipped = {_request_ident(r, level) for r in left}
-        done = [c for c in changes if _change_ident(c, level) not in skipped]
-        if not done:
-            raise SkipShadow
-        _shadow_batch(ctx, level, done)
+        unprocessed = response.get("UnprocessedItems") or {}
+        skipped = {
+            (table, _request_ident(r, state.level))
+            for table, requests in unprocessed.items()
+            for r in requests or ()
+        }
+        return [c for c in changes if (c.table, _change_ident(c, state.level)) not in skipped]
 
-    return action
+    def to_shadow(ctx: ShadowContext, done: list[_Change]) -> None:
+        _batches_by_table(ctx, state.level, flagged, done)
+
+    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
 
 def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Change | None:
@@ -679,36 +787,19 @@ def _transaction(
     """Call the primary's transaction, then give the shadow its result as one transaction.
 
     Puts carry their item, deletes their key; updates are read back from the primary (one
-    consistent read each) after the commit, while the keys' locks are held. The transaction is
-    reported under its first table that has a shadow name; each key is journaled with its own
-    table if the shadow's transaction fails.
+    consistent read each) after the commit, while the keys' locks are held.
     """
-    main = next(
-        (flagged[c.table] for c in changes if flagged[c.table].shadow_resource is not None),
-        flagged[changes[0].table],
-    )
 
-    def action(ctx: ShadowContext, response: Any) -> None:
+    def done(response: Any) -> list[_Change]:
         for planned in unknown:
-            ctx.unsupported(planned.write, *planned.unsupported())
-        names: dict[str, str] = {}
-        mapped: list[_Change] = []
-        for change in changes:
-            shadow_table = flagged[change.table].shadow_resource
-            if shadow_table is None:
-                ctx.unsupported(
-                    change.write, "unmapped", f"no shadow name for dynamodb table {change.table!r}"
-                )
-            else:
-                names[change.table] = shadow_table
-                mapped.append(change)
-        if mapped:
-            _shadow_transaction(ctx, _resolve(mirror, state.level, mapped), names)
+            mirror.unsupported(planned.write, *planned.unsupported())
+        return changes  # all or nothing: the primary committed them all
 
-    with _holding(mirror, state.level, [(c.table, c.key) for c in changes]):
-        return mirror.call(
-            main, call, params, action, ordered=False, keys=[c.write for c in changes]
-        )
+    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> None:
+        names = {c.table: str(flagged[c.table].shadow_resource) for c in mapped}
+        _shadow_transaction(ctx, _resolve(mirror, state.level, mapped), names)
+
+    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
 
 # -- PartiQL --------------------------------------------------------------------------------------
@@ -1024,8 +1115,8 @@ def _execute_one(
         (resolved,) = _resolve(mirror, state.level, [change])
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), change.key or {}, resolved.item)
 
-    with _holding(mirror, state.level, [(change.table, change.key)]):
-        return mirror.call(planned.write, call, params, action, ordered=False)
+    hold = _holding(mirror, state.level, [(change.table, change.key)])
+    return mirror.call(planned.write, call, params, action, hold=hold)
 
 
 def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
@@ -1036,41 +1127,27 @@ def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any],
     planned, decisions = _plan_statements(mirror, state, entries, "BatchExecuteStatement")
     if not planned:
         return call(**params)
-    by_table: dict[str, list[_Planned]] = {}
-    for entry in planned:
-        by_table.setdefault(entry.write.resource, []).append(entry)
-    plans = []
-    for table, table_entries in by_table.items():
-        write = decisions[table]
-        if write is not None:
-            keys = [e.change.key for e in table_entries if e.change is not None]
-            plans.append((write, _statements_action(mirror, state, table_entries), keys))
-    targets = [(e.change.table, e.change.key) for e in planned if e.change is not None]
-    with _holding(mirror, state.level, targets):
-        return _call_tables(mirror, call, params, plans)
+    flagged = {table: write for table, write in decisions.items() if write is not None}
 
-
-def _statements_action(
-    mirror: Mirror, state: _State, entries: list[_Planned]
-) -> Callable[[ShadowContext, Any], None]:
-    def action(ctx: ShadowContext, response: Any) -> None:
+    def done(response: Any) -> list[_Change]:
         results = response.get("Responses") or []
         changes: dict[Hashable, _Change] = {}
-        for entry in entries:
+        for entry in planned:
             outcome = results[entry.index] if entry.index < len(results) else None
             if not isinstance(outcome, Mapping) or outcome.get("Error"):
                 continue  # the primary refused this statement: nothing changed
             if entry.change is None:
                 mirror.unsupported(entry.write, *entry.unsupported())
             else:
-                changes[(entry.change.table, _canon_key(entry.change.key, state.level))] = (
-                    entry.change
-                )
-        if not changes:
-            raise SkipShadow
-        _shadow_batch(ctx, state.level, _resolve(mirror, state.level, list(changes.values())))
+                ident = (entry.change.table, _canon_key(entry.change.key, state.level))
+                changes[ident] = entry.change
+        return list(changes.values())
 
-    return action
+    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> None:
+        _batches_by_table(ctx, state.level, flagged, _resolve(mirror, state.level, mapped))
+
+    changes = [e.change for e in planned if e.change is not None]
+    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
 
 def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
