@@ -6,6 +6,12 @@ keys proceed in parallel. The queues are bounded; what happens when one is full 
 ``on_full`` policy: ``"block"`` the caller until there is room, or ``"journal"`` the key for
 repair and move on. Either way no key is lost silently.
 
+A write of several keys (``DeleteObjects``) is queued on the queue of each of its keys, as a
+barrier: it runs once every one of those queues has reached it, so it keeps its place in each
+key's order (neither overtaking nor overtaken by a single-key write of one of its keys). The
+barriers of two such writes are queued in the same order on every queue, so they cannot wait for
+each other.
+
 A blocked caller waits *after* its job is queued (:meth:`WorkerPool.wait_for_room`), not while
 queueing it: the caller queues under the key's lock (that is what orders same-key writes) and
 must not keep that lock while it waits for a worker, since the worker may need the same lock
@@ -20,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 logger = logging.getLogger("dualwrite")
 
@@ -31,7 +37,7 @@ Job = Callable[[], None]
 _worker = threading.local()
 
 
-class PoolClosed(RuntimeError):
+class PoolClosedError(RuntimeError):
     """The pool was closed: the job was not queued (the caller should run it itself)."""
 
 
@@ -42,9 +48,32 @@ class _Queue:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.jobs: deque[tuple[contextvars.Context, Job]] = deque()
+        self.jobs: deque[tuple[contextvars.Context | None, Job]] = deque()
         self.changed = threading.Condition()
         self.stopping = False
+
+
+class _Barrier:
+    """A job queued on several queues: the last worker to reach it runs it, the others wait."""
+
+    def __init__(self, parties: int, context: contextvars.Context, job: Job) -> None:
+        self._left = parties
+        self._lock = threading.Lock()
+        self._finished = threading.Event()
+        self._context = context
+        self._job = job
+
+    def arrive(self) -> None:
+        with self._lock:
+            self._left -= 1
+            last = self._left == 0
+        if not last:
+            self._finished.wait()
+            return
+        try:
+            self._context.run(self._job)
+        finally:
+            self._finished.set()
 
 
 class WorkerPool:
@@ -62,6 +91,7 @@ class WorkerPool:
         self._pending = 0
         self._closed = False
         self._idle = threading.Condition()
+        self._multi = threading.Lock()
         self._threads = [
             threading.Thread(target=self._run, args=(q,), name=f"{name}-{i}", daemon=True)
             for i, q in enumerate(self._queues)
@@ -69,51 +99,69 @@ class WorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, shard: int, job: Job, *, block: bool) -> bool:
+    def submit(self, shard: int | Sequence[int], job: Job, *, block: bool) -> bool:
         """Queue ``job`` on the worker for ``shard``, in the caller's context. Never waits.
 
         Args:
-            shard: any int; jobs with equal shards run one after the other, in order.
+            shard: any int, or several (a write of several keys); jobs sharing a shard run one
+                after the other, in the order they were queued.
             job: the work.
             block: the caller will wait for room (:meth:`wait_for_room`) instead of being
                 refused: the job is queued even when the queue is full.
 
         Returns:
-            ``False`` when the queue is full and ``block`` is false; the job was not queued.
+            ``False`` when a queue is full and ``block`` is false; the job was not queued.
 
         Raises:
-            PoolClosed: :meth:`close` was called; the job was not queued.
+            PoolClosedError: :meth:`close` was called; the job was not queued.
         """
+        queues = self._queues_of(shard)
         with self._idle:
             if self._closed:
                 msg = "the DualWriter is closed"
-                raise PoolClosed(msg)
-            # Counted before it is queued, so that close() waits for it.
-            self._pending += 1
-        jobs = self._queues[shard % len(self._queues)]
-        with jobs.changed:
-            if not block and len(jobs.jobs) >= jobs.capacity:
-                queued = False
-            else:
-                jobs.jobs.append((contextvars.copy_context(), job))
-                jobs.changed.notify_all()
-                queued = True
+                raise PoolClosedError(msg)
+            # Counted before they are queued, so that close() waits for them.
+            self._pending += len(queues)
+        context = contextvars.copy_context()
+        if len(queues) == 1:
+            (jobs,) = queues
+            with jobs.changed:
+                queued = block or len(jobs.jobs) < jobs.capacity
+                if queued:
+                    jobs.jobs.append((context, job))
+                    jobs.changed.notify_all()
+        else:
+            barrier = _Barrier(len(queues), context, job)
+            # One multi-queue job at a time: their barriers keep one order on every queue.
+            with self._multi:
+                queued = block or all(len(q.jobs) < q.capacity for q in queues)
+                if queued:
+                    for jobs in queues:
+                        with jobs.changed:
+                            jobs.jobs.append((None, barrier.arrive))
+                            jobs.changed.notify_all()
         if not queued:
-            self._done()
+            for _ in queues:
+                self._done()
         return queued
 
-    def wait_for_room(self, shard: int) -> None:
-        """Wait until the queue of ``shard`` is within its capacity.
+    def _queues_of(self, shard: int | Sequence[int]) -> list[_Queue]:
+        shards = [shard] if isinstance(shard, int) else list(shard)
+        indices = sorted({s % len(self._queues) for s in shards}) or [0]
+        return [self._queues[i] for i in indices]
+
+    def wait_for_room(self, shard: int | Sequence[int]) -> None:
+        """Wait until the queues of ``shard`` are within their capacity.
 
         Returns at once on a worker thread: a hook that writes through a wrapped client runs
         there, and waiting for its own queue to drain would never end.
         """
         if getattr(_worker, "active", False):
             return
-        jobs = self._queues[shard % len(self._queues)]
-        with jobs.changed:
-            while len(jobs.jobs) > jobs.capacity and not jobs.stopping:
-                jobs.changed.wait()
+        for jobs in self._queues_of(shard):
+            with jobs.changed:
+                while len(jobs.jobs) > jobs.capacity and not jobs.stopping:
+                    jobs.changed.wait()
 
     def _run(self, jobs: _Queue) -> None:
         _worker.active = True
@@ -126,7 +174,10 @@ class WorkerPool:
                 context, job = jobs.jobs.popleft()
                 jobs.changed.notify_all()  # a blocked caller may go on
             try:
-                context.run(job)
+                if context is None:  # a barrier: it enters the job's context itself
+                    job()
+                else:
+                    context.run(job)
             except Exception:  # pragma: no cover - jobs contain their own failures
                 logger.exception("dualwrite: a background shadow job raised")
             finally:

@@ -9,6 +9,8 @@ and both accounts are sent the spool.
 
 from __future__ import annotations
 
+import os
+import stat
 import tempfile
 import threading
 from typing import IO, Any
@@ -16,7 +18,8 @@ from typing import IO, Any
 SPOOL_MEMORY = 8 * 1024 * 1024
 """Bytes of a non-seekable body kept in memory before the spool moves to a temporary file."""
 
-_COPY_CHUNK = 1024 * 1024
+# Small enough that the copies a burst of threads makes at once stay small too.
+_COPY_CHUNK = 256 * 1024
 
 
 class Body:
@@ -86,7 +89,7 @@ class Body:
             self._spool = None
 
 
-BACKGROUND_MEMORY = 32 * 1024 * 1024
+BACKGROUND_MEMORY = 16 * 1024 * 1024
 """Bytes of RAM that all bodies waiting in the background queue may hold together; the rest of
 each body is spooled to a temporary file."""
 
@@ -99,11 +102,13 @@ class _Budget:
         self.used = 0
         self._lock = threading.Lock()
 
-    def take(self, want: int) -> int:
+    def take(self, amount: int) -> bool:
+        """Take ``amount`` bytes if the budget has them all; return whether it did."""
         with self._lock:
-            granted = max(0, min(want, self.limit - self.used))
-            self.used += granted
-            return granted
+            if self.used + amount > self.limit:
+                return False
+            self.used += amount
+            return True
 
     def give(self, amount: int) -> None:
         with self._lock:
@@ -114,27 +119,72 @@ _BUDGET = _Budget(BACKGROUND_MEMORY)
 
 
 class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
-    """A spool whose in-memory allowance is returned to the budget when it is closed."""
+    """A spool that stays in memory only while the process-wide budget allows it.
 
-    def __init__(self) -> None:
-        allowance = _BUDGET.take(SPOOL_MEMORY)
-        # max_size=0 would mean "never roll over to disk": one byte means "disk at once".
-        super().__init__(max_size=allowance or 1, prefix="dualwrite-body-")
-        self._allowance = allowance
+    The bytes it holds in memory are taken from :data:`_BUDGET` (at most :data:`SPOOL_MEMORY`
+    per spool), so small bodies cost what they weigh. A body whose size is known up front goes
+    straight to disk when it does not fit (no copy in memory first); otherwise the spool moves
+    to disk when either limit is reached, and gives back what it held. Closing gives back the
+    rest.
+
+    Args:
+        expected: the body's size, when known.
+    """
+
+    def __init__(self, expected: int | None) -> None:
+        super().__init__(max_size=SPOOL_MEMORY, prefix="dualwrite-body-")
+        self._held = 0
+        self._size = 0
+        if expected is not None:
+            if expected <= SPOOL_MEMORY and _BUDGET.take(expected):
+                self._held = expected
+            else:
+                self.rollover()
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        if not self._rolled:  # type: ignore[attr-defined]
+            need = self._size + len(data) - self._held
+            if need > 0:
+                if self._held + need <= SPOOL_MEMORY and _BUDGET.take(need):
+                    self._held += need
+                else:
+                    self.rollover()
+        self._size += len(data)
+        return super().write(data)
+
+    def rollover(self) -> None:
+        super().rollover()
+        self._release()
 
     def close(self) -> None:
-        allowance, self._allowance = self._allowance, 0
         try:
             super().close()
         finally:
-            if allowance:
-                _BUDGET.give(allowance)
+            self._release()
+
+    def _release(self) -> None:
+        held, self._held = self._held, 0
+        if held:
+            _BUDGET.give(held)
+
+
+def _remaining(stream: Any) -> int | None:
+    """Bytes left in ``stream`` from its position, when that is cheap to know; else ``None``."""
+    try:
+        if hasattr(stream, "__len__"):  # s3transfer's ReadFileChunk: its own part's size
+            return max(0, len(stream) - int(stream.tell()))
+        info = os.fstat(stream.fileno())
+        if stat.S_ISREG(info.st_mode):
+            return max(0, info.st_size - int(stream.tell()))
+    except Exception:  # noqa: BLE001 - a guess only; the copy itself finds the real size
+        return None
+    return None
 
 
 def _spool(stream: IO[Any], *, budgeted: bool = False) -> tempfile.SpooledTemporaryFile[bytes]:
     spool: tempfile.SpooledTemporaryFile[bytes]
     if budgeted:
-        spool = _BudgetedSpool()
+        spool = _BudgetedSpool(_remaining(stream))
     else:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="dualwrite-body-")
     try:

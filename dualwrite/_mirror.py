@@ -343,6 +343,7 @@ class Mirror:
         body: Body | None = None,
         keys: Sequence[Any] | None = None,
         deferred: list[ShadowWriteError] | None = None,
+        hold: contextlib.AbstractContextManager[Any] | None = None,
     ) -> Any:
         """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
 
@@ -363,11 +364,17 @@ class Mirror:
             body: the request body; closed here once the shadow is done with it.
             keys: for a multi-key write (``write.key`` is ``None``), the keys to journal if the
                 whole shadow call fails.
+            hold: a lock (context manager) to hold instead of the key's, e.g. the locks of
+                every key of a multi-key write; released, like the key's, before a background
+                caller waits for room. ``ordered`` is then ignored.
 
         Returns:
             The primary's response, the same object botocore returned.
         """
-        lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
+        if hold is not None:  # the locks of every key of a multi-key write, taken by the caller
+            lock = hold
+        else:
+            lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         queued = False
         try:
             with lock:
@@ -394,7 +401,7 @@ class Mirror:
                     job()
             if queued:
                 # Outside the key's lock: a worker may need it (see dualwrite._background).
-                self.writer.wait_for_room(write)
+                self.writer.wait_for_room(write, keys)
             return response
         finally:
             if body is not None:

@@ -7,7 +7,9 @@ import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from dualwrite._background import ON_FULL, PoolClosed, WorkerPool
+import attrs
+
+from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
 from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke
@@ -52,6 +54,16 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
 def _shard(write: Write) -> int:
     """The queue of a write's key: same-key writes share one, and so run in order."""
     return hash((write.service, write.resource, _freeze(write.key)))
+
+
+def _shards(write: Write, keys: Sequence[Any] | None) -> int | list[int]:
+    """The queue of a write's key, or of each key of a multi-key write (``keys``)."""
+    if write.key is not None or not keys:
+        return _shard(write)
+    return [
+        _shard(key) if isinstance(key, Write) else _shard(attrs.evolve(write, key=key))
+        for key in keys
+    ]
 
 
 def _check_background(
@@ -310,9 +322,9 @@ class DualWriter:
                         logger.warning("dualwrite: could not clear %d intent(s)", len(intents))
 
         try:
-            if pool.submit(_shard(write), run, block=self.on_full == "block"):
+            if pool.submit(_shards(write, keys), run, block=self.on_full == "block"):
                 return
-        except PoolClosed:
+        except PoolClosedError:
             run()
             return
         # The queue is full and the policy is to journal: the key is kept for repair.
@@ -333,14 +345,15 @@ class DualWriter:
             reason="overflow",
         )
 
-    def wait_for_room(self, write: Write) -> None:
+    def wait_for_room(self, write: Write, keys: Sequence[Any] | None = None) -> None:
         """Background mode, ``on_full="block"``: wait until the queue of ``write``'s key has room.
 
-        Called by the caller's thread after it queued the write and released the key's lock.
+        Called by the caller's thread after it queued the write and released the key's lock;
+        ``keys`` are those of a multi-key write, as given to :meth:`submit`.
         """
         pool = self._pool
         if pool is not None and self.on_full == "block":
-            pool.wait_for_room(_shard(write))
+            pool.wait_for_room(_shards(write, keys))
 
     def new_circuit(self) -> Circuit | None:
         """A circuit for one more shadow, or ``None`` without a breaker."""

@@ -6,13 +6,13 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import S3Env
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import dualwrite
 from dualwrite.hooks import MetricsHook
 from dualwrite.otel import OpenTelemetryHook
-from tests.conftest import S3Env
 
 
 def _known_sequence(s3: S3Env, hooks: list[Any]) -> None:

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.exceptions import ClientError
+from conftest import S3Env
 
 import dualwrite
-from tests.conftest import S3Env
 
 MIB = 1024 * 1024
 

@@ -1,0 +1,1 @@
+"""Helpers for the background, journal, repair, outage and crash tests (and the benchmarks)."""
