@@ -45,10 +45,7 @@ FAST = settings(
     database=None,
     suppress_health_check=[HealthCheck.too_slow],
 )
-# The default run stays fast; `pytest -m slow` runs the long properties as well.
-ONLY_WITH_M_SLOW = pytest.mark.skipif(
-    "'slow' not in config.getoption('markexpr')", reason="long property run: pytest -m slow"
-)
+# The default run stays fast (pyproject deselects "slow"); `pytest -m slow` runs the long ones.
 THOROUGH = settings(
     max_examples=300,
     deadline=None,
@@ -378,7 +375,6 @@ def test_background_mode_converges_after_flush(background_harness: Harness, ops:
 
 
 @pytest.mark.slow
-@ONLY_WITH_M_SLOW
 @THOROUGH
 @given(ops=sequences)
 def test_low_level_client_converges_thoroughly(client_harness: Harness, ops: list[Any]) -> None:
@@ -386,7 +382,6 @@ def test_low_level_client_converges_thoroughly(client_harness: Harness, ops: lis
 
 
 @pytest.mark.slow
-@ONLY_WITH_M_SLOW
 @THOROUGH
 @given(ops=sequences)
 def test_table_resource_converges_thoroughly(resource_harness: Harness, ops: list[Any]) -> None:
