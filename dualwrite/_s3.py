@@ -15,6 +15,7 @@ translated or dropped.
 from __future__ import annotations
 
 import base64
+import contextlib
 import re
 import threading
 from collections import OrderedDict
@@ -40,19 +41,21 @@ OWNER_ACL = "bucket-owner-full-control"
 _GRANTS = ("GrantFullControl", "GrantRead", "GrantReadACP", "GrantWrite", "GrantWriteACP")
 # Preconditions are decided by the primary alone: the shadow must converge to the primary's
 # outcome, and its ETags, versions and dates are its own.
-_CONDITIONS = (
-    "IfMatch",
-    "IfNoneMatch",
-    "IfMatchLastModifiedTime",
-    "IfMatchSize",
-    "IfModifiedSince",
-    "IfUnmodifiedSince",
-    "CopySourceIfMatch",
-    "CopySourceIfModifiedSince",
-    "CopySourceIfNoneMatch",
-    "CopySourceIfUnmodifiedSince",
-    "ObjectIfMatch",
-    "MFA",
+_CONDITIONS = frozenset(  # a set: translate() tests every parameter of every shadow call
+    {
+        "IfMatch",
+        "IfNoneMatch",
+        "IfMatchLastModifiedTime",
+        "IfMatchSize",
+        "IfModifiedSince",
+        "IfUnmodifiedSince",
+        "CopySourceIfMatch",
+        "CopySourceIfModifiedSince",
+        "CopySourceIfNoneMatch",
+        "CopySourceIfUnmodifiedSince",
+        "ObjectIfMatch",
+        "MFA",
+    }
 )
 _KMS = ("SSEKMSKeyId", "SSEKMSEncryptionContext", "BucketKeyEnabled")
 _SECRET_PARAMS = ("SSECustomerKey", "CopySourceSSECustomerKey")
@@ -294,7 +297,7 @@ def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | 
         try:
             result = ctx.shadow.copy_object(**shadow_params)
         except Exception as exc:
-            if _error_code(exc) not in _MISSING_CODES:
+            if _error_code(exc) not in MISSING_CODES:
                 raise
             ctx.converge()
             return
@@ -813,10 +816,9 @@ def new_state(options: Options) -> dict[str, Any]:
     return {"s3.options": options, "s3.uploads": _Uploads()}
 
 
-# -- repair ----------------------------------------------------------------------------------------
+# -- copying an object's current state (repair, backfill) -----------------------------------------
 
-# Object attributes a repair carries from the primary's GetObject to the shadow's upload.
-_REPAIR_ATTRIBUTES = (
+COPIED_ATTRIBUTES = (
     "CacheControl",
     "ContentDisposition",
     "ContentEncoding",
@@ -826,24 +828,188 @@ _REPAIR_ATTRIBUTES = (
     "Metadata",
     "WebsiteRedirectLocation",
 )
-_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+"""Object attributes carried from the primary's GetObject to the shadow's upload (repair, copy)."""
+
+MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+"""Error codes that mean "no such object"."""
+
+# A part (or a single-part object) is spooled before it is sent: botocore needs a seekable body
+# on http endpoints and for its checksums. Up to this size the spool stays in memory.
+_SPOOL_MEMORY = 8 * 1024 * 1024
+_READ_CHUNK = 1024 * 1024
+_DEFAULT_PART = 8 * 1024 * 1024
+_MAX_PARTS = 10_000
+_PART_CHECKSUM = "CRC32"  # what s3transfer asks for by default (botocore's default algorithm)
+
+
+@attrs.frozen(kw_only=True)
+class CopiedObject:
+    """What :func:`copy_object_state` wrote.
+
+    Attributes:
+        primary_etag: the ETag of the primary's version that was copied.
+        shadow_etag: the ETag of the object the shadow now holds.
+        size: bytes copied.
+    """
+
+    primary_etag: str
+    shadow_etag: str | None
+    size: int
+
+
+def copy_object_state(
+    primary: Any,
+    shadow: Any,
+    bucket: str,
+    key: str,
+    shadow_bucket: str,
+    *,
+    owner: Mapping[str, str] | None = None,
+    condition: Mapping[str, str] | None = None,
+) -> CopiedObject | None:
+    """Copy the primary's current object ``bucket/key`` to ``shadow_bucket/key``.
+
+    One GetObject is streamed to the shadow part by part, each part spooled (in memory up to
+    8 MiB, on disk beyond), so memory stays bounded whatever the size. The primary's part layout
+    is kept (a multipart object is uploaded with its part size, read from ``HeadObject`` of part
+    1), so that equal bytes give equal ETags on both sides. Content type, metadata and tags come
+    along, and the object gets ``ACL="bucket-owner-full-control"``.
+
+    Args:
+        primary: the primary's S3 client.
+        shadow: the shadow's S3 client.
+        bucket: the primary bucket.
+        key: the object key.
+        shadow_bucket: the shadow bucket.
+        owner: ``{"ExpectedBucketOwner": account}`` sent with every shadow call, or ``None``.
+        condition: the shadow precondition, sent with the request that makes the object visible
+            (``PutObject`` or ``CompleteMultipartUpload``): ``{"IfNoneMatch": "*"}`` (the shadow
+            must still lack the key) or ``{"IfMatch": etag}`` (it must still hold that ETag).
+
+    Returns:
+        What was copied, or ``None`` when the primary has no such object (nothing was written).
+
+    Raises:
+        botocore.exceptions.ClientError: a read or write failed; ``PreconditionFailed`` (or
+            ``NoSuchKey`` for an ``IfMatch`` on a key deleted meanwhile) when ``condition`` no
+            longer holds on the shadow. A multipart upload is aborted before the error is raised.
+    """
+    from urllib.parse import urlencode  # noqa: PLC0415 - repair and backfill only
+
+    owner = dict(owner or {})
+    try:
+        obj = primary.get_object(Bucket=bucket, Key=key)
+    except Exception as exc:
+        if _error_code(exc) in MISSING_CODES:
+            return None
+        raise
+    body = obj["Body"]
+    try:
+        etag = str(obj["ETag"])
+        size = int(obj.get("ContentLength") or 0)
+        extra: dict[str, Any] = {k: obj[k] for k in COPIED_ATTRIBUTES if obj.get(k)}
+        # S3 sends TagCount only for an object that has tags: no GetObjectTagging otherwise.
+        if obj.get("TagCount"):
+            tags = primary.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
+            if tags:
+                extra["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in tags])
+        extra["ACL"] = OWNER_ACL
+        extra.update(owner)
+        target = {"Bucket": shadow_bucket, "Key": key}
+        part_size = _part_size(primary, bucket, key, etag, size)
+        if part_size is None:
+            with _spool(body, size) as data:
+                result = shadow.put_object(**target, Body=data, **extra, **(condition or {}))
+        else:
+            result = _upload_parts(
+                shadow, target, body, size, part_size, extra, owner, dict(condition or {})
+            )
+    finally:
+        body.close()
+    return CopiedObject(primary_etag=etag, shadow_etag=result.get("ETag"), size=size)
+
+
+def _part_size(primary: Any, bucket: str, key: str, etag: str, size: int) -> int | None:
+    """The primary's part size for a multipart object (``None``: a single-part object)."""
+    _, dash, count = etag.strip('"').rpartition("-")
+    if not dash or not count.isdigit():
+        return None
+    try:
+        head = primary.head_object(Bucket=bucket, Key=key, PartNumber=1)
+        part = int(head["ContentLength"])
+        if int(head.get("PartsCount") or count) != int(count):
+            part = _DEFAULT_PART  # a newer version with another layout was written meanwhile
+    except Exception:  # noqa: BLE001 - the layout only keeps ETags equal; the bytes are the same
+        part = _DEFAULT_PART
+    if part <= 0 or -(-size // part) > _MAX_PARTS:
+        part = max(_DEFAULT_PART, -(-size // _MAX_PARTS))
+    return part
+
+
+def _spool(stream: Any, length: int) -> Any:
+    """Read exactly ``length`` bytes of ``stream`` into a seekable spool, positioned at 0."""
+    import tempfile  # noqa: PLC0415
+
+    spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_MEMORY)
+    remaining = length
+    while remaining > 0:
+        chunk = stream.read(min(_READ_CHUNK, remaining))
+        if not chunk:
+            spool.close()
+            msg = f"the primary's body ended {remaining} byte(s) early"
+            raise OSError(msg)
+        spool.write(chunk)
+        remaining -= len(chunk)
+    spool.seek(0)
+    return spool
+
+
+def _upload_parts(
+    shadow: Any,
+    target: Mapping[str, str],
+    body: Any,
+    size: int,
+    part_size: int,
+    extra: Mapping[str, Any],
+    owner: Mapping[str, str],
+    condition: Mapping[str, str],
+) -> Any:
+    created = shadow.create_multipart_upload(**target, **extra, ChecksumAlgorithm=_PART_CHECKSUM)
+    upload_id = created["UploadId"]
+    ids = {**target, "UploadId": upload_id, **owner}
+    try:
+        parts = []
+        for number in range(1, max(1, -(-size // part_size)) + 1):
+            length = min(part_size, size - (number - 1) * part_size)
+            with _spool(body, length) as data:
+                result = shadow.upload_part(
+                    **ids, PartNumber=number, Body=data, ChecksumAlgorithm=_PART_CHECKSUM
+                )
+            kept = {k: v for k, v in result.items() if k == "ETag" or k.startswith("Checksum")}
+            parts.append({"PartNumber": number, **kept})
+        return shadow.complete_multipart_upload(
+            **ids, MultipartUpload={"Parts": parts}, **condition
+        )
+    except BaseException:
+        # Best effort: the shadow bucket's lifecycle rule is the backstop for orphaned parts.
+        with contextlib.suppress(Exception):
+            shadow.abort_multipart_upload(**ids)
+        raise
 
 
 def repair_object(mirror: Mirror, bucket: str, key: str) -> str:
     """Make the shadow's copy of ``bucket/key`` equal to the primary's current object.
 
-    The body is streamed (multipart for large objects, so memory stays bounded), with its content
-    type, metadata and tags, and ``ACL="bucket-owner-full-control"``; when the primary has no such
-    object the shadow's is deleted. Returns ``"copied"`` or ``"deleted"``.
+    The body is streamed (in the primary's part layout, so memory stays bounded; see
+    :func:`copy_object_state`), with its content type, metadata and tags, and
+    ``ACL="bucket-owner-full-control"``; when the primary has no such object the shadow's is
+    deleted. Returns ``"copied"`` or ``"deleted"``.
 
     Raises:
         RepairError: no shadow bucket, or the key kept changing on the primary.
         botocore.exceptions.ClientError: a read or write failed (e.g. an SSE-C object, which
             cannot be read without its key).
     """
-    from boto3.s3.transfer import TransferConfig  # noqa: PLC0415
-    from botocore.exceptions import ClientError  # noqa: PLC0415
-
     from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
 
     shadow_bucket = mirror.shadow_name(bucket)
@@ -851,46 +1017,31 @@ def repair_object(mirror: Mirror, bucket: str, key: str) -> str:
         msg = f"no shadow name for bucket {bucket!r}"
         raise RepairError(msg)
     primary, shadow = mirror.primary, mirror.shadow
-    options: Options = mirror.state["s3.options"]
-    owner = {"ExpectedBucketOwner": options.shadow_account} if options.shadow_account else {}
-
-    def etag_now() -> str | None:
-        try:
-            return primary.head_object(Bucket=bucket, Key=key)["ETag"]  # type: ignore[no-any-return]
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in _MISSING_CODES:
-                return None
-            raise
+    owner = owner_params(mirror)
 
     def copy_once() -> tuple[str, str | None]:
-        try:
-            obj = primary.get_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in _MISSING_CODES:
-                raise
+        copied = copy_object_state(primary, shadow, bucket, key, shadow_bucket, owner=owner)
+        if copied is None:
             shadow.delete_object(Bucket=shadow_bucket, Key=key, **owner)
             return "deleted", None
-        body = obj["Body"]
-        try:
-            extra: dict[str, Any] = {k: obj[k] for k in _REPAIR_ATTRIBUTES if obj.get(k)}
-            tags = primary.get_object_tagging(Bucket=bucket, Key=key).get("TagSet", [])
-            if tags:
-                from urllib.parse import urlencode  # noqa: PLC0415
-
-                extra["Tagging"] = urlencode([(t["Key"], t["Value"]) for t in tags])
-            extra["ACL"] = OWNER_ACL
-            extra.update(owner)
-            shadow.upload_fileobj(
-                body,
-                shadow_bucket,
-                key,
-                ExtraArgs=extra,
-                Config=TransferConfig(preferred_transfer_client="classic"),
-            )
-        finally:
-            body.close()
-        return "copied", obj["ETag"]
+        return "copied", copied.primary_etag
 
     # In this process, live writes to the key wait while it is repaired.
     with mirror.key_lock(bucket, key):
-        return retry_until_stable(copy_once, etag_now)
+        return retry_until_stable(copy_once, lambda: head_etag(primary, bucket, key))
+
+
+def owner_params(mirror: Mirror) -> dict[str, str]:
+    """``{"ExpectedBucketOwner": <shadow account>}`` when the pair knows it, else ``{}``."""
+    options: Options = mirror.state["s3.options"]
+    return {"ExpectedBucketOwner": options.shadow_account} if options.shadow_account else {}
+
+
+def head_etag(client: Any, bucket: str, key: str) -> str | None:
+    """The current ETag of ``bucket/key``, or ``None`` when there is no such object."""
+    try:
+        return str(client.head_object(Bucket=bucket, Key=key)["ETag"])
+    except Exception as exc:
+        if _error_code(exc) in MISSING_CODES:
+            return None
+        raise

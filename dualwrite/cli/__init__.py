@@ -6,6 +6,9 @@ Subcommands:
   needed; requires the ``demo`` extra).
 * ``repair``: replay a journal: copy each journaled key's current state from the primary to the
   shadow.
+* ``check s3|dynamodb``: pre-flight of the shadow (ACL, ownership, encryption, schema, probe).
+* ``diff s3|dynamodb``: compare the two accounts; differences as JSON Lines.
+* ``copy s3|dynamodb``: backfill what the shadow lacks, conditionally, resumably, in parallel.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from dualwrite._version import __version__
+from dualwrite.cli._options import add_service_parsers
 from dualwrite.cli._targets import SIDES, add_target_options
 
 __all__ = ["main"]
@@ -64,7 +69,52 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("--limit", type=int, help="repair at most this many entries")
     repair.add_argument("--json", action="store_true", help="print the report as JSON")
     add_target_options(repair)
+    _add_backfill_commands(commands)
     return parser
+
+
+def _add_backfill_commands(commands: Any) -> None:
+    check = commands.add_parser(
+        "check",
+        help="pre-flight: can the shadow take the wrapper's writes, diff and copy?",
+        description=(
+            "Check a bucket or table pair against the real accounts. S3: both buckets reachable, "
+            "a probe object written to the shadow as the wrapper writes it (ACL "
+            "bucket-owner-full-control, conditional), read back and deleted; Object Ownership, "
+            "default encryption and versioning of both. DynamoDB: both tables, same key schema "
+            "and indexes, a probe item put, read and deleted; billing mode, capacity, TTL. One "
+            "PASS/FAIL/WARN/INFO line per check, with what to fix."
+        ),
+        epilog="exit status: 0 no check failed, 1 some check failed, 2 usage error",
+    )
+    add_service_parsers(check, name="check", check=True)
+    diff = commands.add_parser(
+        "diff",
+        help="compare primary and shadow; differences as JSON Lines",
+        description=(
+            "Compare the primary and the shadow: S3 by key, size and ETag (--metadata: also "
+            "content type, metadata, tags, checksums); DynamoDB by full item. Differences "
+            "(missing_in_shadow, extra_in_shadow, different) go as JSON Lines to --output or "
+            "standard output, then a summary (on standard error when the differences took "
+            "standard output)."
+        ),
+        epilog="exit status: 0 equal, 1 differences found, 2 error, 130 interrupted",
+    )
+    add_service_parsers(diff, name="diff")
+    copy = commands.add_parser(
+        "copy",
+        help="backfill: copy what the shadow lacks or holds differently",
+        description=(
+            "Copy every key the shadow lacks or holds differently from the primary (and with "
+            "--delete-extra, delete what the primary lacks), with ACL bucket-owner-full-control. "
+            "Safe beside live dual-writes: each write is conditional on the shadow's state as "
+            "read (S3 If-None-Match/If-Match, DynamoDB condition expressions), so a newer value "
+            "written meanwhile is never overwritten. Parallel (--workers), paced (--max-rps), "
+            "resumable (--state). SIGINT/SIGTERM stop it cleanly."
+        ),
+        epilog="exit status: 0 done, 1 some keys failed, 2 error, 130 interrupted (rerun to go on)",
+    )
+    add_service_parsers(copy, name="copy", copy=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -79,4 +129,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dualwrite.cli._repair import run_repair  # noqa: PLC0415
 
         return run_repair(args, out=sys.stdout)
+    if args.command == "check":
+        from dualwrite.cli._check import run_check  # noqa: PLC0415
+
+        return run_check(args, out=sys.stdout)
+    if args.command == "diff":
+        from dualwrite.cli._diff import run_diff  # noqa: PLC0415
+
+        return run_diff(args, out=sys.stdout)
+    if args.command == "copy":
+        from dualwrite.cli._copy import run_copy  # noqa: PLC0415
+
+        return run_copy(args, out=sys.stdout)
     return 2  # pragma: no cover - argparse rejects unknown commands first

@@ -1,0 +1,50 @@
+"""``dualwrite check s3|dynamodb``: pre-flight of the shadow's permissions and shape."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import TextIO
+
+import attrs
+from botocore.exceptions import BotoCoreError, ClientError
+
+from dualwrite._check import check_dynamodb, check_s3
+from dualwrite.cli._backfill import open_pair
+
+
+def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
+    """Run the checks; exit 0 when none failed, 1 otherwise, 2 when the accounts are unreachable."""
+    try:
+        mirror, _ = open_pair(args)
+    except (BotoCoreError, ClientError) as exc:
+        print(f"dualwrite check: error: {exc}", file=sys.stderr)
+        return 2
+    if args.service == "s3":
+        checks = check_s3(mirror, args.bucket, probe_prefix=args.probe_prefix)
+        target = f"s3 {args.bucket} -> {mirror.shadow_name(args.bucket)}"
+    else:
+        checks = check_dynamodb(mirror, args.table)
+        target = f"dynamodb {args.table} -> {mirror.shadow_name(args.table) or args.table}"
+    failed = sum(1 for c in checks if c.status == "FAIL")
+    warned = sum(1 for c in checks if c.status == "WARN")
+    passed = sum(1 for c in checks if c.status == "PASS")
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "target": target,
+                    "ok": failed == 0,
+                    "checks": [attrs.asdict(c) for c in checks],
+                }
+            ),
+            file=out,
+        )
+    else:
+        print(f"check {target}", file=out)
+        for check in checks:
+            print(check.line(), file=out)
+        verdict = "FAILED" if failed else "ready"
+        print(f"{verdict}: {passed} passed, {failed} failed, {warned} warning(s)", file=out)
+    return 1 if failed else 0
