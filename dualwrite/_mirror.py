@@ -201,6 +201,8 @@ _converging = threading.local()
 
 def _freeze(key: object) -> object:
     """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values)."""
+    if isinstance(key, str):
+        return key  # the common case, without the ABC checks below (on every write's path)
     if isinstance(key, Mapping):
         return tuple(sorted((str(k), _freeze(v)) for k, v in key.items()))
     if isinstance(key, (list, tuple)):
