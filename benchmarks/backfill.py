@@ -14,6 +14,9 @@ Backends:
 * ``server``: a moto server in a process of its own, over HTTP. Its Werkzeug/Flask stack adds
   about 2 ms of CPU a request in one interpreter, which on 2 cores caps 16 workers near 200-300
   requests/s whatever the client does: it measures moto's server more than the backfill.
+* ``fake`` (DynamoDB only): the requests go through botocore and are answered from an in-memory
+  table (``benchmarks/_fake_dynamodb.py``) at no service CPU, as AWS answers from elsewhere. What
+  is left is the copier's own CPU and the 10 ms per request: how far the engine's workers scale.
 
 Run: ``python benchmarks/backfill.py [--backend inprocess|server] [--objects N] [--items N]
 [--latency S] [--workers 1,16]``. Figures, not a test: nothing is asserted; the >= 5x target is
@@ -101,6 +104,16 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _item(i: int) -> dict[str, Any]:
+    return {
+        "pk": {"S": f"tenant-{i % 50:02d}"},
+        "sk": {"N": str(i)},
+        "status": {"S": "shipped"},
+        "total": {"N": f"{i % 997}.{i % 100:02d}"},
+        "lines": {"L": [{"S": "sku-1"}, {"N": "2"}]},
+    }
+
+
 def _seed(s3: Any, ddb: Any, objects: int, items: int) -> None:
     s3.create_bucket(Bucket=BUCKET)
     body = bytes(range(256)) * 4
@@ -109,19 +122,7 @@ def _seed(s3: Any, ddb: Any, objects: int, items: int) -> None:
     _create_table(ddb, TABLE)
     batch = []
     for i in range(items):
-        batch.append(
-            {
-                "PutRequest": {
-                    "Item": {
-                        "pk": {"S": f"tenant-{i % 50:02d}"},
-                        "sk": {"N": str(i)},
-                        "status": {"S": "shipped"},
-                        "total": {"N": f"{i % 997}.{i % 100:02d}"},
-                        "lines": {"L": [{"S": "sku-1"}, {"N": "2"}]},
-                    }
-                }
-            }
-        )
+        batch.append({"PutRequest": {"Item": _item(i)}})
         if len(batch) == 25:
             ddb.batch_write_item(RequestItems={TABLE: batch})
             batch = []
@@ -137,11 +138,42 @@ def _rss_mib() -> float:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _clients(
+    backend: str, endpoint: str | None, service: str, workers: int, size: int
+) -> tuple[Any, Any]:
+    """The two accounts' clients for one measured copy, the primary seeded."""
+    from botocore.config import Config  # noqa: PLC0415
+
+    if backend == "fake":
+        primary_session = boto3.Session(region_name=REGION, **_keys())
+        shadow_session = boto3.Session(
+            region_name=REGION, aws_access_key_id="shadow", aws_secret_access_key="shadow"
+        )
+    else:
+        primary_session, shadow_session = _sessions(endpoint)
+    config = Config(max_pool_connections=workers + 4, retries={"mode": "standard"})
+    primary = primary_session.client(service, endpoint_url=endpoint, config=config)
+    shadow = shadow_session.client(service, endpoint_url=endpoint, config=config)
+    if backend == "fake":
+        from _fake_dynamodb import FakeTables  # noqa: PLC0415
+
+        primary_tables, shadow_tables = FakeTables(), FakeTables()
+        primary_tables.seed(TABLE, [_item(i) for i in range(size)])
+        primary_tables.attach(primary)
+        shadow_tables.attach(shadow)
+    elif backend == "inprocess":
+        _seed(
+            primary_session.client("s3"),
+            primary_session.client("dynamodb"),
+            size if service == "s3" else 0,
+            size if service == "dynamodb" else 0,
+        )
+    return primary, shadow
+
+
 def _child(backend: str, url: str, service: str, workers: int, latency: float, size: int) -> None:
     """Child: seed (in-process backend), copy into an empty shadow; print the figures."""
     import contextlib  # noqa: PLC0415
-
-    from botocore.config import Config  # noqa: PLC0415
 
     import dualwrite  # noqa: PLC0415
     from dualwrite._backfill import RequestMeter, run  # noqa: PLC0415
@@ -154,21 +186,11 @@ def _child(backend: str, url: str, service: str, workers: int, latency: float, s
             from moto import mock_aws  # noqa: PLC0415
 
             stack.enter_context(mock_aws())
-        primary_session, shadow_session = _sessions(endpoint)
-        config = Config(max_pool_connections=workers + 4, retries={"mode": "standard"})
-        primary = primary_session.client(service, endpoint_url=endpoint, config=config)
-        shadow = shadow_session.client(service, endpoint_url=endpoint, config=config)
-        if backend == "inprocess":
-            _seed(
-                primary_session.client("s3"),
-                primary_session.client("dynamodb"),
-                size if service == "s3" else 0,
-                size if service == "dynamodb" else 0,
-            )
+        primary, shadow = _clients(backend, endpoint, service, workers, size)
         target = f"bench-shadow-{service}-w{workers}-{time.monotonic_ns()}"
         if service == "s3":
             shadow.create_bucket(Bucket=target)
-        else:
+        elif backend != "fake":
             _create_table(shadow, target)
 
         def slow(**_: Any) -> None:
@@ -246,7 +268,7 @@ def _measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--backend", choices=("inprocess", "server"), default="inprocess")
+    parser.add_argument("--backend", choices=("inprocess", "server", "fake"), default="inprocess")
     parser.add_argument("--objects", type=int, default=2000)
     parser.add_argument("--items", type=int, default=20000)
     parser.add_argument("--latency", type=float, default=0.010, help="seconds added per request")
@@ -259,6 +281,8 @@ def main() -> None:
         _serve(args.serve)
         return
     os.environ.update(ENV)
+    if args.backend == "fake" and args.services != "dynamodb":
+        parser.error("--backend fake answers DynamoDB only: add --services dynamodb")
     if args.child:
         backend, url, service, workers, latency, size = args.child
         _child(backend, url, service, int(workers), float(latency), int(size))
