@@ -39,7 +39,10 @@ import gc
 import json
 import os
 import platform
+import re
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 import zlib
@@ -374,19 +377,102 @@ def report(
         )
 
 
+# -- instruction counts (optional, needs valgrind) ------------------------------------------------
+
+_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
+
+
+def _instructions(operation: str, case: str, calls: int) -> int:
+    """Instructions executed by a child that warms up every case, then runs one ``calls`` times."""
+    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
+    command = [
+        "valgrind",
+        "--tool=cachegrind",
+        "--cache-sim=no",
+        "--cachegrind-out-file=/dev/null",
+        sys.executable,
+        __file__,
+        "--only",
+        f"{operation}|{case}",
+        "--calls",
+        str(calls),
+    ]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
+    found = _IREFS.search(done.stderr)
+    if found is None:
+        raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr}")
+    return int(found.group(1).replace(",", ""))
+
+
+def report_instructions(cases: dict[str, dict[str, Case]], calls: int) -> None:
+    """Instructions per call of every case: a figure other load on the machine cannot move."""
+    if shutil.which("valgrind") is None:
+        print("valgrind is not installed: no instruction counts")
+        return
+    print()
+    print(f"Instructions per call (valgrind cachegrind, {calls} calls minus a run with none):")
+    print()
+    print("| operation | case | instructions/call | ratio to plain |")
+    print("| --- | --- | ---: | ---: |")
+    verdicts = []
+    for operation, group in cases.items():
+        baseline = _instructions(operation, "plain", 0)
+        per_call = {
+            name: (_instructions(operation, name, calls) - baseline) / calls for name in group
+        }
+        for name, value in per_call.items():
+            print(f"| {operation} | {name} | {value:,.0f} | {value / per_call['plain']:.3f}x |")
+        off = per_call["wrapped, flag off"] / per_call["plain"]
+        verdicts.append(
+            _verdict(f"{operation}: flag off <= {FLAG_OFF_TARGET}x", off, FLAG_OFF_TARGET)
+        )
+        if operation == "put_item":
+            on = per_call["wrapped, flag on"] / per_call["plain"]
+            verdicts.append(
+                _verdict(f"put_item: flag on <= {FLAG_ON_PUT_TARGET}x", on, FLAG_ON_PUT_TARGET)
+            )
+    print()
+    print("| target (instructions) | measured | verdict |")
+    print("| --- | ---: | --- |")
+    for line in verdicts:
+        print(line)
+
+
+def _verdict(target: str, measured: float, limit: float) -> str:
+    return f"| {target} | {measured:.3f}x | {'PASS' if measured <= limit else 'MISS'} |"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--calls", type=int, default=2000, help="calls per case per round")
     parser.add_argument("--repeat", type=int, default=15, help="rounds")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per call under valgrind, over N calls per case",
+    )
+    parser.add_argument("--only", help=argparse.SUPPRESS)  # the valgrind child: one case
     args = parser.parse_args(argv)
+    cases, p_sent, s_sent = build_cases()
+    if args.only is not None:
+        operation, name = args.only.split("|", 1)
+        for group in cases.values():
+            for case in group.values():
+                time_block(case, 30)
+        for _ in range(args.calls):
+            cases[operation][name]()
+        return 0
     if args.calls < 1 or args.repeat < 1:
         parser.error("--calls and --repeat must be at least 1")
-    cases, p_sent, s_sent = build_cases()
     check_cases(cases)
     sent = requests_per_call(cases, p_sent, s_sent)
     results = {op: measure(group, args.calls, args.repeat) for op, group in cases.items()}
     own = wrapper_only(max(args.calls * 5, 2000))
     report(results, sent, own, args.calls, args.repeat)
+    if args.instructions > 0:
+        report_instructions(cases, args.instructions)
     return 0
 
 
