@@ -39,10 +39,7 @@ import gc
 import json
 import os
 import platform
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 import zlib
@@ -50,6 +47,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _instructions
 import boto3
 import botocore
 from botocore.awsrequest import AWSResponse
@@ -379,34 +377,10 @@ def report(
 
 # -- instruction counts (optional, needs valgrind) ------------------------------------------------
 
-_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
-
-
-def _instructions(operation: str, case: str, calls: int) -> int:
-    """Instructions executed by a child that warms up every case, then runs one ``calls`` times."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--only",
-        f"{operation}|{case}",
-        "--calls",
-        str(calls),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    found = _IREFS.search(done.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
-
 
 def report_instructions(cases: dict[str, dict[str, Case]], calls: int) -> None:
     """Instructions per call of every case: a figure other load on the machine cannot move."""
-    if shutil.which("valgrind") is None:
+    if not _instructions.available():
         print("valgrind is not installed: no instruction counts")
         return
     print()
@@ -416,9 +390,10 @@ def report_instructions(cases: dict[str, dict[str, Case]], calls: int) -> None:
     print("| --- | --- | ---: | ---: |")
     verdicts = []
     for operation, group in cases.items():
-        baseline = _instructions(operation, "plain", 0)
+        baseline = _instructions.count(__file__, f"{operation}|plain", 0)
         per_call = {
-            name: (_instructions(operation, name, calls) - baseline) / calls for name in group
+            name: (_instructions.count(__file__, f"{operation}|{name}", calls) - baseline) / calls
+            for name in group
         }
         for name, value in per_call.items():
             print(f"| {operation} | {name} | {value:,.0f} | {value / per_call['plain']:.3f}x |")

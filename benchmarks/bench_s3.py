@@ -31,15 +31,13 @@ import argparse
 import gc
 import os
 import platform
-import re
-import shutil
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import _instructions
 import boto3
 import botocore
 from botocore.awsrequest import AWSResponse
@@ -252,38 +250,16 @@ def report(results: Samples, calls: int, repeat: int) -> None:
 
 # -- instruction counts (optional, needs valgrind) ------------------------------------------------
 
-_IREFS = re.compile(r"I\s+refs:\s+([\d,]+)")
-
-
-def _instructions(case: str, calls: int) -> int:
-    """Instructions executed by a child that warms up every case, then runs ``case``."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
-    command = [
-        "valgrind",
-        "--tool=cachegrind",
-        "--cache-sim=no",
-        "--cachegrind-out-file=/dev/null",
-        sys.executable,
-        __file__,
-        "--only",
-        case,
-        "--calls",
-        str(calls),
-    ]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
-    found = _IREFS.search(done.stderr)
-    if found is None:
-        raise SystemExit(f"no instruction count in valgrind's output:\n{done.stderr}")
-    return int(found.group(1).replace(",", ""))
-
 
 def report_instructions(names: list[str], calls: int) -> None:
     """Print instructions per call of each case: a noise-free check of the wall-clock table."""
-    if shutil.which("valgrind") is None:
+    if not _instructions.available():
         print("valgrind is not installed: no instruction counts")
         return
-    baseline = _instructions("plain", 0)
-    per_call = {name: (_instructions(name, calls) - baseline) / calls for name in names}
+    baseline = _instructions.count(__file__, "plain", 0)
+    per_call = {
+        name: (_instructions.count(__file__, name, calls) - baseline) / calls for name in names
+    }
     print()
     print(
         f"Instructions per call (valgrind cachegrind, {calls} calls per case minus a run with "
