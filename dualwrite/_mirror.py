@@ -91,10 +91,7 @@ def describe_error(exc: BaseException, secrets: Iterable[object] = ()) -> ErrorI
     message = _VALUE_RE.sub("value: <redacted>, type: ", str(exc))
     for secret in secrets:
         if isinstance(secret, (bytes, bytearray)):
-            try:
-                secret = bytes(secret).decode("latin-1")  # noqa: PLW2901
-            except UnicodeDecodeError:  # pragma: no cover - latin-1 decodes every byte
-                continue
+            secret = bytes(secret).decode("latin-1")  # noqa: PLW2901 - latin-1 maps every byte
         if isinstance(secret, str) and secret:
             message = message.replace(secret, "<redacted>")
     if len(message) > _MAX_MESSAGE:
