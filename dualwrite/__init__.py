@@ -9,6 +9,7 @@ from dualwrite import events, exceptions, hooks, journal, testing, typing
 from dualwrite._breaker import CircuitBreaker
 from dualwrite._context import current_tenant, tenant
 from dualwrite._repair import RepairReport
+from dualwrite._stage import Stage
 from dualwrite._version import __version__
 from dualwrite._writer import DualWriter, wrap
 from dualwrite.events import Write
@@ -21,6 +22,7 @@ __all__ = [
     "DualWriter",
     "RepairReport",
     "ShadowWriteError",
+    "Stage",
     "Write",
     "__version__",
     "current_tenant",

@@ -25,7 +25,7 @@ import contextvars
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
 
 logger = logging.getLogger("dualwrite")
@@ -33,6 +33,8 @@ logger = logging.getLogger("dualwrite")
 ON_FULL = ("block", "journal")
 
 Job = Callable[[], None]
+Tag = tuple[int, bool]
+"""A job's shard and direction (whether it writes the old account as the shadow)."""
 
 _worker = threading.local()
 
@@ -44,13 +46,15 @@ class PoolClosedError(RuntimeError):
 class _Queue:
     """One worker's FIFO of jobs, with the condition its worker and blocked callers wait on."""
 
-    __slots__ = ("capacity", "changed", "jobs", "stopping")
+    __slots__ = ("capacity", "changed", "directions", "jobs", "stopping")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self.jobs: deque[tuple[contextvars.Context | None, Job]] = deque()
+        self.jobs: deque[tuple[contextvars.Context | None, Job, tuple[Tag, ...]]] = deque()
         self.changed = threading.Condition()
         self.stopping = False
+        # (shard, direction) -> jobs queued or running with that tag (see WorkerPool.submit).
+        self.directions: Counter[Tag] = Counter()
 
 
 class _Barrier:
@@ -99,7 +103,14 @@ class WorkerPool:
         for thread in self._threads:
             thread.start()
 
-    def submit(self, shard: int | Sequence[int], job: Job, *, block: bool) -> bool:
+    def submit(
+        self,
+        shard: int | Sequence[int],
+        job: Job,
+        *,
+        block: bool,
+        direction: bool | None = None,
+    ) -> bool:
         """Queue ``job`` on the worker for ``shard``, in the caller's context. Never waits.
 
         Args:
@@ -108,6 +119,8 @@ class WorkerPool:
             job: the work.
             block: the caller will wait for room (:meth:`wait_for_room`) instead of being
                 refused: the job is queued even when the queue is full.
+            direction: with stages, which way the job writes (``True``: new account first);
+                counted per shard until it is done, for :meth:`wait_direction`.
 
         Returns:
             ``False`` when a queue is full and ``block`` is false; the job was not queued.
@@ -128,7 +141,9 @@ class WorkerPool:
             with jobs.changed:
                 queued = block or len(jobs.jobs) < jobs.capacity
                 if queued:
-                    jobs.jobs.append((context, job))
+                    tags = self._tags(jobs, shard, direction)
+                    jobs.jobs.append((context, job, tags))
+                    jobs.directions.update(tags)
                     jobs.changed.notify_all()
         else:
             barrier = _Barrier(len(queues), context, job)
@@ -138,12 +153,38 @@ class WorkerPool:
                 if queued:
                     for jobs in queues:
                         with jobs.changed:
-                            jobs.jobs.append((None, barrier.arrive))
+                            tags = self._tags(jobs, shard, direction)
+                            jobs.jobs.append((None, barrier.arrive, tags))
+                            jobs.directions.update(tags)
                             jobs.changed.notify_all()
         if not queued:
             for _ in queues:
                 self._done()
         return queued
+
+    def _tags(
+        self, jobs: _Queue, shard: int | Sequence[int], direction: bool | None
+    ) -> tuple[Tag, ...]:
+        if direction is None:
+            return ()
+        shards = [shard] if isinstance(shard, int) else list(shard)
+        mine = self._queues.index(jobs)
+        return tuple({(s, direction) for s in shards if s % len(self._queues) == mine})
+
+    def wait_direction(self, shard: int | Sequence[int], direction: bool) -> None:
+        """Wait until no job of ``shard`` queued in the other direction is left.
+
+        Returns at once on a worker thread (see :meth:`wait_for_room`).
+        """
+        if getattr(_worker, "active", False):
+            return
+        shards = [shard] if isinstance(shard, int) else list(shard)
+        for jobs in self._queues_of(shard):
+            with jobs.changed:
+                while not jobs.stopping and any(
+                    jobs.directions[(s, not direction)] for s in shards
+                ):
+                    jobs.changed.wait()
 
     def _queues_of(self, shard: int | Sequence[int]) -> list[_Queue]:
         shards = [shard] if isinstance(shard, int) else list(shard)
@@ -171,7 +212,7 @@ class WorkerPool:
                     jobs.changed.wait()
                 if not jobs.jobs:  # stopping, and nothing left
                     return
-                context, job = jobs.jobs.popleft()
+                context, job, tags = jobs.jobs.popleft()
                 jobs.changed.notify_all()  # a blocked caller may go on
             try:
                 if context is None:  # a barrier: it enters the job's context itself
@@ -181,6 +222,13 @@ class WorkerPool:
             except Exception:  # pragma: no cover - jobs contain their own failures
                 logger.exception("dualwrite: a background shadow job raised")
             finally:
+                if tags:
+                    with jobs.changed:
+                        jobs.directions.subtract(tags)
+                        for tag in tags:
+                            if jobs.directions[tag] <= 0:
+                                del jobs.directions[tag]
+                        jobs.changed.notify_all()
                 self._done()
 
     def _done(self) -> None:

@@ -1327,10 +1327,159 @@ def unclassified(api_name: str, http_method: str) -> Handler | None:
     )
 
 
+# -- stages: routing a call to the new account first ---------------------------------------------
+
+ROUTED_READS: frozenset[str] = frozenset(
+    {"GetItem", "BatchGetItem", "Query", "Scan", "TransactGetItems"}
+)
+"""Item reads that follow the tenant's stage to the account that owns it (PartiQL SELECTs too)."""
+
+_PARTIQL = {
+    "ExecuteStatement": None,
+    "BatchExecuteStatement": "Statements",
+    "ExecuteTransaction": "TransactStatements",
+}
+
+
+def statement_table(statement: Any) -> str | None:
+    """The table a PartiQL statement names (any verb), or ``None``."""
+    if not isinstance(statement, str):
+        return None
+    parsed = parse_statement(statement)
+    if parsed.verb != "SELECT":
+        return parsed.table
+    tokens = _tokenize(statement) or []
+    depth0 = list(_depth0(tokens))
+    for position, token in enumerate(depth0[:-1]):
+        if token.keyword() == "FROM":
+            return _name(depth0[position + 1])
+    return None
+
+
+def _statements(api: str, params: Mapping[str, Any]) -> list[Any]:
+    field = _PARTIQL[api]
+    if field is None:
+        return [params]
+    entries = params.get(field)
+    if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
+        return []
+    return list(entries)
+
+
+def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ``(table, key)`` pairs a call's stage is asked for, as its handler names them."""
+    table = params.get("TableName")
+    if api == "PutItem":
+        if not isinstance(table, str):
+            return []
+        return [(table, _state(mirror).schemas.key_of(table, params.get("Item")))]
+    if isinstance(table, str):
+        key = params.get("Key")
+        return [(table, dict(key) if isinstance(key, Mapping) else None)]
+    if api in ("BatchWriteItem", "BatchGetItem"):
+        request = params.get("RequestItems")
+        if not isinstance(request, Mapping):
+            return []
+        return [(t, None) for t in request if isinstance(t, str)]
+    if api in ("TransactWriteItems", "TransactGetItems"):
+        items = params.get("TransactItems")
+        if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
+            return []
+        found = []
+        for entry in items:
+            if isinstance(entry, Mapping) and len(entry) == 1:
+                body = next(iter(entry.values()))
+                if isinstance(body, Mapping) and isinstance(body.get("TableName"), str):
+                    found.append((body["TableName"], None))
+        return found
+    if api in _PARTIQL:
+        tables = []
+        for entry in _statements(api, params):
+            if isinstance(entry, Mapping):
+                parsed = statement_table(entry.get("Statement"))
+                tables.append((parsed or UNKNOWN_TABLE, None))
+        return tables
+    return []
+
+
+def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The parameters of a call for the new account, or ``None`` when it cannot go there.
+
+    Table names become the new account's. A PartiQL statement is sent unchanged, so it can go
+    there only when its table has the same name in both accounts.
+    """
+    routed = dict(params)
+    table = params.get("TableName")
+    if isinstance(table, str):
+        new = mirror.new_name(table)
+        if new is None:
+            return None
+        routed["TableName"] = new
+    request = params.get("RequestItems")
+    if api in ("BatchWriteItem", "BatchGetItem") and isinstance(request, Mapping):
+        renamed = {}
+        for name, value in request.items():
+            new = mirror.new_name(name) if isinstance(name, str) else None
+            if new is None:
+                return None
+            renamed[new] = value
+        routed["RequestItems"] = renamed
+    items = params.get("TransactItems")
+    if api in ("TransactWriteItems", "TransactGetItems") and isinstance(items, Sequence):
+        entries = []
+        for entry in items:
+            if isinstance(entry, Mapping) and len(entry) == 1:
+                ((kind, body),) = entry.items()
+                if isinstance(body, Mapping) and isinstance(body.get("TableName"), str):
+                    new = mirror.new_name(body["TableName"])
+                    if new is None:
+                        return None
+                    entry = {kind: {**body, "TableName": new}}  # noqa: PLW2901
+            entries.append(entry)
+        routed["TransactItems"] = entries
+    if api in _PARTIQL:
+        for entry in _statements(api, params):
+            name = statement_table(entry.get("Statement")) if isinstance(entry, Mapping) else None
+            if name is None or mirror.new_name(name) != name:
+                return None
+    return routed
+
+
+def _route_name(mirror: Mirror, table: str) -> str | None:
+    shadow = mirror.shadow_name(table)
+    if shadow is not None and shadow == table and _lock_name(table) != table:
+        return _lock_name(table)  # a table ARN names the old account; the new one's own table
+    return shadow
+
+
+def build_reverse(mirror: Mirror) -> Mirror:
+    """The mirror that writes the new account first and mirrors to the old (CUTOVER)."""
+    state = _state(mirror)
+    reverse = Mirror(
+        mirror.writer,
+        service="dynamodb",
+        primary=mirror.shadow,
+        shadow=mirror.primary,
+        names=mirror.old_name,
+        identity_names=True,
+        forward=mirror,
+    )
+    reverse.lock_name = _lock_name
+    reverse.state[_STATE] = _State(level=state.level, schemas=KeySchemas(mirror.shadow))
+    return reverse
+
+
+def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
+    """DynamoDB has no multipart uploads: every call is routed by its stage."""
+    del mirror, api, params
+    return None
+
+
 class DynamoDBClientProxy(ClientProxy):
     """A wrapped DynamoDB client (low-level, or the client of a wrapped resource)."""
 
     _unclassified = staticmethod(unclassified)
+    _routed_reads = ROUTED_READS
 
 
 _install(DynamoDBClientProxy, HANDLERS)
@@ -1391,6 +1540,9 @@ def wrap(writer: Any, primary: Any, *, shadow: Any, names: Any, levels: tuple[st
         identity_names=True,
     )
     mirror.state[_STATE] = _State(level=p_level, schemas=KeySchemas(primary_client))
+    mirror.lock_name = _lock_name
+    mirror.route_name = _route_name
+    mirror.build_reverse = build_reverse
     proxy = DynamoDBClientProxy(primary_client, mirror)
     if levels[0] == "client":
         return proxy

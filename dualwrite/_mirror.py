@@ -26,6 +26,7 @@ import attrs
 
 from dualwrite._bodies import Body
 from dualwrite._context import current_tenant
+from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import (
     CircuitClosed,
     CircuitOpened,
@@ -211,8 +212,47 @@ def _freeze(key: object) -> object:
     return key
 
 
+@attrs.frozen
+class Decision:
+    """The stage decided for one resource of one call (``stage=`` writers).
+
+    ``mirrored`` says whether the call's other account gets the write: ``DUAL_WRITE`` on the
+    old-first side, ``CUTOVER`` on the new-first side, and every fallback (see
+    :data:`dualwrite._stage.FALLBACK`).
+    """
+
+    tenant: str | None
+    stage: Stage
+    mirrored: bool
+
+
+# The decisions of the call being made in this thread, by resource as the handling mirror names
+# it; set by the proxy around one handler call (dualwrite._routing.decided).
+_scope = threading.local()
+
+
+def scoped_decisions() -> dict[str, Decision] | None:
+    """The decisions of the call this thread is making, if the proxy took them."""
+    return getattr(_scope, "decisions", None)
+
+
+@contextlib.contextmanager
+def decided(decisions: dict[str, Decision] | None) -> Any:
+    """Make ``decisions`` the current call's, for :meth:`Mirror.decide` (nesting-safe)."""
+    previous = getattr(_scope, "decisions", None)
+    _scope.decisions = decisions
+    try:
+        yield
+    finally:
+        _scope.decisions = previous
+
+
 ShadowAction = Callable[[ShadowContext], None]
 """Makes the shadow call(s) for one write; raises to report the whole write as failed."""
+
+
+def _same(name: str) -> str:
+    return name
 
 
 class Mirror:
@@ -237,6 +277,7 @@ class Mirror:
         shadow: Any,
         names: Any,
         identity_names: bool,
+        forward: Mirror | None = None,
     ) -> None:
         self.writer = writer
         self.service = service
@@ -247,7 +288,20 @@ class Mirror:
         # Per-service state (e.g. S3 multipart upload ids) lives here, keyed by the service module.
         self.state: dict[str, Any] = {}
         self.circuit = writer.new_circuit()
-        writer.register(self)
+        # Stages (``stage=`` writers): the forward mirror (old account first) builds its reverse
+        # (new account first) on the first CUTOVER call; the reverse names resources by the new
+        # account's names and finds the old ones in ``_seen``.
+        self.forward = forward
+        self._reverse: Mirror | None = None
+        self._reverse_lock = threading.Lock()
+        self._seen: dict[str, str] = {}
+        # Set by the service module: the lock name of a resource (a table ARN and its name
+        # share locks), the new account's name of a resource, and how to build the reverse.
+        self.lock_name: Callable[[str], str] = _same
+        self.route_name: Callable[[Mirror, str], str | None] = Mirror.shadow_name
+        self.build_reverse: Callable[[Mirror], Mirror] | None = None
+        if forward is None:
+            writer.register(self)
 
     def key_lock(self, resource: str, key: object) -> contextlib.AbstractContextManager[Any]:
         """Return the lock that orders writes to one key of one resource in this process.
@@ -258,7 +312,49 @@ class Mirror:
         """
         if getattr(_converging, "active", False):
             return contextlib.nullcontext()  # see ShadowContext.converge
+        if self.forward is not None:
+            # The old account's name: a key written new-first (CUTOVER) and the same key written
+            # old-first (a DUAL_WRITE call decided a moment earlier) share one lock.
+            resource = self.lock_name(self.shadow_name(resource) or resource)
         return _KEY_LOCKS[hash((self.service, resource, _freeze(key))) % len(_KEY_LOCKS)]
+
+    # -- stages ------------------------------------------------------------------------------
+
+    @property
+    def reversed(self) -> bool:
+        """Whether this mirror writes the new account first (the reverse of a wrapped pair)."""
+        return self.forward is not None
+
+    def new_name(self, resource: str) -> str | None:
+        """The new account's name of the old account's ``resource``, remembered for the reverse."""
+        name = self.route_name(self, resource)
+        if name is not None and self._seen.get(name) != resource:
+            with self._reverse_lock:
+                self._seen[name] = resource
+        return name
+
+    def old_name(self, resource: str) -> str | None:
+        """The old account's name of a resource named by the new account (``names`` inverted)."""
+        old = self._seen.get(resource)
+        if old is not None:
+            return old
+        return resource if self._identity_names else None
+
+    def reverse(self) -> Mirror:
+        """The mirror that writes the new account first, built on first use."""
+        if self._reverse is None:
+            with self._reverse_lock:
+                if self._reverse is None:
+                    assert self.build_reverse is not None
+                    if isinstance(self._names, Mapping):
+                        for old, new in self._names.items():
+                            self._seen.setdefault(new, old)
+                    self._reverse = self.build_reverse(self)
+        return self._reverse
+
+    def reverse_if_built(self) -> Mirror | None:
+        """The reverse mirror, if a call already needed it."""
+        return self._reverse
 
     # -- describing and deciding -----------------------------------------------------------
 
@@ -300,6 +396,8 @@ class Mirror:
             The write with its tenant filled in, and whether the shadow gets it.
         """
         writer = self.writer
+        if writer.stage is not None:
+            return self._decide_stage(write)
         if write.tenant is None and writer.tenant_of is not None:
             tenant, exc = safe_invoke(writer.tenant_of, write)
             if exc is not None:
@@ -315,6 +413,47 @@ class Mirror:
             self._flag_failed(write, "flag", exc)
             return write, False
         return write, bool(on)
+
+    def _decide_stage(self, write: Write) -> tuple[Write, bool]:
+        decisions = scoped_decisions()
+        decision = decisions.get(write.resource) if decisions else None
+        if decision is None:
+            # Not decided by the proxy (an upload unknown to this wrapper): ask now.
+            write, stage = self.ask_stage(write)
+            mirrored = stage.mirrored if self.reversed == (stage in REVERSED) else True
+            decision = Decision(tenant=write.tenant, stage=stage, mirrored=mirrored)
+        return attrs.evolve(write, tenant=decision.tenant, stage=decision.stage), decision.mirrored
+
+    def ask_stage(self, write: Write) -> tuple[Write, Stage]:
+        """Resolve the tenant (``tenant_of``) and ask the ``stage`` callback. Never raises.
+
+        A failure is a ``flag_failed`` event, and the stage is then :data:`FALLBACK`.
+        """
+        writer = self.writer
+        if write.tenant is None and writer.tenant_of is not None:
+            tenant, exc = safe_invoke(writer.tenant_of, write)
+            if exc is not None:
+                self._flag_failed(write, "tenant_of", exc)
+                return write, FALLBACK
+            if tenant is not None:
+                write = attrs.evolve(write, tenant=str(tenant))
+        assert writer.stage is not None
+        value, exc = safe_invoke(writer.stage, write)
+        if exc is not None:
+            self._flag_failed(write, "stage", exc)
+            return write, FALLBACK
+        stage = Stage.coerce(value)
+        if stage is None:
+            self.writer.emit(
+                FlagFailed(
+                    write=write,
+                    source="stage",
+                    error_type="TypeError",
+                    error_message=f"the stage callback returned {value!r}, not a dualwrite.Stage",
+                )
+            )
+            return write, FALLBACK
+        return write, stage
 
     def _flag_failed(self, write: Write, source: str, exc: BaseException) -> None:
         info = describe_error(exc)
@@ -377,6 +516,11 @@ class Mirror:
         queued = False
         try:
             with lock:
+                if self.writer.staged_background:
+                    # Same-key shadow writes still queued in the other direction (a stage flip
+                    # between old-first and new-first) run first: otherwise one of them could
+                    # overwrite this write on the account it is about to write first.
+                    self.writer.wait_direction(write, keys, reverse=self.reversed)
                 response = call(**params)
                 acked = time.perf_counter()
 

@@ -26,7 +26,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore import xform_name
 from botocore.client import BaseClient
 
-from dualwrite import _s3
+from dualwrite import _routing, _s3
 from dualwrite._mirror import Mirror
 from dualwrite.exceptions import ConfigurationError
 
@@ -45,6 +45,7 @@ class ClientProxy(wrapt.BaseObjectProxy[Any]):
 
     _handlers: dict[str, Any] = {}  # noqa: RUF012 - replaced per subclass by _install
     _unclassified: Callable[[str, str], Any] = staticmethod(lambda api, method: None)
+    _routed_reads: frozenset[str] = frozenset()
 
     def __init__(self, client: Any, mirror: Mirror, pin: Any = None) -> None:
         super().__init__(client)
@@ -61,14 +62,47 @@ class ClientProxy(wrapt.BaseObjectProxy[Any]):
         api = meta.method_to_api_mapping.get(name)
         if api is None:
             return attr
+        staged = self._self_mirror.writer.stage is not None and self._self_pin is None
+        if staged and api in type(self)._routed_reads:
+            return _bind_read(self, name, api)
         http_method = meta.service_model.operation_model(api).http.get("method", "POST")
         handler = type(self)._unclassified(api, http_method)
         if handler is None:
             return attr
         return _bind(self, name, handler)
 
+    def get_paginator(self, operation_name: str) -> Any:
+        """The client's paginator; with stages, each ``paginate()`` reads the tenant's owner."""
+        paginator = self.__wrapped__.get_paginator(operation_name)
+        if self._self_mirror.writer.stage is None or self._self_pin is not None:
+            return paginator
+        return _StagedPaginator(paginator, self, operation_name)
+
+    def get_waiter(self, waiter_name: str) -> Any:
+        """The client's waiter; with stages, its calls go through this proxy's routed reads."""
+        if self._self_mirror.writer.stage is None or self._self_pin is not None:
+            return self.__wrapped__.get_waiter(waiter_name)
+        return BaseClient.get_waiter(self, waiter_name)  # type: ignore[arg-type]
+
     def __repr__(self) -> str:
         return f"<dualwrite proxy of {self.__wrapped__!r}>"
+
+
+class _StagedPaginator(wrapt.ObjectProxy[Any]):
+    """A paginator whose ``paginate()`` decides the stage once, for all its pages."""
+
+    def __init__(self, paginator: Any, proxy: ClientProxy, operation_name: str) -> None:
+        super().__init__(paginator)
+        self._self_proxy = proxy
+        self._self_operation = operation_name
+
+    def paginate(self, **kwargs: Any) -> Any:
+        proxy = self._self_proxy
+        api = proxy.__wrapped__.meta.method_to_api_mapping.get(self._self_operation, "")
+        client, params = _routing.client_for(proxy._self_mirror, api, kwargs)
+        if client is proxy.__wrapped__:
+            return self.__wrapped__.paginate(**params)
+        return client.get_paginator(self._self_operation).paginate(**params)
 
 
 def _bind(proxy: ClientProxy, py_name: str, handler: Any) -> Callable[..., Any]:
@@ -76,18 +110,35 @@ def _bind(proxy: ClientProxy, py_name: str, handler: Any) -> Callable[..., Any]:
         real = getattr(proxy.__wrapped__, py_name)
         if args:
             return real(*args, **kwargs)  # botocore's own "only accepts keyword arguments"
-        return handler(proxy._self_mirror, real, kwargs, proxy._self_pin)
+        mirror = proxy._self_mirror
+        if mirror.writer.stage is not None and proxy._self_pin is None:
+            api = proxy.__wrapped__.meta.method_to_api_mapping[py_name]
+            return _routing.call(mirror, api, py_name, handler, kwargs)
+        return handler(mirror, real, kwargs, proxy._self_pin)
 
     method.__name__ = py_name
     return method
 
 
-def _operation_method(py_name: str, handler: Any) -> Callable[..., Any]:
+def _bind_read(proxy: ClientProxy, py_name: str, api: str) -> Callable[..., Any]:
+    def method(*args: Any, **kwargs: Any) -> Any:
+        if args:
+            return getattr(proxy.__wrapped__, py_name)(*args, **kwargs)
+        return _routing.read(proxy._self_mirror, api, py_name, kwargs)
+
+    method.__name__ = py_name
+    return method
+
+
+def _operation_method(py_name: str, api: str, handler: Any) -> Callable[..., Any]:
     def method(self: ClientProxy, *args: Any, **kwargs: Any) -> Any:
         real = getattr(self.__wrapped__, py_name)
         if args:
             return real(*args, **kwargs)  # botocore's own "only accepts keyword arguments"
-        return handler(self._self_mirror, real, kwargs, self._self_pin)
+        mirror = self._self_mirror
+        if mirror.writer.stage is not None and self._self_pin is None:
+            return _routing.call(mirror, api, py_name, handler, kwargs)
+        return handler(mirror, real, kwargs, self._self_pin)
 
     method.__name__ = py_name
     method.__qualname__ = f"ClientProxy.{py_name}"
@@ -99,13 +150,15 @@ def _install(cls: type[ClientProxy], handlers: Mapping[str, Any]) -> None:
     cls._handlers = dict(handlers)
     for api_name, handler in handlers.items():
         py_name = xform_name(api_name)
-        setattr(cls, py_name, _operation_method(py_name, handler))
+        setattr(cls, py_name, _operation_method(py_name, api_name, handler))
 
 
 class S3ClientProxy(ClientProxy):
     """A wrapped S3 client, including boto3's managed transfers."""
 
     _unclassified = staticmethod(_s3.unclassified)
+
+    _routed_reads = _s3.ROUTED_READS
 
     def upload_file(
         self,
@@ -119,11 +172,16 @@ class S3ClientProxy(ClientProxy):
         """Upload a file (boto3's managed transfer), mirrored part by part to the shadow."""
         self._transfer(
             "PutObject",
-            Bucket,
-            Key,
+            {"Bucket": Bucket, "Key": Key, "ExtraArgs": ExtraArgs},
             Config,
-            lambda client, config: inject.upload_file(
-                client, Filename, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+            lambda client, config, p: inject.upload_file(
+                client,
+                Filename,
+                p["Bucket"],
+                Key,
+                ExtraArgs=p["ExtraArgs"],
+                Callback=Callback,
+                Config=config,
             ),
         )
 
@@ -139,11 +197,16 @@ class S3ClientProxy(ClientProxy):
         """Upload a file-like object (managed transfer), mirrored part by part to the shadow."""
         self._transfer(
             "PutObject",
-            Bucket,
-            Key,
+            {"Bucket": Bucket, "Key": Key, "ExtraArgs": ExtraArgs},
             Config,
-            lambda client, config: inject.upload_fileobj(
-                client, Fileobj, Bucket, Key, ExtraArgs=ExtraArgs, Callback=Callback, Config=config
+            lambda client, config, p: inject.upload_fileobj(
+                client,
+                Fileobj,
+                p["Bucket"],
+                Key,
+                ExtraArgs=p["ExtraArgs"],
+                Callback=Callback,
+                Config=config,
             ),
         )
 
@@ -160,28 +223,100 @@ class S3ClientProxy(ClientProxy):
         """Copy an object (managed transfer), mirrored as a copy inside the shadow account."""
         self._transfer(
             "CopyObject",
-            Bucket,
-            Key,
+            {"Bucket": Bucket, "Key": Key, "CopySource": CopySource, "ExtraArgs": ExtraArgs},
             Config,
-            lambda client, config: inject.copy(
+            lambda client, config, p: inject.copy(
                 client,
-                CopySource,
-                Bucket,
+                p["CopySource"],
+                p["Bucket"],
                 Key,
-                ExtraArgs=ExtraArgs,
+                ExtraArgs=p["ExtraArgs"],
                 Callback=Callback,
                 SourceClient=SourceClient,
                 Config=config,
             ),
         )
 
+    def download_file(
+        self,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Filename: Any,  # noqa: N803
+        ExtraArgs: dict[str, Any] | None = None,  # noqa: N803
+        Callback: Any = None,  # noqa: N803
+        Config: TransferConfig | None = None,  # noqa: N803
+    ) -> None:
+        """Download an object (managed transfer); with stages, from the tenant's owner."""
+        client, params = self._reader("GetObject", {"Bucket": Bucket, "Key": Key})
+        client.download_file(
+            params["Bucket"], Key, Filename, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
+        )
+
+    def download_fileobj(
+        self,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Fileobj: Any,  # noqa: N803
+        ExtraArgs: dict[str, Any] | None = None,  # noqa: N803
+        Callback: Any = None,  # noqa: N803
+        Config: TransferConfig | None = None,  # noqa: N803
+    ) -> None:
+        """Download into a file-like object; with stages, from the tenant's owner."""
+        client, params = self._reader("GetObject", {"Bucket": Bucket, "Key": Key})
+        client.download_fileobj(
+            params["Bucket"], Key, Fileobj, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
+        )
+
+    def generate_presigned_url(
+        self,
+        ClientMethod: str,  # noqa: N803
+        Params: dict[str, Any] | None = None,  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+        HttpMethod: str | None = None,  # noqa: N803
+    ) -> str:
+        """A presigned URL; with stages, signed for the account that owns the tenant now.
+
+        A presigned write is not mirrored: it reaches only the account it was signed for.
+        """
+        api = self.__wrapped__.meta.method_to_api_mapping.get(ClientMethod, "")
+        client, params = self._reader(api, Params or {})
+        return str(
+            client.generate_presigned_url(
+                ClientMethod,
+                Params=params if Params is not None else None,
+                ExpiresIn=ExpiresIn,
+                HttpMethod=HttpMethod,
+            )
+        )
+
+    def generate_presigned_post(
+        self,
+        Bucket: str,  # noqa: N803
+        Key: str,  # noqa: N803
+        Fields: dict[str, Any] | None = None,  # noqa: N803
+        Conditions: list[Any] | None = None,  # noqa: N803
+        ExpiresIn: int = 3600,  # noqa: N803
+    ) -> dict[str, Any]:
+        """A presigned POST; with stages, for the tenant's owner now (a POST is not mirrored)."""
+        client, params = self._reader("PutObject", {"Bucket": Bucket, "Key": Key})
+        return dict(
+            client.generate_presigned_post(
+                params["Bucket"], Key, Fields=Fields, Conditions=Conditions, ExpiresIn=ExpiresIn
+            )
+        )
+
+    def _reader(self, api: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+        """The real client a call goes to (the tenant's owner, with stages) and its parameters."""
+        if self._self_mirror.writer.stage is None or self._self_pin is not None:
+            return self.__wrapped__, params
+        return _routing.client_for(self._self_mirror, api, params)
+
     def _transfer(
         self,
         operation: str,
-        bucket: Any,
-        key: Any,
+        params: dict[str, Any],
         config: TransferConfig | None,
-        run: Callable[[Any, TransferConfig | None], None],
+        run: Callable[[Any, TransferConfig | None, dict[str, Any]], None],
     ) -> None:
         """Decide once, in the caller's thread, then run the whole managed transfer.
 
@@ -189,27 +324,45 @@ class S3ClientProxy(ClientProxy):
         context is not set; they use a proxy pinned to this decision. With the flag off the real
         client does the transfer, exactly as without the wrapper. With
         ``on_shadow_error="raise"``, a part's shadow error is raised once the transfer is done
-        (raised inside s3transfer, it would abort the primary's upload).
+        (raised inside s3transfer, it would abort the primary's upload). With stages, the
+        transfer goes to the account that owns the tenant first (renamed as a call would be).
         """
         if self._self_pin is not None:
-            run(self, config)
+            run(self, config, params)
             return
         mirror: Mirror = self._self_mirror
+        bucket, key = params["Bucket"], params["Key"]
         if not isinstance(bucket, str):
-            run(self.__wrapped__, config)
+            run(self.__wrapped__, config, params)
             return
-        write, on = mirror.decide(
-            mirror.describe(operation, bucket, key if isinstance(key, str) else None)
-        )
+        decision = None
+        if mirror.writer.stage is not None:
+            extra = params.pop("ExtraArgs")
+            chosen = _routing.route(mirror, operation, params)
+            mirror, params = chosen.mirror, dict(chosen.params)
+            params.pop("ACL", None)  # reroute's, for a request: a transfer's ACL is in ExtraArgs
+            if mirror.reversed:
+                extra = dict(extra or {})
+                _s3.force_owner_acl(extra)
+            params["ExtraArgs"] = extra
+            decision = (chosen.decisions or {}).get(params["Bucket"])
+            write = mirror.describe(operation, params["Bucket"], key)
+            on = decision is not None and decision.mirrored
+            tenant = decision.tenant if decision is not None else write.tenant
+        else:
+            write, on = mirror.decide(
+                mirror.describe(operation, bucket, key if isinstance(key, str) else None)
+            )
+            tenant = write.tenant
         if not on:
-            run(self.__wrapped__, config)
+            run(mirror.primary, config, params)
             return
         # The CRT transfer manager never calls put_object/upload_part on the client, so the
         # shadow would never see the parts: pin the classic manager for mirrored transfers.
         pinned_config = copy.copy(config) if config is not None else TransferConfig()
         pinned_config.preferred_transfer_client = "classic"  # type: ignore[assignment] # stub says int
-        pin = _s3.Pin(tenant=write.tenant, on=True)
-        run(S3ClientProxy(self.__wrapped__, mirror, pin), pinned_config)
+        pin = _s3.Pin(tenant=tenant, on=True, stage=decision.stage if decision else None)
+        run(S3ClientProxy(mirror.primary, mirror, pin), pinned_config, params)
         if pin.errors:
             raise pin.errors[0]
 
@@ -327,6 +480,7 @@ def wrap_any(
     mirror.state.update(
         _s3.new_state(_s3.Options(kms_keys=kms_keys, shadow_account=shadow_account))
     )
+    mirror.build_reverse = _s3.build_reverse
     if names is None:
         logger.warning(
             "dualwrite: S3 wrapped without names=: S3 bucket names are global, so no write can "

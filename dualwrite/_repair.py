@@ -70,11 +70,17 @@ def repair_journal(
     limit: int | None,
     progress: bool,
     workers: int = 1,
+    staged: bool = False,
 ) -> RepairReport:
     """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``.
 
     With ``workers`` above 1, distinct keys are repaired by that many threads at once (one key
     is never repaired by two threads: its entries are grouped first).
+
+    With ``staged`` (a ``stage=`` writer), each key is copied from the account that owns its
+    tenant now: old to new at ``OFF``/``DUAL_WRITE``, new to old at ``CUTOVER``. At ``DONE`` the
+    old account is no longer kept, so the key is skipped and its entries stay (a rollback to
+    ``CUTOVER`` can still repair it).
     """
     started = time.perf_counter()
     groups: dict[tuple[str, str, str], list[Entry]] = {}
@@ -91,11 +97,14 @@ def repair_journal(
         first = entries[0]
         error = None
         mirror = _mirror_for(mirrors, first.service, first.resource)
-        if mirror is None or mirror.shadow_name(first.resource) is None:
+        resource = first.resource
+        if mirror is not None and staged and mirror.shadow_name(resource) is not None:
+            mirror, resource = _owner(mirror, first)
+        if mirror is None or mirror.shadow_name(resource) is None:
             outcome = "skipped"
         else:
             try:
-                outcome = _repair_key(mirror, first)
+                outcome = converge(mirror, first.service, resource, first.key)
                 journal.remove([e.id for e in entries if e.id is not None])
             except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
                 info = describe_error(exc)
@@ -140,8 +149,28 @@ def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirro
     return None
 
 
-def _repair_key(mirror: Mirror, entry: Entry) -> str:
-    return converge(mirror, entry.service, entry.resource, entry.key)
+def _owner(mirror: Mirror, entry: Entry) -> tuple[Mirror | None, str]:
+    """The pair to repair ``entry`` through, by its tenant's stage now, and its resource there."""
+    from dualwrite._stage import Stage  # noqa: PLC0415
+    from dualwrite.events import Write  # noqa: PLC0415
+
+    write = Write(
+        tenant=entry.tenant,
+        service=entry.service,  # type: ignore[arg-type]
+        operation="Repair",
+        resource=entry.resource,
+        shadow_resource=mirror.shadow_name(entry.resource),
+        key=entry.key,
+    )
+    _, stage = mirror.ask_stage(write)
+    if stage is Stage.DONE:
+        return None, entry.resource
+    if stage is Stage.CUTOVER:
+        new = mirror.new_name(entry.resource)
+        if new is None:
+            return None, entry.resource
+        return mirror.reverse(), new
+    return mirror, entry.resource
 
 
 def converge(mirror: Mirror, service: str, resource: str, key: Any) -> str:

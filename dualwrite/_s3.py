@@ -33,6 +33,7 @@ from dualwrite._mirror import (
     UnsupportedWrite,
     describe_error,
 )
+from dualwrite._stage import Stage
 from dualwrite.events import Write
 
 OWNER_ACL = "bucket-owner-full-control"
@@ -81,6 +82,7 @@ class Pin:
 
     tenant: str | None
     on: bool
+    stage: Stage | None = None
     # With on_shadow_error="raise": shadow errors of the transfer's parts, raised by the
     # transfer method once s3transfer is done (raising inside it would abort the primary upload).
     errors: list[Any] = attrs.field(factory=list, eq=False)
@@ -106,27 +108,32 @@ def translate(
     options: Options = mirror.state["s3.options"]
     shadow = {k: v for k, v in params.items() if k not in _CONDITIONS}
     shadow["Bucket"] = write.shadow_resource
-    for owner in ("ExpectedBucketOwner", "ExpectedSourceBucketOwner"):
-        if owner in shadow:
-            if options.shadow_account:
-                shadow[owner] = options.shadow_account
-            else:
-                del shadow[owner]
-    key_id = shadow.get("SSEKMSKeyId")
-    if key_id is not None:
-        mapped = _map_kms(options, key_id)
-        if mapped:
-            shadow["SSEKMSKeyId"] = mapped
-        else:
-            for name in _KMS:
-                shadow.pop(name, None)
-            if str(shadow.get("ServerSideEncryption", "")).startswith("aws:kms"):
-                del shadow["ServerSideEncryption"]
+    _other_account(options, shadow)
     if creates:
         for grant in _GRANTS:
             shadow.pop(grant, None)
         shadow["ACL"] = OWNER_ACL
     return shadow
+
+
+def _other_account(options: Options, params: dict[str, Any]) -> None:
+    """Translate, in place, what names the account: bucket owners and the KMS key."""
+    for owner in ("ExpectedBucketOwner", "ExpectedSourceBucketOwner"):
+        if owner in params:
+            if options.shadow_account:
+                params[owner] = options.shadow_account
+            else:
+                del params[owner]
+    key_id = params.get("SSEKMSKeyId")
+    if key_id is not None:
+        mapped = _map_kms(options, key_id)
+        if mapped:
+            params["SSEKMSKeyId"] = mapped
+        else:
+            for name in _KMS:
+                params.pop(name, None)
+            if str(params.get("ServerSideEncryption", "")).startswith("aws:kms"):
+                del params["ServerSideEncryption"]
 
 
 def _map_kms(options: Options, key_id: str) -> str | None:
@@ -234,7 +241,7 @@ def _decide(
 ) -> tuple[Write, bool]:
     write = mirror.describe(operation, bucket, key)
     if pin is not None:
-        return attrs.evolve(write, tenant=pin.tenant), pin.on
+        return attrs.evolve(write, tenant=pin.tenant, stage=pin.stage), pin.on
     return mirror.decide(write)
 
 
@@ -814,6 +821,112 @@ def unclassified(api_name: str, http_method: str) -> Handler | None:
 def new_state(options: Options) -> dict[str, Any]:
     """The per-client state this module keeps on a :class:`Mirror`."""
     return {"s3.options": options, "s3.uploads": _Uploads()}
+
+
+# -- stages: routing a call to the new account first ---------------------------------------------
+
+ROUTED_READS: frozenset[str] = frozenset(
+    {
+        "GetObject", "GetObjectAcl", "GetObjectAnnotation", "GetObjectAttributes",
+        "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging", "GetObjectTorrent",
+        "HeadObject", "HeadBucket", "ListMultipartUploads", "ListObjectAnnotations",
+        "ListObjectVersions", "ListObjects", "ListObjectsV2", "ListParts", "SelectObjectContent",
+    }
+)  # fmt: skip
+"""Object reads that follow the tenant's stage to the account that owns it."""
+
+_UPLOAD_OPS = frozenset(
+    {"UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts"}
+)
+
+
+def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ``(bucket, key)`` a call's stage is asked for; empty when the call names none."""
+    del mirror, api
+    target = _target(params)
+    return [] if target is None else [target]
+
+
+def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
+    """``"reverse"`` or ``"forward"`` for a call on a multipart upload: the side it started on.
+
+    A multipart upload keeps the stage it started with: its parts and its completion go where
+    its CreateMultipartUpload went, whatever the tenant's stage is now.
+    """
+    if api not in _UPLOAD_OPS:
+        return None
+    reverse = mirror.reverse_if_built()
+    if reverse is not None and _uploads(reverse).lookup(params.get("UploadId")) is not None:
+        return "reverse"
+    return "forward"
+
+
+def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The parameters of a call for the new account, or ``None`` when it cannot go there.
+
+    The bucket (and a ``CopySource``'s bucket) become the new account's names, and bucket owners
+    and KMS keys are translated as for a shadow write; conditions and the caller's ACL stay. A
+    call on a specific ``VersionId`` cannot go there: the new account's versions are its own.
+    """
+    bucket = params.get("Bucket")
+    if not isinstance(bucket, str) or params.get("VersionId") is not None:
+        return None
+    new = mirror.new_name(bucket)
+    if new is None:
+        return None
+    routed = dict(params)
+    routed["Bucket"] = new
+    if "CopySource" in params:
+        parsed = parse_copy_source(params["CopySource"])
+        if parsed is None or parsed[2] is not None:
+            return None
+        source_bucket = mirror.new_name(parsed[0])
+        if source_bucket is None:
+            return None
+        source = params["CopySource"]
+        routed["CopySource"] = (
+            {**source, "Bucket": source_bucket}
+            if isinstance(source, Mapping)
+            else {"Bucket": source_bucket, "Key": parsed[1]}
+        )
+    _other_account(mirror.state["s3.options"], routed)
+    if api in _CREATES:
+        force_owner_acl(routed)
+    return routed
+
+
+_CREATES = frozenset({"PutObject", "CopyObject", "CreateMultipartUpload"})
+
+
+def force_owner_acl(params: dict[str, Any]) -> None:
+    """Give a request that creates an object in the new account its only ACL, in place.
+
+    Whether the new account gets the write as the shadow (``DUAL_WRITE``) or first
+    (``CUTOVER``, ``DONE``), its objects carry ``bucket-owner-full-control`` and no grants, so
+    they are the same at every stage (and accepted by buckets whose ACLs are disabled).
+    """
+    for grant in _GRANTS:
+        params.pop(grant, None)
+    params["ACL"] = OWNER_ACL
+
+
+def build_reverse(mirror: Mirror) -> Mirror:
+    """The mirror that writes the new account first and mirrors to the old (CUTOVER)."""
+    options: Options = mirror.state["s3.options"]
+    keys = options.kms_keys
+    reverse = Mirror(
+        mirror.writer,
+        service="s3",
+        primary=mirror.shadow,
+        shadow=mirror.primary,
+        names=mirror.old_name,
+        identity_names=False,
+        forward=mirror,
+    )
+    # The old account's KMS keys, where the map can be inverted; else its default encryption.
+    inverse = {v: k for k, v in keys.items()} if isinstance(keys, Mapping) else None
+    reverse.state.update(new_state(Options(kms_keys=inverse, shadow_account=None)))
+    return reverse
 
 
 # -- copying an object's current state (repair, backfill) -----------------------------------------

@@ -2,26 +2,43 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
 from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
+from dualwrite._context import current_tenant
 from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke
 from dualwrite._repair import RepairReport
-from dualwrite.events import Event, ShadowFailed, Unsupported, Write
-from dualwrite.exceptions import ConfigurationError
+from dualwrite._stage import REVERSED, Account, Stage
+from dualwrite.events import Event, FlagFailed, ShadowFailed, Unsupported, Write
+from dualwrite.exceptions import ConfigurationError, DualWriteError
 from dualwrite.journal import Entry, Journal, open_journal
-from dualwrite.typing import Flag, Hook, NameMap, TenantOf
+from dualwrite.typing import Flag, Hook, NameMap, StageOf, TenantOf
 
 logger = logging.getLogger("dualwrite")
 
 T = TypeVar("T")
+P = ParamSpec("P")
+R = TypeVar("R")
+ACCOUNTS = ("primary", "shadow")
+
+
+def _forward_resource(write: Write) -> str:
+    """The old account's name of a write's resource, whichever account it was written first to.
+
+    Journal entries, key queues and key locks use it, so that one key is one key at every stage.
+    """
+    if write.stage in REVERSED and write.shadow_resource is not None:
+        return write.shadow_resource
+    return write.resource
+
 
 MODES = ("sync", "background")
 ON_SHADOW_ERROR = ("record", "raise")
@@ -34,7 +51,9 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
     # A key may be a Write of its own: a call spanning tables (a DynamoDB transaction) names
     # each key's table with it.
     located = [
-        (key.resource, key.key) if isinstance(key, Write) else (write.resource, key)
+        (_forward_resource(key), key.key)
+        if isinstance(key, Write)
+        else (_forward_resource(write), key)
         for key in targets
     ]
     return [
@@ -53,7 +72,7 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
 
 def _shard(write: Write) -> int:
     """The queue of a write's key: same-key writes share one, and so run in order."""
-    return hash((write.service, write.resource, _freeze(write.key)))
+    return hash((write.service, _forward_resource(write), _freeze(write.key)))
 
 
 def _shards(write: Write, keys: Sequence[Any] | None) -> int | list[int]:
@@ -92,6 +111,10 @@ class DualWriter:
         flag: called with the :class:`~dualwrite.Write` of each write call, in the caller's thread;
             a truthy result sends the write to the shadow too. ``True``/``False`` are accepted
             as constant flags.
+        stage: instead of ``flag``: called with the :class:`~dualwrite.Write` of each call
+            (reads included), in the caller's thread; returns the tenant's
+            :class:`~dualwrite.Stage`, which decides which account is written first, whether
+            the other gets the write, and which one serves reads. ``flag`` is its simple form.
         hooks: callables each receiving every event (see :mod:`dualwrite.events`).
         mode: ``"sync"``: the shadow write runs in the caller's thread right after the primary's;
             ``"background"``: it is queued for a worker pool, and the caller waits for the
@@ -116,10 +139,11 @@ class DualWriter:
         ConfigurationError: an argument is invalid; the message lists the allowed values.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - one check per argument, each with its own message
         self,
-        flag: Flag | bool,
+        flag: Flag | bool | None = None,
         *,
+        stage: StageOf | None = None,
         hooks: Iterable[Hook] = (),
         mode: str = "sync",
         journal: object = None,
@@ -130,7 +154,25 @@ class DualWriter:
         on_full: str = "block",
         circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
     ) -> None:
-        if not (isinstance(flag, bool) or callable(flag)):
+        if flag is None and stage is None:
+            msg = (
+                "DualWriter needs flag= (a callable taking a dualwrite.Write, or True/False) or "
+                "stage= (a callable taking a dualwrite.Write and returning a dualwrite.Stage)"
+            )
+            raise ConfigurationError(msg)
+        if flag is not None and stage is not None:
+            msg = (
+                "pass flag= or stage=, not both: stage=Stage.DUAL_WRITE is what flag=True means, "
+                "and Stage.OFF what flag=False means"
+            )
+            raise ConfigurationError(msg)
+        if stage is not None and not callable(stage):
+            msg = (
+                "stage must be a callable taking a dualwrite.Write and returning a "
+                f"dualwrite.Stage ({', '.join(s.name for s in Stage)}); got {stage!r}"
+            )
+            raise ConfigurationError(msg)
+        if flag is not None and not (isinstance(flag, bool) or callable(flag)):
             msg = f"flag must be a callable taking a dualwrite.Write, or True/False; got {flag!r}"
             raise ConfigurationError(msg)
         if isinstance(hooks, (str, bytes)) or not isinstance(hooks, Iterable):
@@ -172,7 +214,8 @@ class DualWriter:
         if on_full == "journal" and journal_backend is None:
             msg = "on_full='journal' needs a journal: pass journal= a path or a Journal"
             raise ConfigurationError(msg)
-        self.flag = flag
+        self.flag: Flag | bool = False if flag is None else flag
+        self.stage: StageOf | None = stage
         self.hooks: tuple[Hook, ...] = tuple(hook_list)
         self.mode = mode
         self.journal: Journal | None = journal_backend
@@ -182,6 +225,8 @@ class DualWriter:
         self.on_full = on_full
         self.circuit_breaker = circuit_breaker
         self.background = mode == "background"
+        # Background mode with stages: same-key jobs of the two directions are kept in order.
+        self.staged_background = self.background and stage is not None
         self._pool: WorkerPool | None = None
         if self.background:
             self._pool = WorkerPool(workers=workers, queue_size=queue_size)
@@ -321,8 +366,11 @@ class DualWriter:
                     if exc is not None:
                         logger.warning("dualwrite: could not clear %d intent(s)", len(intents))
 
+        direction = mirror.reversed if self.stage is not None else None
         try:
-            if pool.submit(_shards(write, keys), run, block=self.on_full == "block"):
+            if pool.submit(
+                _shards(write, keys), run, block=self.on_full == "block", direction=direction
+            ):
                 return
         except PoolClosedError:
             run()
@@ -354,6 +402,147 @@ class DualWriter:
         pool = self._pool
         if pool is not None and self.on_full == "block":
             pool.wait_for_room(_shards(write, keys))
+
+    def wait_direction(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> None:
+        """Background mode with stages: wait for same-key jobs queued in the other direction."""
+        pool = self._pool
+        if pool is not None:
+            pool.wait_direction(_shards(write, keys), not reverse)
+
+    # -- stages and the scheduled-job guard --------------------------------------------------
+
+    def stage_of(self, tenant: str | None, *, job: str = "") -> Stage:
+        """The tenant's stage, as the ``stage`` callback says now.
+
+        The callback gets a :class:`~dualwrite.Write` with ``service="job"``,
+        ``operation="RunsHere"`` and ``resource=job``. With ``flag=`` the answer is
+        ``DUAL_WRITE`` when the flag is on for that write and ``OFF`` otherwise.
+
+        Raises:
+            DualWriteError: the callback failed or returned something that is not a stage.
+        """
+        stage = self._job_stage(tenant, job)
+        if stage is None:
+            msg = f"the stage of tenant {tenant!r} could not be decided (see the flag_failed event)"
+            raise DualWriteError(msg)
+        return stage
+
+    def runs_here(self, tenant: str | None, account: Account = "primary", *, job: str = "") -> bool:
+        """Whether a scheduled job or background process for ``tenant`` runs in ``account``.
+
+        ``account`` is where the calling process runs: ``"primary"`` (the old account, as
+        wrapped) or ``"shadow"`` (the new one). The answer is ``True`` in exactly one of them
+        at each stage: the old account at ``OFF`` and ``DUAL_WRITE``, the new one at
+        ``CUTOVER`` and ``DONE``, so that business logic never runs in both accounts at once.
+        When the stage cannot be decided (the callback raised), the answer is ``False`` in both:
+        a job that waits for its next run is better than one that runs twice.
+
+        Args:
+            tenant: the tenant the job works for.
+            account: ``"primary"`` or ``"shadow"``: where this process runs.
+            job: a name for the job, handed to the callback as ``Write.resource``.
+
+        Raises:
+            ConfigurationError: ``account`` is not ``"primary"`` or ``"shadow"``.
+        """
+        if account not in ACCOUNTS:
+            msg = f"account must be one of {', '.join(map(repr, ACCOUNTS))}; got {account!r}"
+            raise ConfigurationError(msg)
+        stage = self._job_stage(tenant, job)
+        return stage is not None and stage.owner == account
+
+    def guard(
+        self,
+        account: Account = "primary",
+        *,
+        tenant: str | Callable[..., str | None] | None = None,
+    ) -> Callable[[Callable[P, R]], Callable[P, R | None]]:
+        """Decorate a job so that it runs only where :meth:`runs_here` says so.
+
+        The tenant comes from the keyword argument named by ``tenant`` (a str), from
+        ``tenant(*args, **kwargs)`` (a callable), or from :func:`dualwrite.current_tenant`
+        (``None``). A skipped call returns ``None`` and logs one line at INFO level.
+
+        Raises:
+            ConfigurationError: at decoration time, ``account`` or ``tenant`` is invalid.
+        """
+        if account not in ACCOUNTS:
+            msg = f"account must be one of {', '.join(map(repr, ACCOUNTS))}; got {account!r}"
+            raise ConfigurationError(msg)
+        if tenant is not None and not isinstance(tenant, str) and not callable(tenant):
+            msg = (
+                "tenant must be the name of the job's tenant argument, a callable taking the "
+                f"job's arguments, or None (dualwrite.current_tenant()); got {tenant!r}"
+            )
+            raise ConfigurationError(msg)
+
+        def decorate(func: Callable[P, R]) -> Callable[P, R | None]:
+            import inspect  # noqa: PLC0415 - only when decorating
+
+            signature = inspect.signature(func) if isinstance(tenant, str) else None
+            if signature is not None and tenant not in signature.parameters:
+                msg = f"{func.__qualname__} has no parameter {tenant!r} to take the tenant from"
+                raise ConfigurationError(msg)
+            name = getattr(func, "__qualname__", repr(func))
+
+            @functools.wraps(func)
+            def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
+                if signature is not None:
+                    bound = signature.bind_partial(*args, **kwargs)
+                    value = bound.arguments.get(str(tenant))
+                    who = None if value is None else str(value)
+                elif callable(tenant):
+                    who = tenant(*args, **kwargs)
+                else:
+                    who = current_tenant()
+                if not self.runs_here(who, account, job=name):
+                    logger.info(
+                        "dualwrite: %s skipped for tenant %r: it does not run in the %s account "
+                        "at this stage",
+                        name,
+                        who,
+                        account,
+                    )
+                    return None
+                return func(*args, **kwargs)
+
+            return guarded
+
+        return decorate
+
+    def _job_stage(self, tenant: str | None, job: str) -> Stage | None:
+        write = Write(
+            tenant=tenant,
+            service="job",
+            operation="RunsHere",
+            resource=job,
+            shadow_resource=None,
+        )
+        if self.stage is None:
+            flag = self.flag
+            if isinstance(flag, bool):
+                return Stage.DUAL_WRITE if flag else Stage.OFF
+            on, exc = safe_invoke(flag, write)
+            if exc is not None:
+                self._stage_failed(write, "flag", exc)
+                return None
+            return Stage.DUAL_WRITE if on else Stage.OFF
+        value, exc = safe_invoke(self.stage, write)
+        if exc is not None:
+            self._stage_failed(write, "stage", exc)
+            return None
+        stage = Stage.coerce(value)
+        if stage is None:
+            self._stage_failed(
+                write, "stage", TypeError(f"the stage callback returned {value!r}, not a Stage")
+            )
+        return stage
+
+    def _stage_failed(self, write: Write, source: str, exc: BaseException) -> None:
+        info = describe_error(exc)
+        self.emit(
+            FlagFailed(write=write, source=source, error_type=info.type, error_message=info.message)
+        )
 
     def new_circuit(self) -> Circuit | None:
         """A circuit for one more shadow, or ``None`` without a breaker."""
@@ -417,7 +606,12 @@ class DualWriter:
             raise ConfigurationError(msg)
         self.flush()
         return repair_journal(
-            self.journal, self._mirrors, limit=limit, progress=progress, workers=workers
+            self.journal,
+            self._mirrors,
+            limit=limit,
+            progress=progress,
+            workers=workers,
+            staged=self.stage is not None,
         )
 
     def close(self, timeout: float | None = None) -> bool:
@@ -436,6 +630,7 @@ class DualWriter:
         # Calls from now on run their shadow write in the caller's thread; a call that was
         # already queueing finds the pool closed and does the same (WorkerPool.submit).
         self.background = False
+        self.staged_background = False
         if self._pool is not None:
             done = self._pool.close(timeout)
         self._closed = True
@@ -461,7 +656,8 @@ def wrap(
     primary: T,
     *,
     shadow: Any,
-    flag: Flag | bool,
+    flag: Flag | bool | None = None,
+    stage: StageOf | None = None,
     names: NameMap | None = None,
     kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None,
     shadow_account: str | None = None,
@@ -469,10 +665,13 @@ def wrap(
 ) -> T:
     """Shortcut for ``DualWriter(flag=flag, **options).wrap(primary, shadow=shadow, ...)``.
 
+    Pass ``stage=`` instead of ``flag=`` for a staged migration (see :class:`DualWriter`).
+
     Args:
         primary: the client or resource to wrap (see :meth:`DualWriter.wrap`).
         shadow: the shadow account's client or resource.
         flag: the flag (see :class:`DualWriter`).
+        stage: the stage callback, instead of ``flag`` (see :class:`DualWriter`).
         names: bucket/table name map (see :meth:`DualWriter.wrap`).
         kms_keys: KMS key map (see :meth:`DualWriter.wrap`).
         shadow_account: the shadow's account id (see :meth:`DualWriter.wrap`).
@@ -481,6 +680,6 @@ def wrap(
     Returns:
         The wrapped object.
     """
-    return DualWriter(flag=flag, **options).wrap(
+    return DualWriter(flag=flag, stage=stage, **options).wrap(
         primary, shadow=shadow, names=names, kms_keys=kms_keys, shadow_account=shadow_account
     )

@@ -16,6 +16,8 @@ from typing import Any, ClassVar, Literal
 
 import attrs
 
+from dualwrite._stage import Stage
+
 __all__ = [
     "CircuitClosed",
     "CircuitOpened",
@@ -28,8 +30,9 @@ __all__ = [
     "Write",
 ]
 
-Service = Literal["s3", "dynamodb"]
-"""The AWS service of a write."""
+Service = Literal["s3", "dynamodb", "job"]
+"""The AWS service of a write; ``"job"`` for the question a scheduled-job guard asks
+(:meth:`dualwrite.DualWriter.runs_here`)."""
 
 
 @attrs.frozen(kw_only=True)
@@ -41,10 +44,14 @@ class Write:
             ``None``.
         service: ``"s3"`` or ``"dynamodb"``.
         operation: the API operation name, e.g. ``"PutObject"`` or ``"UpdateItem"``.
-        resource: the primary bucket or table name.
-        shadow_resource: the shadow bucket or table name; ``None`` when no mapping exists.
+        resource: the primary bucket or table name: the one written first. Under
+            :attr:`Stage.CUTOVER` that is the new account's name.
+        shadow_resource: the shadow bucket or table name (under ``CUTOVER``, the old account's);
+            ``None`` when no mapping exists.
         key: the S3 object key, the DynamoDB key as a dict, or ``None`` for calls that touch
             several keys.
+        stage: the tenant's :class:`~dualwrite.Stage` for this call, with a ``stage=`` callback
+            (``None`` in the callback's own argument, and with ``flag=``).
     """
 
     tenant: str | None
@@ -53,6 +60,7 @@ class Write:
     resource: str
     shadow_resource: str | None
     key: str | Mapping[str, Any] | None = None
+    stage: Stage | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -137,8 +145,13 @@ class Unsupported(Event):
 class FlagFailed(Event):
     """The flag callback or ``tenant_of`` raised; the write was treated as flag-off.
 
+    With a ``stage=`` callback the call is treated as :attr:`Stage.DUAL_WRITE` instead (both
+    accounts get the write, the old one first), and ``source`` is ``"stage"`` when the callback
+    raised, returned something that is not a stage, or the tables of one call are at stages
+    that disagree on which account is written first (``error_type="StageConflict"``).
+
     Attributes:
-        source: ``"flag"`` or ``"tenant_of"``.
+        source: ``"flag"``, ``"stage"`` or ``"tenant_of"``.
         error_type: the exception's class name.
         error_message: the exception's message.
     """

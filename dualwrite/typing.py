@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Literal
 
+from dualwrite._stage import Stage
 from dualwrite.events import Event, Write
 
-__all__ = ["Flag", "Hook", "Mode", "NameMap", "OnShadowError", "TenantOf"]
+__all__ = ["Flag", "Hook", "Mode", "NameMap", "OnShadowError", "StageOf", "TenantOf"]
 
 Flag = Callable[[Write], bool]
 """Decides, once per write call and in the caller's thread, whether the shadow gets the write."""
+
+StageOf = Callable[[Write], Stage | str]
+"""Returns the tenant's migration stage for a call (a Stage, or its value such as "cutover")."""
 
 Hook = Callable[[Event], object]
 """Receives one event; its return value is ignored and its exceptions are contained."""

@@ -1,0 +1,128 @@
+"""Stages: which account a call goes to first, decided once per call in the proxy.
+
+With a ``stage=`` callback, the proxy asks the stage of every resource a call names before any
+handler runs, then hands the call to one of two mirrors of the wrapped pair:
+
+* the forward mirror (the old account first), for ``OFF`` and ``DUAL_WRITE``;
+* the reverse mirror (the new account first, the old one as its shadow), for ``CUTOVER`` and
+  ``DONE``, with the call's parameters renamed to the new account's buckets and tables.
+
+The decisions travel to the handlers' :meth:`~dualwrite._mirror.Mirror.decide` through
+:func:`~dualwrite._mirror.decided`, so a handler asks nothing twice. Whatever cannot be routed
+(no new name, a call on a specific S3 version, a PartiQL statement on a renamed table) and a call
+whose resources disagree on the account to write first go old-first to both accounts, as
+``DUAL_WRITE`` does: no write is lost, whatever the tenant's stage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from types import ModuleType
+from typing import Any
+
+import attrs
+
+from dualwrite._mirror import Decision, Mirror, decided
+from dualwrite._stage import REVERSED, Stage
+from dualwrite.events import FlagFailed
+
+logger = logging.getLogger("dualwrite")
+
+
+@attrs.frozen
+class Route:
+    """Where one call goes: the mirror to run it on, its parameters there, its decisions."""
+
+    mirror: Mirror
+    params: Mapping[str, Any]
+    decisions: dict[str, Decision] | None
+
+
+def _service(mirror: Mirror) -> ModuleType:
+    if mirror.service == "s3":
+        from dualwrite import _s3  # noqa: PLC0415
+
+        return _s3
+    from dualwrite import _dynamodb  # noqa: PLC0415
+
+    return _dynamodb
+
+
+def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
+    """Decide where a call on the forward mirror ``forward`` goes (see the module's docstring)."""
+    service = _service(forward)
+    side = service.upload_owner(forward, api, params)
+    if side == "reverse":
+        routed = service.reroute(forward, api, params)
+        if routed is not None:
+            return Route(forward.reverse(), routed, {})
+    if side is not None:
+        return Route(forward, params, {})
+    targets = service.stage_targets(forward, api, params)
+    if not targets:
+        return Route(forward, params, None)
+    asked: dict[str, tuple[str | None, Stage]] = {}
+    for resource, key in targets:
+        if resource not in asked:
+            write, stage = forward.ask_stage(forward.describe(api, resource, key))
+            asked[resource] = (write.tenant, stage)
+    reversed_ = {stage in REVERSED for _, stage in asked.values()}
+    if reversed_ == {False}:
+        return Route(
+            forward,
+            params,
+            {r: Decision(t, s, s is Stage.DUAL_WRITE) for r, (t, s) in asked.items()},
+        )
+    if reversed_ == {True}:
+        routed = service.reroute(forward, api, params)
+        if routed is not None:
+            decisions = {}
+            for resource, (tenant, stage) in asked.items():
+                new = forward.new_name(resource)
+                if new is not None:
+                    decisions[new] = Decision(tenant, stage, stage is Stage.CUTOVER)
+            return Route(forward.reverse(), routed, decisions)
+        logger.debug(
+            "dualwrite: %s on %s cannot go to the new account first; it goes to both, old first",
+            api,
+            ", ".join(asked),
+        )
+    else:
+        first = next(iter(asked))
+        forward.writer.emit(
+            FlagFailed(
+                write=forward.describe(api, first, None),
+                source="stage",
+                error_type="StageConflict",
+                error_message=(
+                    f"{api} names {', '.join(map(repr, asked))}, whose stages "
+                    f"({', '.join(s.name for _, s in asked.values())}) disagree on the account "
+                    "written first; it went to both accounts, the old one first"
+                ),
+            )
+        )
+    return Route(forward, params, {r: Decision(t, s, True) for r, (t, s) in asked.items()})
+
+
+def call(
+    forward: Mirror, api: str, py_name: str, handler: Callable[..., Any], params: dict[str, Any]
+) -> Any:
+    """Route one write call, then run its handler on the chosen mirror."""
+    chosen = route(forward, api, params)
+    method = getattr(chosen.mirror.primary, py_name)
+    with decided(chosen.decisions):
+        return handler(chosen.mirror, method, dict(chosen.params), None)
+
+
+def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any:
+    """Route one read call to the account that owns its tenant now."""
+    chosen = route(forward, api, params)
+    return getattr(chosen.mirror.primary, py_name)(**chosen.params)
+
+
+def client_for(forward: Mirror, api: str, params: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """The real client a read-like call (paginator, transfer, presigned URL) goes to, and its
+    parameters there."""
+    chosen = route(forward, api, params)
+    return chosen.mirror.primary, dict(chosen.params)

@@ -1,0 +1,563 @@
+"""Migration stages: which account is written first, whether the other gets the write, reads.
+
+Data placement is proved by reading each account with its own unwrapped client. ``primary`` and
+``shadow`` name the accounts as wrapped (old and new); under CUTOVER the new account is written
+first and the old one gets the mirrored write.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from botocore.exceptions import ClientError
+from conftest import Accounts, DynamoEnv, S3Env, create_table
+
+import dualwrite
+from dualwrite import Stage
+from dualwrite.events import FlagFailed, ShadowFailed, ShadowWritten
+from dualwrite.exceptions import ConfigurationError, DualWriteError
+from dualwrite.testing import RecordingHook
+
+pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")
+
+
+class Stages:
+    """A tenant -> stage table, as a flag service would hold it; the callback records its calls."""
+
+    def __init__(self, **stages: Stage) -> None:
+        self.stages = dict(stages)
+        self.asked: list[tuple[str, str | None, Stage]] = []
+        self.local = threading.local()
+
+    def __call__(self, write: dualwrite.Write) -> Stage:
+        assert write.stage is None  # the callback is asked before anything is decided
+        stage = self.stages.get(write.tenant or "", Stage.OFF)
+        self.asked.append((write.operation, write.tenant, stage))
+        self.local.last = stage
+        return stage
+
+    def set(self, tenant: str, stage: Stage) -> None:
+        self.stages[tenant] = stage
+
+
+def s3_keys(env: S3Env) -> tuple[list[str], list[str]]:
+    return env.keys("primary"), env.keys("shadow")
+
+
+def order_of_requests(*clients: Any) -> list[tuple[str, str]]:
+    """Record ``(client label, operation)`` of every request the clients send, in one list."""
+    seen: list[tuple[str, str]] = []
+    for label, client in zip(("old", "new"), clients, strict=True):
+
+        def record(model: Any, label: str = label, **_: Any) -> None:
+            seen.append((label, model.name))
+
+        client.meta.events.register("before-call.*.*", record, unique_id=f"order-{label}")
+    return seen
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragments"),
+    [
+        pytest.param({}, ["flag=", "stage="], id="neither"),
+        pytest.param({"flag": True, "stage": lambda w: Stage.OFF}, ["not both"], id="both"),
+        pytest.param({"stage": "cutover"}, ["callable", "OFF", "DUAL_WRITE", "DONE"], id="str"),
+    ],
+)
+def test_flag_or_stage_is_checked_at_construction(
+    kwargs: dict[str, Any], fragments: list[str]
+) -> None:
+    with pytest.raises(ConfigurationError) as info:
+        dualwrite.DualWriter(**kwargs)
+    for fragment in fragments:
+        assert fragment in str(info.value)
+
+
+def test_stage_values_owners_and_coercion() -> None:
+    assert [s.value for s in Stage] == ["off", "dual_write", "cutover", "done"]
+    assert [s.owner for s in Stage] == ["primary", "primary", "shadow", "shadow"]
+    assert [s.mirrored for s in Stage] == [False, True, True, False]
+    assert Stage.coerce("CUTOVER") is Stage.CUTOVER
+    assert Stage.coerce(" dual_write ") is Stage.DUAL_WRITE
+    assert Stage.coerce(Stage.DONE) is Stage.DONE
+    assert Stage.coerce("later") is None
+    assert Stage.coerce(2) is None
+    assert repr(Stage.OFF) == "Stage.OFF"
+
+
+# -- S3: placement and order per stage -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "old", "new", "first"),
+    [
+        (Stage.OFF, True, False, "old"),
+        (Stage.DUAL_WRITE, True, True, "old"),
+        (Stage.CUTOVER, True, True, "new"),
+        (Stage.DONE, False, True, "new"),
+    ],
+)
+def test_s3_put_lands_where_the_stage_says(
+    s3: S3Env, stage: Stage, old: bool, new: bool, first: str
+) -> None:
+    stages = Stages(acme=stage)
+    recorder = RecordingHook()
+    client = s3.wrap(flag=None, stage=stages, hooks=[recorder])
+    order = order_of_requests(s3.primary, s3.shadow)
+    with dualwrite.tenant("acme"):
+        response = client.put_object(Bucket="photos", Key="acme/a", Body=b"v1", ACL="private")
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+    assert (["acme/a"] if old else [], ["acme/a"] if new else []) == s3_keys(s3)
+    puts = [label for label, op in order if op == "PutObject"]
+    assert puts[0] == first
+    assert len(puts) == int(old) + int(new)
+    # The new account's objects carry the owner ACL whether it is written first or second.
+    for call in s3.shadow_calls:
+        if call["operation"] == "PutObject":
+            assert call["params"]["ACL"] == "bucket-owner-full-control"
+    assert stages.asked == [("PutObject", "acme", stage)]
+    if stage.mirrored:
+        (event,) = recorder.of_kind("shadow_written")
+        assert isinstance(event, ShadowWritten)
+        assert event.write.stage is stage
+        expected = ("photos", "photos-acct2") if first == "old" else ("photos-acct2", "photos")
+        assert (event.write.resource, event.write.shadow_resource) == expected
+    else:
+        assert recorder.events == []
+
+
+def test_s3_other_tenants_keep_their_own_stage(s3: S3Env) -> None:
+    client = s3.wrap(flag=None, stage=Stages(acme=Stage.DONE, globex=Stage.DUAL_WRITE))
+    for tenant in ("acme", "globex", "initech"):
+        with dualwrite.tenant(tenant):
+            client.put_object(Bucket="photos", Key=f"{tenant}/k", Body=b"x")
+    assert s3_keys(s3) == (["globex/k", "initech/k"], ["acme/k", "globex/k"])
+
+
+def test_s3_cutover_failure_of_the_new_account_reaches_the_caller_and_spares_the_old(
+    s3: S3Env,
+) -> None:
+    client = s3.wrap(flag=None, stage=Stages(acme=Stage.CUTOVER))
+    s3.shadow.delete_bucket(Bucket="photos-acct2")
+    with dualwrite.tenant("acme"), pytest.raises(ClientError) as info:
+        client.put_object(Bucket="photos", Key="acme/a", Body=b"v1")
+    assert info.value.response["Error"]["Code"] == "NoSuchBucket"
+    assert s3.keys("primary") == []
+
+
+def test_s3_cutover_copy_delete_tagging_and_reads(s3: S3Env) -> None:
+    stages = Stages(acme=Stage.CUTOVER)
+    client = s3.wrap(flag=None, stage=stages)
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="photos", Key="acme/a", Body=b"alpha", ContentType="text/plain")
+        client.copy_object(Bucket="photos", Key="acme/b", CopySource="photos/acme/a")
+        client.copy_object(
+            Bucket="photos", Key="acme/c", CopySource={"Bucket": "photos", "Key": "acme/a"}
+        )
+        client.put_object_tagging(
+            Bucket="photos", Key="acme/b", Tagging={"TagSet": [{"Key": "t", "Value": "1"}]}
+        )
+        client.delete_objects(Bucket="photos", Delete={"Objects": [{"Key": "acme/c"}]})
+        # Reads come from the new account: its bucket's name is in the listing.
+        listing = client.list_objects_v2(Bucket="photos", Prefix="acme/")
+        assert listing["Name"] == "photos-acct2"
+        assert client.get_object(Bucket="photos", Key="acme/b")["Body"].read() == b"alpha"
+        assert client.head_object(Bucket="photos", Key="acme/b")["ContentLength"] == 5
+        tags = client.get_object_tagging(Bucket="photos", Key="acme/b")["TagSet"]
+        assert tags == [{"Key": "t", "Value": "1"}]
+    assert s3_keys(s3) == (["acme/a", "acme/b"], ["acme/a", "acme/b"])
+    for side, bucket in (("primary", "photos"), ("shadow", "photos-acct2")):
+        reader = s3.primary if side == "primary" else s3.shadow
+        assert reader.get_object_tagging(Bucket=bucket, Key="acme/b")["TagSet"] == tags
+
+
+def test_s3_reads_follow_the_stage_paginators_waiters_downloads_presigned(s3: S3Env) -> None:
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    client = s3.wrap(flag=None, stage=stages)
+    s3.primary.put_object(Bucket="photos", Key="acme/only-old", Body=b"old")
+    s3.shadow.put_object(
+        Bucket="photos-acct2", Key="acme/only-new", Body=b"new", ACL="bucket-owner-full-control"
+    )
+
+    def view() -> dict[str, Any]:
+        with dualwrite.tenant("acme"):
+            pages = client.get_paginator("list_objects_v2").paginate(Bucket="photos")
+            keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+            out = io.BytesIO()
+            key = keys[0]
+            client.download_fileobj("photos", key, out)
+            client.get_waiter("object_exists").wait(
+                Bucket="photos", Key=key, WaiterConfig={"Delay": 0, "MaxAttempts": 1}
+            )
+            url = client.generate_presigned_url(
+                "get_object", Params={"Bucket": "photos", "Key": key}
+            )
+            return {"keys": keys, "body": out.getvalue(), "url": url}
+
+    old = view()
+    assert old["keys"] == ["acme/only-old"]
+    assert old["body"] == b"old"
+    assert "/photos/" in old["url"] or "//photos." in old["url"]
+    stages.set("acme", Stage.CUTOVER)
+    new = view()
+    assert new["keys"] == ["acme/only-new"]
+    assert new["body"] == b"new"
+    assert "photos-acct2" in new["url"]
+    # Another tenant, still at OFF, reads the old account.
+    with dualwrite.tenant("globex"):
+        assert client.list_objects_v2(Bucket="photos")["Name"] == "photos"
+
+
+def test_s3_multipart_upload_keeps_the_stage_it_started_with(s3: S3Env) -> None:
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    client = s3.wrap(flag=None, stage=stages)
+    part = b"p" * (5 * 1024 * 1024)
+    with dualwrite.tenant("acme"):
+        old_first = client.create_multipart_upload(Bucket="photos", Key="acme/dual")["UploadId"]
+        stages.set("acme", Stage.CUTOVER)
+        new_first = client.create_multipart_upload(Bucket="photos", Key="acme/cut")["UploadId"]
+        stages.set("acme", Stage.DUAL_WRITE)  # a rollback while both uploads are in flight
+        for key, upload in (("acme/dual", old_first), ("acme/cut", new_first)):
+            etag = client.upload_part(
+                Bucket="photos", Key=key, UploadId=upload, PartNumber=1, Body=part
+            )["ETag"]
+            assert client.list_parts(Bucket="photos", Key=key, UploadId=upload)["Parts"]
+            client.complete_multipart_upload(
+                Bucket="photos",
+                Key=key,
+                UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+            )
+    assert s3_keys(s3) == (["acme/cut", "acme/dual"], ["acme/cut", "acme/dual"])
+    assert s3.primary_body("acme/cut") == s3.shadow_body("acme/cut") == part
+
+
+@pytest.mark.parametrize("stage", [Stage.CUTOVER, Stage.DONE])
+def test_s3_managed_transfers_go_to_the_new_account_first(s3: S3Env, stage: Stage) -> None:
+    client = s3.wrap(flag=None, stage=Stages(acme=stage))
+    big = bytes(range(256)) * (40 * 1024)  # 10 MiB: a multipart upload
+    with dualwrite.tenant("acme"):
+        client.upload_fileobj(io.BytesIO(big), "photos", "acme/big", ExtraArgs={"ACL": "private"})
+        client.copy({"Bucket": "photos", "Key": "acme/big"}, "photos", "acme/big2")
+    old, new = s3_keys(s3)
+    assert new == ["acme/big", "acme/big2"]
+    assert old == (new if stage is Stage.CUTOVER else [])
+    assert s3.shadow_body("acme/big") == big
+    if stage is Stage.CUTOVER:
+        assert s3.primary_body("acme/big2") == big
+
+
+def test_s3_unmapped_bucket_under_cutover_goes_old_first_and_is_reported(s3: S3Env) -> None:
+    s3.primary.create_bucket(Bucket="logs-old")
+    recorder = RecordingHook()
+    client = s3.wrap(flag=None, stage=Stages(acme=Stage.CUTOVER), hooks=[recorder])
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="logs-old", Key="acme/x", Body=b"x")
+        assert client.list_objects_v2(Bucket="logs-old")["KeyCount"] == 1
+    assert [e.kind for e in recorder.events] == ["unsupported"]
+    assert recorder.events[0].reason == "unmapped"  # type: ignore[attr-defined]
+
+
+# -- failures of the callback, conflicts -----------------------------------------------------------
+
+
+def test_a_failing_stage_callback_falls_back_to_dual_write(s3: S3Env) -> None:
+    recorder = RecordingHook()
+
+    def broken(write: dualwrite.Write) -> Stage:
+        raise RuntimeError("flag service down")
+
+    client = s3.wrap(flag=None, stage=broken, hooks=[recorder])
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="photos", Key="acme/a", Body=b"x")
+    assert s3_keys(s3) == (["acme/a"], ["acme/a"])
+    failed = recorder.of_kind("flag_failed")[0]
+    assert isinstance(failed, FlagFailed)
+    assert (failed.source, failed.error_type) == ("stage", "RuntimeError")
+    written = recorder.of_kind("shadow_written")[0]
+    assert written.write.stage is Stage.DUAL_WRITE
+
+
+def test_a_stage_callback_returning_garbage_is_reported(s3: S3Env) -> None:
+    recorder = RecordingHook()
+    client = s3.wrap(flag=None, stage=lambda write: "later", hooks=[recorder])
+    client.put_object(Bucket="photos", Key="a", Body=b"x")
+    failed = recorder.of_kind("flag_failed")[0]
+    assert isinstance(failed, FlagFailed)
+    assert "'later'" in failed.error_message
+    assert s3_keys(s3) == (["a"], ["a"])
+
+
+def test_strings_are_accepted_as_stages(s3: S3Env) -> None:
+    client = s3.wrap(flag=None, stage=lambda write: "done")
+    client.put_object(Bucket="photos", Key="a", Body=b"x")
+    assert s3_keys(s3) == ([], ["a"])
+
+
+# -- DynamoDB ----------------------------------------------------------------------------------
+
+
+def _item(pk: str, **values: int) -> dict[str, Any]:
+    return {"pk": {"S": pk}, **{k: {"N": str(v)} for k, v in values.items()}}
+
+
+@pytest.mark.parametrize(
+    ("stage", "old", "new"),
+    [
+        (Stage.OFF, True, False),
+        (Stage.DUAL_WRITE, True, True),
+        (Stage.CUTOVER, True, True),
+        (Stage.DONE, False, True),
+    ],
+)
+def test_dynamodb_writes_per_stage_with_renamed_table(
+    aws: Accounts, stage: Stage, old: bool, new: bool
+) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    client = env.wrap(flag=None, stage=Stages(acme=stage))
+    with dualwrite.tenant("acme"):
+        client.put_item(TableName="orders", Item=_item("a", n=1))
+        client.update_item(
+            TableName="orders",
+            Key={"pk": {"S": "a"}},
+            UpdateExpression="ADD n :one",
+            ExpressionAttributeValues={":one": {"N": "1"}},
+        )
+        client.batch_write_item(
+            RequestItems={"orders": [{"PutRequest": {"Item": _item("b", n=5)}}]}
+        )
+        client.transact_write_items(
+            TransactItems=[
+                {"Put": {"TableName": "orders", "Item": _item("c", n=7)}},
+                {"Delete": {"TableName": "orders", "Key": {"pk": {"S": "b"}}}},
+            ]
+        )
+        got = client.get_item(TableName="orders", Key={"pk": {"S": "a"}}, ConsistentRead=True)
+        assert got["Item"] == _item("a", n=2)
+        scanned = client.scan(TableName="orders", ConsistentRead=True)["Items"]
+        assert sorted(i["pk"]["S"] for i in scanned) == ["a", "c"]
+    expected = [_item("a", n=2), _item("c", n=7)]
+    assert env.scan("primary") == (expected if old else [])
+    assert env.scan("shadow") == (expected if new else [])
+
+
+def test_dynamodb_table_resource_reads_follow_the_stage(aws: Accounts) -> None:
+    env = DynamoEnv(aws, level="resource")
+    stages = Stages(acme=Stage.OFF)
+    resource = env.wrap(flag=None, stage=stages)
+    table = resource.Table("orders")
+    env.s_raw.put_item(TableName="orders", Item=_item("only-new"))
+    with dualwrite.tenant("acme"):
+        table.put_item(Item={"pk": "old", "n": 1})
+        assert [i["pk"] for i in table.scan()["Items"]] == ["old"]
+        stages.set("acme", Stage.CUTOVER)
+        with table.batch_writer() as batch:
+            batch.put_item(Item={"pk": "x", "n": 2})
+        assert "Item" in table.get_item(Key={"pk": "only-new"})
+        assert sorted(i["pk"] for i in table.scan()["Items"]) == ["only-new", "x"]
+        assert (
+            table.query(KeyConditionExpression="pk = :k", ExpressionAttributeValues={":k": "x"})[
+                "Count"
+            ]
+            == 1
+        )
+    assert [i["pk"]["S"] for i in env.scan("primary")] == ["old", "x"]
+    assert [i["pk"]["S"] for i in env.scan("shadow")] == ["only-new", "x"]
+
+
+def test_dynamodb_partiql_routes_when_names_match_and_falls_back_when_they_differ(
+    aws: Accounts,
+) -> None:
+    env = DynamoEnv(aws)
+    create_table(env.p_raw, "events")
+    create_table(env.s_raw, "events-v2")
+    recorder = RecordingHook()
+    writer = dualwrite.DualWriter(stage=Stages(acme=Stage.DONE), hooks=[recorder])
+    client = writer.wrap(env.primary, shadow=env.shadow, names={"events": "events-v2"})
+    with dualwrite.tenant("acme"):
+        client.execute_statement(Statement="INSERT INTO \"orders\" VALUE {'pk': 'p1'}")
+        rows = client.execute_statement(Statement="SELECT * FROM \"orders\" WHERE pk = 'p1'")
+        assert rows["Items"] == [{"pk": {"S": "p1"}}]
+        # A statement on a renamed table cannot be sent to the new account unchanged: it goes
+        # to both accounts, the old one first, as DUAL_WRITE does.
+        client.execute_statement(Statement="INSERT INTO \"events\" VALUE {'pk': 'e1'}")
+    assert env.scan("primary") == []
+    assert env.scan("shadow") == [{"pk": {"S": "p1"}}]
+    assert env.p_raw.scan(TableName="events")["Count"] == 1
+    assert env.s_raw.scan(TableName="events-v2")["Count"] == 1
+
+
+def test_a_call_spanning_stages_that_disagree_goes_old_first_to_both(aws: Accounts) -> None:
+    env = DynamoEnv(aws)
+    create_table(env.p_raw, "invoices")
+    create_table(env.s_raw, "invoices")
+    recorder = RecordingHook()
+
+    def by_table(write: dualwrite.Write) -> Stage:
+        return Stage.CUTOVER if write.resource == "orders" else Stage.OFF
+
+    client = env.wrap(flag=None, stage=by_table, hooks=[recorder])
+    client.batch_write_item(
+        RequestItems={
+            "orders": [{"PutRequest": {"Item": _item("o")}}],
+            "invoices": [{"PutRequest": {"Item": _item("i")}}],
+        }
+    )
+    conflict = recorder.of_kind("flag_failed")[0]
+    assert isinstance(conflict, FlagFailed)
+    assert conflict.error_type == "StageConflict"
+    assert env.scan("primary") == env.scan("shadow") == [_item("o")]
+    assert env.s_raw.scan(TableName="invoices")["Count"] == 1
+
+
+# -- journal and repair follow the stage -----------------------------------------------------
+
+
+def _fail_puts(client: Any) -> Callable[[], None]:
+    def refuse(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "SlowDown", "Message": "slow down"}}, "PutObject")
+
+    client.meta.events.register("before-call.s3.PutObject", refuse, unique_id="refuse-puts")
+    return lambda: client.meta.events.unregister(
+        "before-call.s3.PutObject", unique_id="refuse-puts"
+    )
+
+
+def test_cutover_failures_are_journaled_by_the_old_name_and_repaired_new_to_old(
+    s3: S3Env, tmp_path: Path
+) -> None:
+    recorder = RecordingHook()
+    stages = Stages(acme=Stage.CUTOVER)
+    writer = dualwrite.DualWriter(stage=stages, journal=tmp_path / "j.db", hooks=[recorder])
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    restore = _fail_puts(s3.primary)  # the old account, the shadow at CUTOVER, refuses puts
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="photos", Key="acme/a", Body=b"new-first")
+    restore()
+    failed = recorder.of_kind("shadow_failed")[0]
+    assert isinstance(failed, ShadowFailed)
+    assert failed.write.resource == "photos-acct2"
+    assert writer.journal is not None
+    (entry,) = writer.journal.entries()
+    assert (entry.resource, entry.key, entry.tenant) == ("photos", "acme/a", "acme")
+    assert s3_keys(s3) == ([], ["acme/a"])
+    # At DONE the old account is not kept: the key is skipped and stays journaled.
+    stages.set("acme", Stage.DONE)
+    report = writer.repair()
+    assert (report.skipped, report.remaining) == (1, 1)
+    stages.set("acme", Stage.CUTOVER)
+    report = writer.repair()
+    assert (report.copied, report.remaining) == (1, 0)
+    assert s3.primary_body("acme/a") == b"new-first"
+    writer.close()
+
+
+def test_background_mode_cutover_with_a_journal(s3: S3Env, tmp_path: Path) -> None:
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    with dualwrite.DualWriter(stage=stages, mode="background", journal=tmp_path / "j.db") as writer:
+        client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        with dualwrite.tenant("acme"):
+            for n in range(20):
+                if n == 10:
+                    stages.set("acme", Stage.CUTOVER)
+                client.put_object(Bucket="photos", Key="acme/k", Body=f"v{n}".encode())
+        assert writer.flush(timeout=30)
+        assert writer.journal is not None
+        assert writer.journal.count() == 0
+    assert s3.primary_body("acme/k") == s3.shadow_body("acme/k") == b"v19"
+
+
+# -- the scheduled-job guard ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("stage", "runs_in"),
+    [
+        (Stage.OFF, "primary"),
+        (Stage.DUAL_WRITE, "primary"),
+        (Stage.CUTOVER, "shadow"),
+        (Stage.DONE, "shadow"),
+    ],
+)
+def test_runs_here_says_yes_in_exactly_one_account(stage: Stage, runs_in: str) -> None:
+    stages = Stages(acme=stage)
+    writer = dualwrite.DualWriter(stage=stages)
+    assert writer.runs_here("acme", account="primary") is (runs_in == "primary")
+    assert writer.runs_here("acme", account="shadow") is (runs_in == "shadow")
+    assert writer.stage_of("acme") is stage
+    assert stages.asked[0] == ("RunsHere", "acme", stage)
+
+
+def test_guard_decorator_takes_the_tenant_from_an_argument_a_callable_or_the_context() -> None:
+    stages = Stages(acme=Stage.CUTOVER, globex=Stage.DUAL_WRITE)
+    writer = dualwrite.DualWriter(stage=stages)
+    ran: list[str] = []
+
+    @writer.guard(account="shadow", tenant="tenant_id")
+    def invoice(tenant_id: str, amount: int = 0) -> str:
+        ran.append(tenant_id)
+        return f"{tenant_id}:{amount}"
+
+    @writer.guard(account="primary", tenant=lambda job: job["tenant"])
+    def report(job: dict[str, str]) -> str:
+        ran.append(job["tenant"])
+        return "done"
+
+    @writer.guard(account="primary")
+    def cleanup() -> int:
+        ran.append(str(dualwrite.current_tenant()))
+        return 1
+
+    assert invoice("acme", amount=3) == "acme:3"
+    assert invoice(tenant_id="globex") is None
+    assert report({"tenant": "globex"}) == "done"
+    assert report({"tenant": "acme"}) is None
+    with dualwrite.tenant("globex"):
+        assert cleanup() == 1
+    with dualwrite.tenant("acme"):
+        assert cleanup() is None
+    assert ran == ["acme", "globex", "globex"]
+    assert invoice.__name__ == "invoice"
+
+
+def test_guard_runs_nowhere_when_the_stage_is_unknown() -> None:
+    recorder = RecordingHook()
+
+    def broken(write: dualwrite.Write) -> Stage:
+        raise RuntimeError("down")
+
+    writer = dualwrite.DualWriter(stage=broken, hooks=[recorder])
+    assert not writer.runs_here("acme", account="primary")
+    assert not writer.runs_here("acme", account="shadow")
+    assert [e.kind for e in recorder.events] == ["flag_failed", "flag_failed"]
+    with pytest.raises(DualWriteError, match="could not be decided"):
+        writer.stage_of("acme")
+
+
+def test_guard_with_a_flag_writer_runs_in_the_old_account() -> None:
+    writer = dualwrite.DualWriter(flag=lambda write: write.tenant == "acme")
+    assert writer.runs_here("acme")
+    assert writer.runs_here("globex")
+    assert not writer.runs_here("acme", account="shadow")
+    assert writer.stage_of("acme") is Stage.DUAL_WRITE
+    assert writer.stage_of("globex") is Stage.OFF
+
+
+def test_guard_configuration_errors() -> None:
+    writer = dualwrite.DualWriter(stage=Stages())
+    with pytest.raises(ConfigurationError, match="'primary', 'shadow'"):
+        writer.runs_here("acme", account="old")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="'primary', 'shadow'"):
+        writer.guard(account="new")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="tenant"):
+        writer.guard(tenant=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="no parameter 'customer'"):
+        writer.guard(tenant="customer")(lambda tenant_id: None)
