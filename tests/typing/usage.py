@@ -41,3 +41,22 @@ def build() -> None:
     writer.close()
     with dualwrite.DualWriter(flag=True) as other:
         other.wrap(primary, shadow=boto3.client("s3"), names=lambda name: f"{name}-acct2")
+
+
+def stage_of(write: dualwrite.Write) -> dualwrite.Stage:
+    return dualwrite.Stage.CUTOVER if write.tenant == "acme" else dualwrite.Stage.OFF
+
+
+def staged() -> None:
+    writer = dualwrite.DualWriter(stage=stage_of, mode="background")
+    s3 = writer.wrap(boto3.client("s3"), shadow=boto3.client("s3"), names={"a": "b"})
+    s3.put_object(Bucket="a", Key="k", Body=b"x")
+    owner: str = writer.stage_of("acme").owner
+    here: bool = writer.runs_here("acme", account="shadow")
+
+    @writer.guard(account="shadow", tenant="tenant_id")
+    def invoice(tenant_id: str, amount: int) -> int:
+        return amount
+
+    result: int | None = invoice("acme", 3)
+    print(owner, here, result)
