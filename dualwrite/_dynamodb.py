@@ -826,6 +826,8 @@ class _Token:
     kind: str
     text: str
     param: int = -1  # index into Parameters, for "?"
+    start: int = attrs.field(default=-1, eq=False)  # its span in the statement
+    end: int = attrs.field(default=-1, eq=False)
 
     def keyword(self) -> str:
         return self.text.upper() if self.kind == "id" else ""
@@ -894,10 +896,10 @@ def _tokenize(statement: str) -> list[_Token] | None:
         if kind == "ws":
             continue
         if kind == "param":
-            tokens.append(_Token(kind, "?", params))
+            tokens.append(_Token(kind, "?", params, match.start(), match.end()))
             params += 1
         else:
-            tokens.append(_Token(kind, match.group()))
+            tokens.append(_Token(kind, match.group(), -1, match.start(), match.end()))
     return tokens
 
 
@@ -1341,19 +1343,51 @@ _PARTIQL = {
 }
 
 
+def _table_token(tokens: Sequence[_Token]) -> _Token | None:
+    """The token naming the table of a statement (any verb), or ``None``."""
+    if not tokens:
+        return None
+    verb = tokens[0].keyword()
+    if verb in ("INSERT", "DELETE"):
+        keyword = "INTO" if verb == "INSERT" else "FROM"
+        return tokens[2] if len(tokens) > 2 and tokens[1].keyword() == keyword else None
+    if verb == "UPDATE":
+        return tokens[1] if len(tokens) > 1 else None
+    if verb == "SELECT":
+        depth0 = list(_depth0(tokens))
+        for position, token in enumerate(depth0[:-1]):
+            if token.keyword() == "FROM":
+                return depth0[position + 1]
+    return None
+
+
 def statement_table(statement: Any) -> str | None:
     """The table a PartiQL statement names (any verb), or ``None``."""
     if not isinstance(statement, str):
         return None
-    parsed = parse_statement(statement)
-    if parsed.verb != "SELECT":
-        return parsed.table
-    tokens = _tokenize(statement) or []
-    depth0 = list(_depth0(tokens))
-    for position, token in enumerate(depth0[:-1]):
-        if token.keyword() == "FROM":
-            return _name(depth0[position + 1])
-    return None
+    token = _table_token(_tokenize(statement) or [])
+    return None if token is None else _name(token)
+
+
+def rename_statement(statement: Any, rename: Callable[[str], str | None]) -> str | None:
+    """The statement with its table renamed by ``rename``; ``None`` when that is not sure.
+
+    Only the table's own token changes (quoted: ``"orders-v2"``); literals, parameters and
+    the rest of the text are kept byte for byte.
+    """
+    if not isinstance(statement, str):
+        return None
+    token = _table_token(_tokenize(statement) or [])
+    name = None if token is None else _name(token)
+    if token is None or name is None:
+        return None
+    new = rename(name)
+    if new is None:
+        return None
+    if new == name:
+        return statement
+    quoted = '"' + new.replace('"', '""') + '"'
+    return statement[: token.start] + quoted + statement[token.end :]
 
 
 def _statements(api: str, params: Mapping[str, Any]) -> list[Any]:
@@ -1405,8 +1439,8 @@ def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[t
 def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
     """The parameters of a call for the new account, or ``None`` when it cannot go there.
 
-    Table names become the new account's. A PartiQL statement is sent unchanged, so it can go
-    there only when its table has the same name in both accounts.
+    Table names become the new account's, in PartiQL statements too (the table's token only).
+    A statement whose table cannot be read cannot go there.
     """
     routed = dict(params)
     table = params.get("TableName")
@@ -1438,10 +1472,19 @@ def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, An
             entries.append(entry)
         routed["TransactItems"] = entries
     if api in _PARTIQL:
+        renamed_entries = []
         for entry in _statements(api, params):
-            name = statement_table(entry.get("Statement")) if isinstance(entry, Mapping) else None
-            if name is None or mirror.new_name(name) != name:
+            if not isinstance(entry, Mapping):
                 return None
+            statement = rename_statement(entry.get("Statement"), mirror.new_name)
+            if statement is None:
+                return None
+            renamed_entries.append({**entry, "Statement": statement})
+        field = _PARTIQL[api]
+        if field is None:
+            routed["Statement"] = renamed_entries[0]["Statement"] if renamed_entries else None
+        else:
+            routed[field] = renamed_entries
     return routed
 
 

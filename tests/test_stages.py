@@ -216,6 +216,23 @@ def test_s3_reads_follow_the_stage_paginators_waiters_downloads_presigned(s3: S3
         assert client.list_objects_v2(Bucket="photos")["Name"] == "photos"
 
 
+def test_s3_resources_follow_the_stage(s3: S3Env, aws: Accounts) -> None:
+    stages = Stages(acme=Stage.CUTOVER)
+    writer = dualwrite.DualWriter(stage=stages)
+    resource = writer.wrap(
+        aws.resource("primary", "s3"), shadow=aws.resource("shadow", "s3"), names=s3.names
+    )
+    bucket = resource.Bucket("photos")
+    with dualwrite.tenant("acme"):
+        bucket.put_object(Key="acme/r", Body=b"resource")
+        assert [o.key for o in bucket.objects.filter(Prefix="acme/")] == ["acme/r"]
+        assert resource.Object("photos", "acme/r").get()["Body"].read() == b"resource"
+        stages.set("acme", Stage.DONE)
+        bucket.put_object(Key="acme/s", Body=b"done")
+        assert [o.key for o in bucket.objects.filter(Prefix="acme/")] == ["acme/r", "acme/s"]
+    assert s3_keys(s3) == (["acme/r"], ["acme/r", "acme/s"])
+
+
 def test_s3_multipart_upload_keeps_the_stage_it_started_with(s3: S3Env) -> None:
     stages = Stages(acme=Stage.DUAL_WRITE)
     client = s3.wrap(flag=None, stage=stages)
@@ -373,26 +390,36 @@ def test_dynamodb_table_resource_reads_follow_the_stage(aws: Accounts) -> None:
     assert [i["pk"]["S"] for i in env.scan("shadow")] == ["only-new", "x"]
 
 
-def test_dynamodb_partiql_routes_when_names_match_and_falls_back_when_they_differ(
-    aws: Accounts,
-) -> None:
+def test_dynamodb_partiql_is_renamed_for_the_new_account(aws: Accounts) -> None:
     env = DynamoEnv(aws)
     create_table(env.p_raw, "events")
     create_table(env.s_raw, "events-v2")
     recorder = RecordingHook()
-    writer = dualwrite.DualWriter(stage=Stages(acme=Stage.DONE), hooks=[recorder])
+    stages = Stages(acme=Stage.DONE)
+    writer = dualwrite.DualWriter(stage=stages, hooks=[recorder])
     client = writer.wrap(env.primary, shadow=env.shadow, names={"events": "events-v2"})
     with dualwrite.tenant("acme"):
         client.execute_statement(Statement="INSERT INTO \"orders\" VALUE {'pk': 'p1'}")
-        rows = client.execute_statement(Statement="SELECT * FROM \"orders\" WHERE pk = 'p1'")
-        assert rows["Items"] == [{"pk": {"S": "p1"}}]
-        # A statement on a renamed table cannot be sent to the new account unchanged: it goes
-        # to both accounts, the old one first, as DUAL_WRITE does.
-        client.execute_statement(Statement="INSERT INTO \"events\" VALUE {'pk': 'e1'}")
+        client.execute_statement(
+            Statement="INSERT INTO events VALUE {'pk': 'e1', 'note': 'FROM events'}"
+        )
+        rows = client.execute_statement(Statement="SELECT * FROM events WHERE pk = 'e1'")
+        assert rows["Items"] == [{"pk": {"S": "e1"}, "note": {"S": "FROM events"}}]
+        stages.set("acme", Stage.CUTOVER)
+        client.batch_execute_statement(
+            Statements=[{"Statement": "UPDATE \"events\" SET note = 'cut' WHERE pk = 'e1'"}]
+        )
+        # A statement the parser cannot read (a comment) cannot be renamed: it goes to the old
+        # account first and is reported, as at DUAL_WRITE.
+        client.execute_statement(Statement="INSERT INTO events VALUE {'pk': 'e2'} -- why")
     assert env.scan("primary") == []
     assert env.scan("shadow") == [{"pk": {"S": "p1"}}]
-    assert env.p_raw.scan(TableName="events")["Count"] == 1
-    assert env.s_raw.scan(TableName="events-v2")["Count"] == 1
+    new_items = env.s_raw.scan(TableName="events-v2")["Items"]
+    assert new_items == [{"pk": {"S": "e1"}, "note": {"S": "cut"}}]
+    old_items = sorted(env.p_raw.scan(TableName="events")["Items"], key=lambda i: i["pk"]["S"])
+    assert old_items == [{**new_items[0]}, {"pk": {"S": "e2"}}]
+    assert [e.kind for e in recorder.events] == ["shadow_written", "unsupported"]
+    assert recorder.events[0].write.resource == "events-v2"
 
 
 def test_a_call_spanning_stages_that_disagree_goes_old_first_to_both(aws: Accounts) -> None:
