@@ -407,7 +407,7 @@ class DualWriter:
         """Background mode with stages: wait for same-key jobs queued in the other direction."""
         pool = self._pool
         if pool is not None:
-            pool.wait_direction(_shards(write, keys), not reverse)
+            pool.wait_direction(_shards(write, keys), reverse)
 
     # -- stages and the scheduled-job guard --------------------------------------------------
 
