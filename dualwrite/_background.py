@@ -186,6 +186,18 @@ class WorkerPool:
                 ):
                     jobs.changed.wait()
 
+    def direction_pending(self, shard: int | Sequence[int], direction: bool) -> bool:
+        """Whether a job of ``shard`` queued in the other direction is left (``False`` on a
+        worker thread, as :meth:`wait_direction` returns at once there)."""
+        if getattr(_worker, "active", False):
+            return False
+        shards = [shard] if isinstance(shard, int) else list(shard)
+        for jobs in self._queues_of(shard):
+            with jobs.changed:
+                if any(jobs.directions[(s, not direction)] for s in shards):
+                    return True
+        return False
+
     def _queues_of(self, shard: int | Sequence[int]) -> list[_Queue]:
         shards = [shard] if isinstance(shard, int) else list(shard)
         indices = sorted({s % len(self._queues) for s in shards}) or [0]

@@ -280,8 +280,9 @@ def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any]
     shadow = write.shadow_resource
     if shadow is not None and shadow == table and _lock_name(table) != table:
         # A table ARN names the primary's account: on the shadow the same name means the
-        # shadow's own table, never a cross-account write back into the primary.
-        write = attrs.evolve(write, shadow_resource=_lock_name(table))
+        # shadow's own table (mapped by names= as the name is), never a cross-account write
+        # back into the primary.
+        write = attrs.evolve(write, shadow_resource=mirror.shadow_name(_lock_name(table)))
     return write
 
 
@@ -1488,10 +1489,40 @@ def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, An
     return routed
 
 
+_BY_TABLE = ("Responses", "UnprocessedItems", "UnprocessedKeys", "ItemCollectionMetrics")
+
+
+def as_called(api: str, response: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of the new account's response with the caller's table names: the keys of
+    ``Responses``/``UnprocessedItems``/``UnprocessedKeys``/``ItemCollectionMetrics`` (a
+    ``batch_writer`` retries what it finds under its own table's name) and
+    ``ConsumedCapacity``'s ``TableName``."""
+    del api
+    changes: dict[str, Any] = {}
+    for field in _BY_TABLE:
+        value = response.get(field)
+        if isinstance(value, Mapping) and any(name in renamed for name in value):
+            changes[field] = {renamed.get(name, name): v for name, v in value.items()}
+    capacity = response.get("ConsumedCapacity")
+    if isinstance(capacity, Mapping) and capacity.get("TableName") in renamed:
+        changes["ConsumedCapacity"] = {**capacity, "TableName": renamed[capacity["TableName"]]}
+    elif isinstance(capacity, list) and any(
+        isinstance(c, Mapping) and c.get("TableName") in renamed for c in capacity
+    ):
+        changes["ConsumedCapacity"] = [
+            {**c, "TableName": renamed[c["TableName"]]}
+            if isinstance(c, Mapping) and c.get("TableName") in renamed
+            else c
+            for c in capacity
+        ]
+    return {**response, **changes} if changes else response
+
+
 def _route_name(mirror: Mirror, table: str) -> str | None:
     shadow = mirror.shadow_name(table)
     if shadow is not None and shadow == table and _lock_name(table) != table:
-        return _lock_name(table)  # a table ARN names the old account; the new one's own table
+        # A table ARN names the old account: the new one's own table, by the table's name.
+        return mirror.shadow_name(_lock_name(table))
     return shadow
 
 
@@ -1510,6 +1541,12 @@ def build_reverse(mirror: Mirror) -> Mirror:
     reverse.lock_name = _lock_name
     reverse.state[_STATE] = _State(level=state.level, schemas=KeySchemas(mirror.shadow))
     return reverse
+
+
+def stage_sources(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """DynamoDB calls read from no other table than the ones they write."""
+    del mirror, api, params
+    return []
 
 
 def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:

@@ -340,6 +340,10 @@ class Mirror:
             return old
         return resource if self._identity_names else None
 
+    def renamed(self) -> dict[str, str]:
+        """New account's name -> old account's name, for every resource whose names differ."""
+        return {new: old for new, old in list(self._seen.items()) if new != old}
+
     def reverse(self) -> Mirror:
         """The mirror that writes the new account first, built on first use."""
         if self._reverse is None:
@@ -420,8 +424,11 @@ class Mirror:
         if decision is None:
             # Not decided by the proxy (an upload unknown to this wrapper): ask now.
             write, stage = self.ask_stage(write)
-            mirrored = stage.mirrored if self.reversed == (stage in REVERSED) else True
-            decision = Decision(tenant=write.tenant, stage=stage, mirrored=mirrored)
+            if self.reversed == (stage in REVERSED):
+                decision = Decision(tenant=write.tenant, stage=stage, mirrored=stage.mirrored)
+            else:  # the other direction's stage: both accounts, this mirror's way round
+                fallback = Stage.CUTOVER if self.reversed else FALLBACK
+                decision = Decision(tenant=write.tenant, stage=fallback, mirrored=True)
         return attrs.evolve(write, tenant=decision.tenant, stage=decision.stage), decision.mirrored
 
     def ask_stage(self, write: Write) -> tuple[Write, Stage]:
@@ -514,34 +521,41 @@ class Mirror:
         else:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         queued = False
+        staged = self.writer.staged_background
         try:
-            with lock:
-                if self.writer.staged_background:
+            while True:
+                if staged:
                     # Same-key shadow writes still queued in the other direction (a stage flip
                     # between old-first and new-first) run first: otherwise one of them could
-                    # overwrite this write on the account it is about to write first.
+                    # overwrite this write on the account it is about to write first. Waited
+                    # for without the key's lock (a worker's hook may need it), then checked
+                    # again under it.
                     self.writer.wait_direction(write, keys, reverse=self.reversed)
-                response = call(**params)
-                acked = time.perf_counter()
+                with lock:
+                    if staged and self.writer.direction_pending(write, keys, reverse=self.reversed):
+                        continue
+                    response = call(**params)
+                    acked = time.perf_counter()
 
-                def job() -> None:
-                    self.run_shadow(
-                        write,
-                        lambda ctx: action(ctx, response),
-                        acked_at=acked,
-                        secrets=secrets,
-                        keys=keys,
-                        deferred=deferred,
-                    )
+                    def job(response: Any = response, acked: float = acked) -> None:
+                        self.run_shadow(
+                            write,
+                            lambda ctx: action(ctx, response),
+                            acked_at=acked,
+                            secrets=secrets,
+                            keys=keys,
+                            deferred=deferred,
+                        )
 
-                if self.writer.background:
-                    if body is not None:
-                        body.detach()
-                    self.writer.submit(self, write, job, keys=keys, body=body)
-                    body = None  # the queued job owns it now
-                    queued = True
-                else:
-                    job()
+                    if self.writer.background:
+                        if body is not None:
+                            body.detach()
+                        self.writer.submit(self, write, job, keys=keys, body=body)
+                        body = None  # the queued job owns it now
+                        queued = True
+                    else:
+                        job()
+                break
             if queued:
                 # Outside the key's lock: a worker may need it (see dualwrite._background).
                 self.writer.wait_for_room(write, keys)

@@ -153,6 +153,15 @@ def _install(cls: type[ClientProxy], handlers: Mapping[str, Any]) -> None:
         setattr(cls, py_name, _operation_method(py_name, api_name, handler))
 
 
+def _get_params(bucket: Any, key: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A download's GetObject parameters, as far as routing needs them (a VersionId pins the
+    old account: the new one's versions are its own)."""
+    params = {"Bucket": bucket, "Key": key}
+    if extra and extra.get("VersionId") is not None:
+        params["VersionId"] = extra["VersionId"]
+    return params
+
+
 class S3ClientProxy(ClientProxy):
     """A wrapped S3 client, including boto3's managed transfers."""
 
@@ -247,7 +256,7 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Download an object (managed transfer); with stages, from the tenant's owner."""
-        client, params = self._reader("GetObject", {"Bucket": Bucket, "Key": Key})
+        client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
         client.download_file(
             params["Bucket"], Key, Filename, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
         )
@@ -262,7 +271,7 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Download into a file-like object; with stages, from the tenant's owner."""
-        client, params = self._reader("GetObject", {"Bucket": Bucket, "Key": Key})
+        client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
         client.download_fileobj(
             params["Bucket"], Key, Fileobj, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
         )

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dualwrite._mirror import describe_error
+from dualwrite._mirror import describe_error, safe_invoke
 
 if TYPE_CHECKING:
     from dualwrite._mirror import Mirror
@@ -162,8 +162,12 @@ def _owner(mirror: Mirror, entry: Entry) -> tuple[Mirror | None, str]:
         shadow_resource=mirror.shadow_name(entry.resource),
         key=entry.key,
     )
-    _, stage = mirror.ask_stage(write)
-    if stage is Stage.DONE:
+    # Not ask_stage: its fallback (both accounts, old first) is safe for a write, but a repair
+    # that guessed the owner could copy the old account's stale state over the new one's.
+    assert mirror.writer.stage is not None
+    value, exc = safe_invoke(mirror.writer.stage, write)
+    stage = None if exc is not None else Stage.coerce(value)
+    if stage is None or stage is Stage.DONE:
         return None, entry.resource
     if stage is Stage.CUTOVER:
         new = mirror.new_name(entry.resource)

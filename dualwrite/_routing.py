@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from dualwrite._mirror import Decision, Mirror, decided
-from dualwrite._stage import REVERSED, Stage
+from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import FlagFailed
 
 logger = logging.getLogger("dualwrite")
@@ -68,6 +68,11 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
             write, stage = forward.ask_stage(forward.describe(api, resource, key))
             asked[resource] = (write.tenant, stage)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
+    # What a call reads from (a copy's source) must be owned by the same account as what it
+    # writes, or the copy would read the other account's version.
+    for resource, key in service.stage_sources(forward, api, params):
+        _, stage = forward.ask_stage(forward.describe(api, resource, key))
+        reversed_.add(stage in REVERSED)
     if reversed_ == {False}:
         return Route(
             forward,
@@ -102,7 +107,9 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
                 ),
             )
         )
-    return Route(forward, params, {r: Decision(t, s, True) for r, (t, s) in asked.items()})
+    # Handled as DUAL_WRITE, and so reported: its events, journal entries and key queue are
+    # those of an old-first write.
+    return Route(forward, params, {r: Decision(t, FALLBACK, True) for r, (t, _) in asked.items()})
 
 
 def call(
@@ -112,13 +119,28 @@ def call(
     chosen = route(forward, api, params)
     method = getattr(chosen.mirror.primary, py_name)
     with decided(chosen.decisions):
-        return handler(chosen.mirror, method, dict(chosen.params), None)
+        response = handler(chosen.mirror, method, dict(chosen.params), None)
+    return _as_called(forward, chosen, api, response)
 
 
 def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any:
     """Route one read call to the account that owns its tenant now."""
     chosen = route(forward, api, params)
-    return getattr(chosen.mirror.primary, py_name)(**chosen.params)
+    response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
+    return _as_called(forward, chosen, api, response)
+
+
+def _as_called(forward: Mirror, chosen: Route, api: str, response: Any) -> Any:
+    """The new account's response, with the names the caller used where it names a resource.
+
+    A copy: a queued shadow write may still read the response as the new account sent it.
+    """
+    if not chosen.mirror.reversed or not isinstance(response, dict):
+        return response
+    renamed = forward.renamed()
+    if not renamed:
+        return response
+    return _service(forward).as_called(api, response, renamed)
 
 
 def client_for(forward: Mirror, api: str, params: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:

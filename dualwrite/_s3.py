@@ -847,18 +847,31 @@ def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[t
     return [] if target is None else [target]
 
 
+def stage_sources(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The ``(bucket, key)`` a call reads from: a copy's source."""
+    del mirror
+    if api not in ("CopyObject", "UploadPartCopy"):
+        return []
+    parsed = parse_copy_source(params.get("CopySource"))
+    return [] if parsed is None else [(parsed[0], parsed[1])]
+
+
 def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
     """``"reverse"`` or ``"forward"`` for a call on a multipart upload: the side it started on.
 
     A multipart upload keeps the stage it started with: its parts and its completion go where
-    its CreateMultipartUpload went, whatever the tenant's stage is now.
+    its CreateMultipartUpload went, whatever the tenant's stage is now. An upload this wrapper
+    does not know (another process created it) goes by the tenant's stage now (``None``).
     """
     if api not in _UPLOAD_OPS:
         return None
+    upload_id = params.get("UploadId")
     reverse = mirror.reverse_if_built()
-    if reverse is not None and _uploads(reverse).lookup(params.get("UploadId")) is not None:
+    if reverse is not None and _uploads(reverse).lookup(upload_id) is not None:
         return "reverse"
-    return "forward"
+    if _uploads(mirror).lookup(upload_id) is not None:
+        return "forward"
+    return None
 
 
 def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -908,6 +921,18 @@ def force_owner_acl(params: dict[str, Any]) -> None:
     for grant in _GRANTS:
         params.pop(grant, None)
     params["ACL"] = OWNER_ACL
+
+
+def as_called(api: str, response: dict[str, Any], renamed: Mapping[str, str]) -> dict[str, Any]:
+    """A copy of the new account's response naming the bucket the caller named (``Name`` of a
+    listing, ``Bucket`` of a multipart response); the response itself if it names none."""
+    del api
+    changes = {
+        field: renamed[response[field]]
+        for field in ("Name", "Bucket")
+        if isinstance(response.get(field), str) and response[field] in renamed
+    }
+    return {**response, **changes} if changes else response
 
 
 def build_reverse(mirror: Mirror) -> Mirror:

@@ -34,6 +34,8 @@ def _forward_resource(write: Write) -> str:
     """The old account's name of a write's resource, whichever account it was written first to.
 
     Journal entries, key queues and key locks use it, so that one key is one key at every stage.
+    A write handled new-first carries a reversed stage (CUTOVER, DONE); one that fell back to
+    old-first carries DUAL_WRITE (see dualwrite._routing).
     """
     if write.stage in REVERSED and write.shadow_resource is not None:
         return write.shadow_resource
@@ -409,6 +411,11 @@ class DualWriter:
         if pool is not None:
             pool.wait_direction(_shards(write, keys), reverse)
 
+    def direction_pending(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> bool:
+        """Whether same-key jobs queued in the other direction are still waiting or running."""
+        pool = self._pool
+        return pool is not None and pool.direction_pending(_shards(write, keys), reverse)
+
     # -- stages and the scheduled-job guard --------------------------------------------------
 
     def stage_of(self, tenant: str | None, *, job: str = "") -> Stage:
@@ -489,6 +496,7 @@ class DualWriter:
             def guarded(*args: P.args, **kwargs: P.kwargs) -> R | None:
                 if signature is not None:
                     bound = signature.bind_partial(*args, **kwargs)
+                    bound.apply_defaults()
                     value = bound.arguments.get(str(tenant))
                     who = None if value is None else str(value)
                 elif callable(tenant):

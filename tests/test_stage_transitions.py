@@ -8,9 +8,9 @@ each account with its own unwrapped client:
 * no write is lost: a key written at a mirrored stage is in both accounts, one written at OFF
   is in the old account only, and each thread's hot key (overwritten across every transition)
   holds its last value in both accounts;
-* every read came from the account that owned the tenant at that moment (S3 listings name their
-  bucket, DynamoDB reads their table), and sees the caller's own write whenever that account
-  got it.
+* every read came from the account that owned the tenant at that moment (each account's client
+  notes, per thread, that it sent the request), and sees the caller's own write whenever that
+  account got it.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from conftest import Accounts, DynamoEnv, S3Env
 
 import dualwrite
 from dualwrite import Stage
+from dualwrite.testing import RecordingHook
 
 pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")
 
@@ -43,24 +44,36 @@ class Controller:
         self.completed = 0
         self.done = threading.Event()
         self.errors: list[BaseException] = []
+        self.mirrored: set[int] = set()  # threads with a DUAL_WRITE call in this phase
 
     def __call__(self, write: dualwrite.Write) -> Stage:
         stage = self.stage if write.tenant == "acme" else Stage.OFF
         self.local.last = stage
         return stage
 
-    def completed_one(self) -> None:
+    def completed_one(self, thread: int, stage: Stage) -> None:
         with self.lock:
             self.completed += 1
+            if stage is Stage.DUAL_WRITE:
+                self.mirrored.add(thread)
             self.lock.notify_all()
 
     def run(self) -> None:
         for stage in PHASES[1:]:
             with self.lock:
                 target = self.completed + WRITES_PER_PHASE
-                if not self.lock.wait_for(lambda t=target: self.completed >= t, timeout=60):
+
+                def ready(target: int = target, stage: Stage = stage) -> bool:
+                    # The playbook's rule: cut over once the accounts agree. Here every thread
+                    # has made a mirrored write of its keys since DUAL_WRITE began (a mirrored
+                    # write copies the item's whole state), which is what a backfill gives.
+                    synced = stage is not Stage.CUTOVER or len(self.mirrored) == THREADS
+                    return self.completed >= target and synced
+
+                if not self.lock.wait_for(ready, timeout=60):
                     self.errors.append(TimeoutError(f"no progress before {stage}"))
                     break
+                self.mirrored.clear()
             self.stage = stage
         with self.lock:
             target = self.completed + WRITES_PER_PHASE
@@ -78,6 +91,18 @@ class Call:
     read_own_write: bool
 
 
+def served_by(old: Any, new: Any) -> threading.local:
+    """A thread-local whose ``account`` names the account of the thread's last request."""
+    served = threading.local()
+    for label, client in (("old", old), ("new", new)):
+
+        def note(label: str = label, **_: Any) -> None:
+            served.account = label
+
+        client.meta.events.register("before-call.*.*", note, unique_id=f"served-{label}")
+    return served
+
+
 def run_threads(controller: Controller, work: Callable[[int, int], Call]) -> list[Call]:
     calls: list[Call] = []
     lock = threading.Lock()
@@ -92,7 +117,7 @@ def run_threads(controller: Controller, work: Callable[[int, int], Call]) -> lis
                     call = work(thread, seq)
                     with lock:
                         calls.append(call)
-                    controller.completed_one()
+                    controller.completed_one(thread, call.write_stage)
                     seq += 1
                     if finished:
                         return
@@ -127,6 +152,7 @@ def test_s3_no_write_lost_and_reads_from_the_owner(s3: S3Env, mode: str) -> None
     controller = Controller()
     writer = dualwrite.DualWriter(stage=controller, mode=mode)
     client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    served = served_by(s3.primary, s3.shadow)
     last: dict[int, bytes] = {}
 
     def work(thread: int, seq: int) -> Call:
@@ -142,7 +168,7 @@ def test_s3_no_write_lost_and_reads_from_the_owner(s3: S3Env, mode: str) -> None
             seq=seq,
             write_stage=write_stage,
             read_stage=controller.local.last,
-            read_from="new" if listing["Name"] == "photos-acct2" else "old",
+            read_from=served.account,
             read_own_write=[o["Key"] for o in listing.get("Contents", [])] == [key],
         )
 
@@ -164,8 +190,10 @@ def test_s3_no_write_lost_and_reads_from_the_owner(s3: S3Env, mode: str) -> None
 def test_dynamodb_counters_converge_in_both_accounts(aws: Accounts, mode: str) -> None:
     env = DynamoEnv(aws, shadow_table="orders-v2")
     controller = Controller()
-    writer = dualwrite.DualWriter(stage=controller, mode=mode)
+    recorder = RecordingHook()
+    writer = dualwrite.DualWriter(stage=controller, mode=mode, hooks=[recorder])
     client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+    served = served_by(env.primary, env.shadow)
     increments = [0] * THREADS
 
     def work(thread: int, seq: int) -> Call:
@@ -178,16 +206,13 @@ def test_dynamodb_counters_converge_in_both_accounts(aws: Accounts, mode: str) -
         )
         increments[thread] += 1
         write_stage = controller.local.last
-        got = client.get_item(
-            TableName="orders", Key=key, ConsistentRead=True, ReturnConsumedCapacity="TOTAL"
-        )
-        table = got["ConsumedCapacity"]["TableName"]
+        got = client.get_item(TableName="orders", Key=key, ConsistentRead=True)
         return Call(
             thread=thread,
             seq=seq,
             write_stage=write_stage,
             read_stage=controller.local.last,
-            read_from="new" if table == "orders-v2" else "old",
+            read_from=served.account,
             # State replication: a mirrored write copies the whole item, so the account read
             # holds every increment when this one reached it.
             read_own_write=got.get("Item", {}).get("n") == {"N": str(increments[thread])},
@@ -196,6 +221,7 @@ def test_dynamodb_counters_converge_in_both_accounts(aws: Accounts, mode: str) -
     calls = run_threads(controller, work)
     assert writer.flush(timeout=60)
     writer.close()
+    assert set(recorder.kinds()) == {"shadow_written"}, recorder.events[:3]
     for thread, count in enumerate(increments):
         expected = {"pk": {"S": f"t{thread}"}, "n": {"N": str(count)}}
         assert env.get("primary", {"pk": {"S": f"t{thread}"}}) == expected
