@@ -135,3 +135,67 @@ def test_repair_command_rejects_a_bad_names_file(tmp_path: Path) -> None:
     )
     assert result.returncode != 0
     assert "must hold a JSON object" in result.stderr
+
+
+def test_repair_owner_shadow_copies_new_to_old_for_a_tenant_at_cutover(
+    server: str, tmp_path: Path
+) -> None:
+    primary, shadow = _sessions(server)
+    p_s3 = primary.client("s3", endpoint_url=server)
+    s_s3 = shadow.client("s3", endpoint_url=server)
+    # Bucket names of their own: the in-process servers of this module share moto's state.
+    s_s3.create_bucket(Bucket="album-acct2")
+    journal = tmp_path / "journal.db"
+    cutover = dualwrite.DualWriter(
+        stage=lambda write: dualwrite.Stage.CUTOVER, journal=str(journal), circuit_breaker=None
+    )
+    with cutover as writer:
+        # The old account's bucket is gone for a while: its mirrored writes fail, journaled
+        # under the old bucket's name.
+        s3 = writer.wrap(p_s3, shadow=s_s3, names={"album": "album-acct2"})
+        for i in range(3):
+            s3.put_object(Bucket="album", Key=f"k{i}", Body=f"new{i}".encode())
+    p_s3.create_bucket(Bucket="album")
+    p_s3.put_object(Bucket="album", Key="k0", Body=b"stale")
+
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"s3": {"album": "album-acct2"}}))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualwrite",
+            "repair",
+            "--journal",
+            str(journal),
+            "--owner",
+            "shadow",
+            "--json",
+            "--names",
+            str(names),
+            "--primary-endpoint-url",
+            server,
+            "--shadow-endpoint-url",
+            server,
+            "--shadow-role-arn",
+            SHADOW_ROLE,
+            "--primary-region",
+            "us-east-1",
+            "--shadow-region",
+            "us-east-1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["copied"], report["remaining"]) == (3, 0), report
+    for i in range(3):
+        assert p_s3.get_object(Bucket="album", Key=f"k{i}")["Body"].read() == f"new{i}".encode()
+        assert s_s3.get_object(Bucket="album-acct2", Key=f"k{i}")["Body"].read() == (
+            f"new{i}".encode()
+        )

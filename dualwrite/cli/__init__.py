@@ -3,7 +3,9 @@
 Subcommands:
 
 * ``demo``: a migration on embedded, in-process moto with two AWS accounts (no AWS account
-  needed; requires the ``demo`` extra).
+  needed; requires the ``demo`` extra). ``demo --walkthrough`` walks one tenant through the
+  playbook of ``docs/migration.md`` instead: check, dual-write, copy, diff, cutover, a rollback
+  drill, done.
 * ``repair``: replay a journal: copy each journaled key's current state from the primary to the
   shadow.
 * ``check s3|dynamodb``: pre-flight of the shadow (ACL, ownership, encryption, schema, probe).
@@ -43,10 +45,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument(
         "--migrating",
-        default="acme,initech",
-        help="comma-separated tenants whose flag is on (default: %(default)s)",
+        help="comma-separated tenants whose flag is on (default: acme,initech)",
     )
     demo.add_argument("--no-dynamodb", action="store_true", help="show S3 only")
+    demo.add_argument(
+        "--walkthrough",
+        action="store_true",
+        help="walk tenant acme through the playbook (check, dual-write, copy, diff, cutover, "
+        "rollback drill, done) with migration stages, checking every figure",
+    )
 
     repair = commands.add_parser(
         "repair",
@@ -65,6 +72,16 @@ def _parser() -> argparse.ArgumentParser:
         choices=SIDES,
         default="primary",
         help="which account's credentials read the SQS queue (default: %(default)s)",
+    )
+    repair.add_argument(
+        "--owner",
+        choices=SIDES,
+        default="primary",
+        help=(
+            "the account that owns the journaled tenants, whose state is copied to the other: "
+            "'primary' (OFF, DUAL_WRITE) or 'shadow' (a tenant at CUTOVER: new to old) "
+            "(default: %(default)s)"
+        ),
     )
     repair.add_argument("--limit", type=int, help="repair at most this many entries")
     repair.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -120,10 +137,18 @@ def _add_backfill_commands(commands: Any) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the process exit code."""
     args = _parser().parse_args(argv)
+    if args.command == "demo" and args.walkthrough:
+        if args.migrating is not None:
+            print("dualwrite demo: --migrating does not apply to --walkthrough", file=sys.stderr)
+            return 2
+        from dualwrite.cli._walkthrough import run_walkthrough  # noqa: PLC0415 - needs moto
+
+        return run_walkthrough(dynamodb=not args.no_dynamodb, out=sys.stdout)
     if args.command == "demo":
         from dualwrite.cli._demo import run_demo  # noqa: PLC0415 - needs the optional moto
 
-        migrating = {t.strip() for t in args.migrating.split(",") if t.strip()}
+        migrating_arg = "acme,initech" if args.migrating is None else args.migrating
+        migrating = {t.strip() for t in migrating_arg.split(",") if t.strip()}
         return run_demo(migrating=migrating, dynamodb=not args.no_dynamodb, out=sys.stdout)
     if args.command == "repair":
         from dualwrite.cli._repair import run_repair  # noqa: PLC0415
