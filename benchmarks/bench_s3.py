@@ -17,7 +17,11 @@ order) so that noise on a shared machine hits every case alike:
   wrapper: what the flag-on case would cost if the wrapper itself were free;
 * ``two plain calls, shadow ACL``: the same, with the ``ACL="bucket-owner-full-control"`` that
   every shadow create carries (design, semantics 4): it shows how much of the flag-on cost beyond
-  two plain calls is botocore serialising and signing that one header, not the wrapper.
+  two plain calls is botocore serialising and signing that one header, not the wrapper;
+* ``stage DUAL_WRITE`` and ``stage CUTOVER``: through ``dualwrite.wrap(..., stage=...)``; the
+  stage is asked once per call and decides the direction (CUTOVER: the shadow client first, with
+  the bucket renamed and the owner ACL, then the primary). No target: what routing by stage costs
+  beyond ``flag on``.
 
 Run: ``python benchmarks/bench_s3.py [--calls N] [--repeat R] [--instructions N]``. Figures, not
 a test: nothing is asserted; the targets are printed with PASS/MISS beside them.
@@ -113,6 +117,12 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     names = {PRIMARY_BUCKET: SHADOW_BUCKET}
     off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, names=names)
     on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, names=names)
+    dual = dualwrite.wrap(
+        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.DUAL_WRITE, names=names
+    )
+    cutover = dualwrite.wrap(
+        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.CUTOVER, names=names
+    )
 
     def plain() -> Any:
         return primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
@@ -131,12 +141,20 @@ def build_cases() -> dict[str, Callable[[], Any]]:
         primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
         return shadow.put_object(Bucket=SHADOW_BUCKET, Key=KEY, Body=BODY, ACL=OWNER_ACL)
 
+    def stage_dual() -> Any:
+        return dual.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def stage_cutover() -> Any:
+        return cutover.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
     return {
         "plain": plain,
         "wrapped, flag off": flag_off,
         "wrapped, flag on": flag_on,
         "two plain calls": two_plain,
         "two plain calls, shadow ACL": two_plain_acl,
+        "stage DUAL_WRITE": stage_dual,
+        "stage CUTOVER": stage_cutover,
     }
 
 

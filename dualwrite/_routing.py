@@ -39,14 +39,18 @@ class Route:
     decisions: dict[str, Decision] | None
 
 
+_SERVICES: dict[str, ModuleType] = {}
+
+
 def _service(mirror: Mirror) -> ModuleType:
-    if mirror.service == "s3":
-        from dualwrite import _s3  # noqa: PLC0415
+    known = _SERVICES.get(mirror.service)
+    if known is not None:
+        return known
+    import importlib  # noqa: PLC0415 - once per service
 
-        return _s3
-    from dualwrite import _dynamodb  # noqa: PLC0415
-
-    return _dynamodb
+    module = importlib.import_module(f"dualwrite._{mirror.service}")
+    _SERVICES[mirror.service] = module
+    return module
 
 
 def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:

@@ -316,3 +316,27 @@ def parse_botocore_models_once() -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(botocore.loaders.JSONFileLoader, "load_file", load_file)
         yield
+
+
+@pytest.fixture
+def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make each request to in-process moto atomic, as each request to AWS is.
+
+    moto's in-process backends take no locks: a copy that reads a key while another thread
+    replaces or deletes it can fail inside moto (a closed buffer, a ``KeyError``), or leave state
+    no real service would. Serialising moto's own handling of each request removes those races
+    from concurrency tests, so what they check is the wrapper's ordering, with every wrapper
+    thread and background worker still running concurrently around the requests.
+    """
+    import threading  # noqa: PLC0415
+
+    from moto.core.botocore_stubber import BotocoreStubber  # noqa: PLC0415
+
+    lock = threading.RLock()
+    original = BotocoreStubber.__call__
+
+    def atomic(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        with lock:
+            return original(self, event_name, request, **kwargs)
+
+    monkeypatch.setattr(BotocoreStubber, "__call__", atomic)

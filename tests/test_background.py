@@ -453,15 +453,18 @@ def mixed_writes(s3: S3Env, threads: int, per_thread: int, keys: int) -> None:
     writer.close()
 
 
+@pytest.mark.usefixtures("atomic_moto")
 def test_many_threads_mixed_writes(s3: S3Env) -> None:
     mixed_writes(s3, threads=16, per_thread=60, keys=40)
 
 
 @pytest.mark.slow
+@pytest.mark.usefixtures("atomic_moto")
 def test_many_threads_mixed_writes_full_size(s3: S3Env) -> None:
     mixed_writes(s3, threads=16, per_thread=500, keys=200)
 
 
+@pytest.mark.usefixtures("atomic_moto")
 def test_dynamodb_items_converge_after_flush(ddb: DynamoEnv) -> None:
     writer = dualwrite.DualWriter(flag=True, mode="background", workers=8)
     client = writer.wrap(ddb.primary, shadow=ddb.shadow, names=ddb.names)

@@ -27,7 +27,7 @@ import dualwrite
 from dualwrite import Stage
 from dualwrite.testing import RecordingHook
 
-pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")
+pytestmark = pytest.mark.usefixtures("parse_botocore_models_once", "atomic_moto")
 
 THREADS = 16
 PHASES = (Stage.OFF, Stage.DUAL_WRITE, Stage.CUTOVER, Stage.DUAL_WRITE)
