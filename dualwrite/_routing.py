@@ -37,6 +37,7 @@ class Route:
     mirror: Mirror
     params: Mapping[str, Any]
     decisions: dict[str, Decision] | None
+    targets: tuple[tuple[str, Any], ...] = ()  # (old name, key) the stage was asked for
 
 
 _SERVICES: dict[str, ModuleType] = {}
@@ -82,6 +83,7 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
             forward,
             params,
             {r: Decision(t, s, s is Stage.DUAL_WRITE) for r, (t, s) in asked.items()},
+            tuple(targets),
         )
     if reversed_ == {True}:
         routed = service.reroute(forward, api, params)
@@ -91,7 +93,7 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
                 new = forward.new_name(resource)
                 if new is not None:
                     decisions[new] = Decision(tenant, stage, stage is Stage.CUTOVER)
-            return Route(forward.reverse(), routed, decisions)
+            return Route(forward.reverse(), routed, decisions, tuple(targets))
         logger.debug(
             "dualwrite: %s on %s cannot go to the new account first; it goes to both, old first",
             api,
@@ -130,6 +132,12 @@ def call(
 def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any:
     """Route one read call to the account that owns its tenant now."""
     chosen = route(forward, api, params)
+    writer = forward.writer
+    if writer.staged_background and len(chosen.targets) == 1 and chosen.targets[0][1] is not None:
+        # Read your writes across a flip: a write of this key still queued for the account
+        # read now (made old-first before a CUTOVER, or new-first before a rollback) lands first.
+        resource, key = chosen.targets[0]
+        writer.wait_key(forward.service, resource, key, reverse=chosen.mirror.reversed)
     response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
     return _as_called(forward, chosen, api, response)
 

@@ -411,6 +411,13 @@ class DualWriter:
         if pool is not None:
             pool.wait_direction(_shards(write, keys), reverse)
 
+    def wait_key(self, service: str, resource: str, key: Any, *, reverse: bool) -> None:
+        """Background mode with stages: before a read of one key (``resource`` by its old name),
+        wait for that key's jobs queued in the other direction."""
+        pool = self._pool
+        if pool is not None:
+            pool.wait_direction(hash((service, resource, _freeze(key))), reverse)
+
     def direction_pending(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> bool:
         """Whether same-key jobs queued in the other direction are still waiting or running."""
         pool = self._pool

@@ -733,3 +733,43 @@ def test_a_hook_writing_through_the_wrapper_does_not_deadlock_a_flip(s3: S3Env) 
     assert writer.flush(timeout=20)
     writer.close()
     assert s3.primary_body("acme/audit") == s3.shadow_body("acme/audit")
+
+
+def _slow(client: Any, event: str, seconds: float) -> None:
+    def wait(**_: Any) -> None:
+        threading.Event().wait(seconds)
+
+    client.meta.events.register(event, wait, unique_id=f"slow-{event}")
+
+
+@pytest.mark.parametrize("flip", ["cutover", "rollback"])
+def test_background_reads_see_writes_queued_before_a_flip(s3: S3Env, flip: str) -> None:
+    before, after = (
+        (Stage.DUAL_WRITE, Stage.CUTOVER)
+        if flip == "cutover"
+        else (Stage.CUTOVER, Stage.DUAL_WRITE)
+    )
+    stages = Stages(acme=before)
+    # The account that gets the mirrored write before the flip is slow: the write is still
+    # queued when the tenant's reads move to that account.
+    _slow(s3.shadow if flip == "cutover" else s3.primary, "before-call.s3.PutObject", 0.5)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        with dualwrite.tenant("acme"):
+            client.put_object(Bucket="photos", Key="acme/k", Body=b"queued")
+            assert writer.pending == 1
+            stages.set("acme", after)
+            assert client.get_object(Bucket="photos", Key="acme/k")["Body"].read() == b"queued"
+
+
+def test_background_dynamodb_get_item_sees_a_write_queued_before_cutover(aws: Accounts) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    _slow(env.shadow, "before-call.dynamodb.PutItem", 0.5)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+        with dualwrite.tenant("acme"):
+            client.put_item(TableName="orders", Item=_item("k", n=1))
+            stages.set("acme", Stage.CUTOVER)
+            got = client.get_item(TableName="orders", Key={"pk": {"S": "k"}})
+    assert got["Item"] == _item("k", n=1)
