@@ -130,8 +130,8 @@ class MetricsSnapshot:
     """A copy of a :class:`MetricsHook`'s figures at one moment.
 
     Attributes:
-        counts: ``{(service, operation, outcome[, tenant]): n}``, the tenant only with
-            ``tenant_label=True``.
+        counts: ``{(service, operation, outcome[, stage][, tenant]): n}``, the stage only with
+            ``stage_label=True`` and the tenant only with ``tenant_label=True``.
         latency: shadow-call latency per ``(service, operation)``.
         lag: primary-ack-to-shadow-ack lag per ``(service, operation)``.
     """
@@ -186,18 +186,28 @@ class MetricsHook:
     the tenant is added only with ``tenant_label=True`` (each tenant is a new series). No label
     ever holds a key, a body or a secret. Read the figures with :meth:`snapshot`.
 
+    With migration stages, ``stage_label=True`` adds the write's stage (``"dual_write"``,
+    ``"cutover"``, ...; ``""`` without a ``stage=`` callback) after the outcome: at ``cutover``
+    the shadow written is the old account, so its health is told apart from the new one's.
+
     Args:
         tenant_label: add the tenant to the counters' labels.
+        stage_label: add the stage to the counters' labels (four values at most).
         buckets: histogram bucket upper bounds, in seconds, ascending.
     """
 
     def __init__(
-        self, *, tenant_label: bool = False, buckets: tuple[float, ...] = DEFAULT_BUCKETS
+        self,
+        *,
+        tenant_label: bool = False,
+        stage_label: bool = False,
+        buckets: tuple[float, ...] = DEFAULT_BUCKETS,
     ) -> None:
         if list(buckets) != sorted(set(buckets)) or not buckets:
             msg = f"buckets must be ascending distinct seconds; got {buckets!r}"
             raise ConfigurationError(msg)
         self.tenant_label = tenant_label
+        self.stage_label = stage_label
         self.buckets = tuple(float(b) for b in buckets)
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, ...], int] = {}
@@ -211,6 +221,8 @@ class MetricsHook:
             return
         w = event.write
         labels: tuple[str, ...] = (w.service, w.operation, outcome)
+        if self.stage_label:
+            labels = (*labels, w.stage.value if w.stage is not None else "")
         if self.tenant_label:
             labels = (*labels, w.tenant or "")
         series = (w.service, w.operation)
@@ -244,4 +256,4 @@ class MetricsHook:
             self._lag.clear()
 
     def __repr__(self) -> str:
-        return f"MetricsHook(tenant_label={self.tenant_label})"
+        return f"MetricsHook(tenant_label={self.tenant_label}, stage_label={self.stage_label})"

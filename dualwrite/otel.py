@@ -8,8 +8,8 @@
 Instruments (the same figures as :class:`dualwrite.hooks.MetricsHook`):
 
 * ``dualwrite.shadow.writes`` (counter, ``{write}``): one per event, with attributes
-  ``dualwrite.service``, ``dualwrite.operation``, ``dualwrite.outcome`` (and ``dualwrite.tenant``
-  only with ``tenant_label=True``);
+  ``dualwrite.service``, ``dualwrite.operation``, ``dualwrite.outcome`` (and ``dualwrite.stage``
+  only with ``stage_label=True``, ``dualwrite.tenant`` only with ``tenant_label=True``);
 * ``dualwrite.shadow.latency`` (histogram, ``s``): duration of the shadow call;
 * ``dualwrite.shadow.lag`` (histogram, ``s``): from the primary's acknowledgement to the
   shadow's.
@@ -39,14 +39,18 @@ class OpenTelemetryHook:
     Args:
         meter_provider: the provider to take the meter from; the global one by default.
         tenant_label: add the tenant as an attribute (one series per tenant: mind cardinality).
+        stage_label: add the write's migration stage as an attribute of every instrument.
     """
 
-    def __init__(self, meter_provider: Any = None, *, tenant_label: bool = False) -> None:
+    def __init__(
+        self, meter_provider: Any = None, *, tenant_label: bool = False, stage_label: bool = False
+    ) -> None:
         from dualwrite import __version__  # noqa: PLC0415 - avoid an import cycle
 
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
         meter = provider.get_meter("dualwrite", __version__)
         self.tenant_label = tenant_label
+        self.stage_label = stage_label
         self._writes = meter.create_counter(
             "dualwrite.shadow.writes", unit="{write}", description="shadow writes by outcome"
         )
@@ -66,6 +70,8 @@ class OpenTelemetryHook:
             return
         w = event.write
         attributes = {"dualwrite.service": w.service, "dualwrite.operation": w.operation}
+        if self.stage_label:
+            attributes["dualwrite.stage"] = w.stage.value if w.stage is not None else ""
         counted = {**attributes, "dualwrite.outcome": outcome}
         if self.tenant_label:
             counted["dualwrite.tenant"] = w.tenant or ""
@@ -76,4 +82,6 @@ class OpenTelemetryHook:
             self._lag.record(event.lag, attributes)
 
     def __repr__(self) -> str:
-        return f"OpenTelemetryHook(tenant_label={self.tenant_label})"
+        return (
+            f"OpenTelemetryHook(tenant_label={self.tenant_label}, stage_label={self.stage_label})"
+        )

@@ -117,3 +117,33 @@ def test_opentelemetry_export_matches(s3: S3Env) -> None:
     assert lag == {"PutObject": 3, "DeleteObject": 1}
     for point in points["dualwrite.shadow.writes"]:
         assert "dualwrite.tenant" not in point.attributes
+
+
+def test_stage_label_tells_the_directions_apart(s3: S3Env) -> None:
+    stages = {"acme": dualwrite.Stage.DUAL_WRITE}
+    metrics = MetricsHook(stage_label=True)
+    reader = InMemoryMetricReader()
+    otel = OpenTelemetryHook(MeterProvider(metric_readers=[reader]), stage_label=True)
+    client = s3.wrap(
+        flag=None,
+        stage=lambda write: stages.get(write.tenant or "", dualwrite.Stage.OFF),
+        hooks=[metrics, otel],
+    )
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="photos", Key="acme/1", Body=b"1")
+        stages["acme"] = dualwrite.Stage.CUTOVER
+        client.put_object(Bucket="photos", Key="acme/2", Body=b"2")
+        client.put_object(Bucket="photos", Key="acme/3", Body=b"3")
+    counts = metrics.snapshot().counts
+    assert counts == {
+        ("s3", "PutObject", "written", "dual_write"): 1,
+        ("s3", "PutObject", "written", "cutover"): 2,
+    }
+    exported = {}
+    for resource_metrics in reader.get_metrics_data().resource_metrics:
+        for scope in resource_metrics.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == "dualwrite.shadow.writes":
+                    for point in metric.data.data_points:
+                        exported[point.attributes["dualwrite.stage"]] = point.value
+    assert exported == {"dual_write": 1, "cutover": 2}
