@@ -186,6 +186,15 @@ class WorkerPool:
                 ):
                     jobs.changed.wait()
 
+    def wait_direction_all(self, direction: bool) -> None:
+        """Wait until no job of any shard queued in the other direction is left."""
+        if getattr(_worker, "active", False):
+            return
+        for jobs in self._queues:
+            with jobs.changed:
+                while not jobs.stopping and any(tag[1] is not direction for tag in jobs.directions):
+                    jobs.changed.wait()
+
     def direction_pending(self, shard: int | Sequence[int], direction: bool) -> bool:
         """Whether a job of ``shard`` queued in the other direction is left (``False`` on a
         worker thread, as :meth:`wait_direction` returns at once there)."""

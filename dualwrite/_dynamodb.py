@@ -264,12 +264,25 @@ def _holding(
     return _all_of([lock for _, lock in sorted(locks.items())])
 
 
-@contextlib.contextmanager
-def _all_of(locks: Sequence[contextlib.AbstractContextManager[Any]]) -> Iterator[None]:
-    with contextlib.ExitStack() as stack:
-        for lock in locks:
-            stack.enter_context(lock)
-        yield
+class _all_of:  # noqa: N801 - used like a function
+    """Several locks held as one, in the given order; reusable (``Mirror.call`` may take it again
+    after waiting without it, in background mode with stages)."""
+
+    def __init__(self, locks: Sequence[contextlib.AbstractContextManager[Any]]) -> None:
+        self._locks = locks
+        self._held = threading.local()
+
+    def __enter__(self) -> None:
+        stack = contextlib.ExitStack()
+        with contextlib.ExitStack() as failing:
+            failing.push(stack)  # a lock that raises releases those already taken
+            for lock in self._locks:
+                stack.enter_context(lock)
+            failing.pop_all()
+        self._held.stack = stack
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._held.stack.close()
 
 
 # -- describing, deciding ------------------------------------------------------------------------
@@ -556,8 +569,12 @@ def _call_keys(
 
     # Same-key primary calls stay serialised in this process, as on every other path; the
     # locks are released before the jobs are queued, so no caller waits for room holding them.
-    with _holding(mirror, state.level, [(c.table, c.key) for c in changes]):
-        response = call(**params)
+    response = mirror.locked(
+        _main_write(flagged),
+        [c.write for c in changes],
+        _holding(mirror, state.level, [(c.table, c.key) for c in changes]),
+        lambda: call(**params),
+    )
     mapped, exc = safe_invoke(lambda: _mapped(mirror, flagged, done(response)))
     if exc is not None:  # a response this module cannot read: journal every key, never raise
         mirror.run_shadow(

@@ -564,6 +564,27 @@ class Mirror:
             if body is not None:
                 body.close()
 
+    def locked(
+        self,
+        write: Write,
+        keys: Sequence[Any] | None,
+        lock: contextlib.AbstractContextManager[Any],
+        func: Callable[[], Any],
+    ) -> Any:
+        """Run ``func`` (a primary call) under ``lock``, ordered as :meth:`call` orders it.
+
+        For a background write of several keys whose jobs are queued afterwards, one per key:
+        with stages, same-key jobs still queued in the other direction run first.
+        """
+        staged = self.writer.staged_background
+        while True:
+            if staged:
+                self.writer.wait_direction(write, keys, reverse=self.reversed)
+            with lock:
+                if staged and self.writer.direction_pending(write, keys, reverse=self.reversed):
+                    continue
+                return func()
+
     def run_shadow(
         self,
         write: Write,

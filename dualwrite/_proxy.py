@@ -364,6 +364,10 @@ class S3ClientProxy(ClientProxy):
             )
             tenant = write.tenant
         if not on:
+            if decision is not None and mirror.writer.staged_background:
+                # As routed calls do: writes still queued for this account land first.
+                old = mirror.shadow_name(params["Bucket"]) if mirror.reversed else bucket
+                mirror.writer.wait_key("s3", old or bucket, key, reverse=mirror.reversed)
             run(mirror.primary, config, params)
             return
         # The CRT transfer manager never calls put_object/upload_part on the client, so the

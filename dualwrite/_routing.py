@@ -123,6 +123,20 @@ def call(
 ) -> Any:
     """Route one write call, then run its handler on the chosen mirror."""
     chosen = route(forward, api, params)
+    writer = forward.writer
+    if (
+        writer.staged_background
+        and chosen.decisions
+        and not any(d.mirrored for d in chosen.decisions.values())
+    ):
+        # A write to one account only (OFF, DONE) takes no key's queue: it waits here for
+        # writes still queued for that account from the other direction, which would
+        # otherwise land after it (a flip from DUAL_WRITE to DONE, or CUTOVER to OFF).
+        if len(chosen.targets) == 1 and chosen.targets[0][1] is not None:
+            resource, key = chosen.targets[0]
+            writer.wait_key(forward.service, resource, key, reverse=chosen.mirror.reversed)
+        else:
+            writer.wait_other_direction(reverse=chosen.mirror.reversed)
     method = getattr(chosen.mirror.primary, py_name)
     with decided(chosen.decisions):
         response = handler(chosen.mirror, method, dict(chosen.params), None)

@@ -418,6 +418,13 @@ class DualWriter:
         if pool is not None:
             pool.wait_direction(hash((service, resource, _freeze(key))), reverse)
 
+    def wait_other_direction(self, *, reverse: bool) -> None:
+        """Background mode with stages: wait until no job queued in the other direction is left
+        (a write of several keys to one account only, whose keys' queues are not known)."""
+        pool = self._pool
+        if pool is not None:
+            pool.wait_direction_all(reverse)
+
     def direction_pending(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> bool:
         """Whether same-key jobs queued in the other direction are still waiting or running."""
         pool = self._pool

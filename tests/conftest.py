@@ -7,7 +7,9 @@ landed is proved by reading each account.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -318,18 +320,17 @@ def parse_botocore_models_once() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
+@contextlib.contextmanager
+def atomic_moto_requests() -> Iterator[None]:
     """Make each request to in-process moto atomic, as each request to AWS is.
 
     moto's in-process backends take no locks: a copy that reads a key while another thread
-    replaces or deletes it can fail inside moto (a closed buffer, a ``KeyError``), or leave state
-    no real service would. Serialising moto's own handling of each request removes those races
-    from concurrency tests, so what they check is the wrapper's ordering, with every wrapper
-    thread and background worker still running concurrently around the requests.
+    replaces or deletes it can fail inside moto (a closed buffer, a ``KeyError``), and a read
+    racing a write can see a half-made change no real service would show. Serialising moto's own
+    handling of each request removes those races from concurrency tests, so what they check is
+    the wrapper's ordering, with every wrapper thread and background worker still running
+    concurrently around the requests.
     """
-    import threading  # noqa: PLC0415
-
     from moto.core.botocore_stubber import BotocoreStubber  # noqa: PLC0415
 
     lock = threading.RLock()
@@ -339,4 +340,22 @@ def atomic_moto(monkeypatch: pytest.MonkeyPatch) -> None:
         with lock:
             return original(self, event_name, request, **kwargs)
 
-    monkeypatch.setattr(BotocoreStubber, "__call__", atomic)
+    BotocoreStubber.__call__ = atomic  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        BotocoreStubber.__call__ = original  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def atomic_moto() -> Iterator[None]:
+    """:func:`atomic_moto_requests` for one test."""
+    with atomic_moto_requests():
+        yield
+
+
+@pytest.fixture(scope="module")
+def atomic_moto_module() -> Iterator[None]:
+    """:func:`atomic_moto_requests` for a whole module (Hypothesis tests with module fixtures)."""
+    with atomic_moto_requests():
+        yield

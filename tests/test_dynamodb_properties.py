@@ -27,6 +27,12 @@ from hypothesis import strategies as st
 import dualwrite
 from dualwrite.testing import RecordingHook
 
+# moto applies a transaction item by item and undoes it when a condition fails: a background
+# worker reading an item at that moment saw a state DynamoDB (whose transactions are isolated)
+# never shows, and copied it (the rare failure of the background property test). Each request
+# to moto is made atomic, as each request to DynamoDB is.
+pytestmark = pytest.mark.usefixtures("atomic_moto_module")
+
 KEYS = ("k0", "k1", "k2", "k3")
 SEED = {"n": 10, "l": [0], "tag": "seed"}
 EXPECTED_ERRORS = {

@@ -773,3 +773,54 @@ def test_background_dynamodb_get_item_sees_a_write_queued_before_cutover(aws: Ac
             stages.set("acme", Stage.CUTOVER)
             got = client.get_item(TableName="orders", Key={"pk": {"S": "k"}})
     assert got["Item"] == _item("k", n=1)
+
+
+def test_background_batch_after_a_flip_waits_and_lands_in_order(aws: Accounts) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    _slow(env.shadow, "before-call.dynamodb.PutItem", 0.3)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+        with dualwrite.tenant("acme"):
+            client.put_item(TableName="orders", Item=_item("a", n=1))
+            client.put_item(TableName="orders", Item=_item("b", n=1))
+            stages.set("acme", Stage.CUTOVER)
+            # Two keys, so two locks held as one: taken again after the wait for the queued
+            # old-first writes of both keys.
+            client.batch_write_item(
+                RequestItems={
+                    "orders": [
+                        {"PutRequest": {"Item": _item("a", n=2)}},
+                        {"PutRequest": {"Item": _item("b", n=2)}},
+                    ]
+                }
+            )
+        assert writer.flush(timeout=30)
+    assert env.scan("primary") == env.scan("shadow") == [_item("a", n=2), _item("b", n=2)]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(Stage.DUAL_WRITE, Stage.DONE), (Stage.CUTOVER, Stage.OFF)]
+)
+@pytest.mark.parametrize("batch", [False, True], ids=["single", "batch"])
+def test_background_one_account_write_after_a_flip_is_not_overwritten(
+    aws: Accounts, before: Stage, after: Stage, batch: bool
+) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    stages = Stages(acme=before)
+    # The account written second before the flip is slow, and it is the only one after it.
+    _slow(env.shadow if after is Stage.DONE else env.primary, "before-call.dynamodb.PutItem", 0.3)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+        with dualwrite.tenant("acme"):
+            client.put_item(TableName="orders", Item=_item("a", n=1))
+            stages.set("acme", after)
+            if batch:
+                client.batch_write_item(
+                    RequestItems={"orders": [{"PutRequest": {"Item": _item("a", n=2)}}]}
+                )
+            else:
+                client.put_item(TableName="orders", Item=_item("a", n=2))
+        assert writer.flush(timeout=30)
+    only = "shadow" if after is Stage.DONE else "primary"
+    assert env.scan(only) == [_item("a", n=2)]
