@@ -46,7 +46,7 @@ class PoolClosedError(RuntimeError):
 class _Queue:
     """One worker's FIFO of jobs, with the condition its worker and blocked callers wait on."""
 
-    __slots__ = ("capacity", "changed", "directions", "jobs", "stopping")
+    __slots__ = ("capacity", "changed", "directions", "finished", "jobs", "queued", "stopping")
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
@@ -55,6 +55,9 @@ class _Queue:
         self.stopping = False
         # (shard, direction) -> jobs queued or running with that tag (see WorkerPool.submit).
         self.directions: Counter[Tag] = Counter()
+        # Jobs with a direction ever queued and finished here, per direction.
+        self.queued = {False: 0, True: 0}
+        self.finished = {False: 0, True: 0}
 
 
 class _Barrier:
@@ -144,6 +147,8 @@ class WorkerPool:
                     tags = self._tags(jobs, shard, direction)
                     jobs.jobs.append((context, job, tags))
                     jobs.directions.update(tags)
+                    if tags:
+                        jobs.queued[tags[0][1]] += 1
                     jobs.changed.notify_all()
         else:
             barrier = _Barrier(len(queues), context, job)
@@ -156,6 +161,8 @@ class WorkerPool:
                             tags = self._tags(jobs, shard, direction)
                             jobs.jobs.append((None, barrier.arrive, tags))
                             jobs.directions.update(tags)
+                            if tags:
+                                jobs.queued[tags[0][1]] += 1
                             jobs.changed.notify_all()
         if not queued:
             for _ in queues:
@@ -187,12 +194,18 @@ class WorkerPool:
                     jobs.changed.wait()
 
     def wait_direction_all(self, direction: bool) -> None:
-        """Wait until no job of any shard queued in the other direction is left."""
+        """Wait until every job queued so far in the other direction, of any shard, is done.
+
+        Jobs queued after the call do not count, so steady traffic in the other direction (other
+        tenants) cannot keep the caller waiting.
+        """
         if getattr(_worker, "active", False):
             return
+        other = not direction
         for jobs in self._queues:
             with jobs.changed:
-                while not jobs.stopping and any(tag[1] is not direction for tag in jobs.directions):
+                target = jobs.queued[other]
+                while not jobs.stopping and jobs.finished[other] < target:
                     jobs.changed.wait()
 
     def direction_pending(self, shard: int | Sequence[int], direction: bool) -> bool:
@@ -203,7 +216,9 @@ class WorkerPool:
         shards = [shard] if isinstance(shard, int) else list(shard)
         for jobs in self._queues_of(shard):
             with jobs.changed:
-                if any(jobs.directions[(s, not direction)] for s in shards):
+                # A stopping queue (close() timed out) is not waited for, here as in
+                # wait_direction: the caller goes on rather than spin.
+                if not jobs.stopping and any(jobs.directions[(s, not direction)] for s in shards):
                     return True
         return False
 
@@ -245,6 +260,7 @@ class WorkerPool:
             finally:
                 if tags:
                     with jobs.changed:
+                        jobs.finished[tags[0][1]] += 1
                         jobs.directions.subtract(tags)
                         for tag in tags:
                             if jobs.directions[tag] <= 0:

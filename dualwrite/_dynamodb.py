@@ -1376,6 +1376,10 @@ def _table_token(tokens: Sequence[_Token]) -> _Token | None:
         for position, token in enumerate(depth0[:-1]):
             if token.keyword() == "FROM":
                 return depth0[position + 1]
+    if verb == "EXISTS":  # EXISTS(SELECT ... FROM t ...): the table of the inner SELECT
+        for position, token in enumerate(tokens[:-1]):
+            if token.keyword() == "FROM":
+                return tokens[position + 1]
     return None
 
 
@@ -1520,6 +1524,16 @@ def as_called(api: str, response: dict[str, Any], renamed: Mapping[str, str]) ->
         value = response.get(field)
         if isinstance(value, Mapping) and any(name in renamed for name in value):
             changes[field] = {renamed.get(name, name): v for name, v in value.items()}
+    listed = response.get("Responses")
+    if isinstance(listed, list) and any(
+        isinstance(r, Mapping) and r.get("TableName") in renamed for r in listed
+    ):  # BatchExecuteStatement: one entry per statement, each naming its table
+        changes["Responses"] = [
+            {**r, "TableName": renamed[r["TableName"]]}
+            if isinstance(r, Mapping) and r.get("TableName") in renamed
+            else r
+            for r in listed
+        ]
     capacity = response.get("ConsumedCapacity")
     if isinstance(capacity, Mapping) and capacity.get("TableName") in renamed:
         changes["ConsumedCapacity"] = {**capacity, "TableName": renamed[capacity["TableName"]]}
@@ -1558,6 +1572,51 @@ def build_reverse(mirror: Mirror) -> Mirror:
     reverse.lock_name = _lock_name
     reverse.state[_STATE] = _State(level=state.level, schemas=KeySchemas(mirror.shadow))
     return reverse
+
+
+def written_keys(
+    mirror: Mirror, api: str, params: Mapping[str, Any] | None
+) -> list[tuple[str, Any]] | None:
+    """The ``(table, key)`` pairs a batch or transaction changes; ``None`` when not all can be
+    told (PartiQL, an item whose key schema is unknown)."""
+    if params is None:
+        return None
+    schemas = _state(mirror).schemas
+    found: list[tuple[str, Any]] = []
+    if api == "BatchWriteItem" and isinstance(params.get("RequestItems"), Mapping):
+        for table, entries in params["RequestItems"].items():
+            for entry in entries if isinstance(entries, Sequence) else ():
+                put = entry.get("PutRequest") if isinstance(entry, Mapping) else None
+                delete = entry.get("DeleteRequest") if isinstance(entry, Mapping) else None
+                if isinstance(put, Mapping):
+                    key = schemas.key_of(table, put.get("Item"))
+                elif isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
+                    key = dict(delete["Key"])
+                else:
+                    key = None
+                if key is None:
+                    return None
+                found.append((table, key))
+        return found
+    if api == "TransactWriteItems" and isinstance(params.get("TransactItems"), Sequence):
+        for entry in params["TransactItems"]:
+            if not isinstance(entry, Mapping) or len(entry) != 1:
+                return None
+            ((kind, body),) = entry.items()
+            if kind == "ConditionCheck":
+                continue
+            if not isinstance(body, Mapping) or not isinstance(body.get("TableName"), str):
+                return None
+            table = body["TableName"]
+            if kind == "Put":
+                key = schemas.key_of(table, body.get("Item"))
+            else:
+                key = dict(body["Key"]) if isinstance(body.get("Key"), Mapping) else None
+            if key is None:
+                return None
+            found.append((table, key))
+        return found
+    return None
 
 
 def stage_sources(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:

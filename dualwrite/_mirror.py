@@ -340,10 +340,6 @@ class Mirror:
             return old
         return resource if self._identity_names else None
 
-    def renamed(self) -> dict[str, str]:
-        """New account's name -> old account's name, for every resource whose names differ."""
-        return {new: old for new, old in list(self._seen.items()) if new != old}
-
     def reverse(self) -> Mirror:
         """The mirror that writes the new account first, built on first use."""
         if self._reverse is None:

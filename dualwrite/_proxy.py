@@ -98,11 +98,27 @@ class _StagedPaginator(wrapt.ObjectProxy[Any]):
 
     def paginate(self, **kwargs: Any) -> Any:
         proxy = self._self_proxy
+        forward = proxy._self_mirror
         api = proxy.__wrapped__.meta.method_to_api_mapping.get(self._self_operation, "")
-        client, params = _routing.client_for(proxy._self_mirror, api, kwargs)
+        chosen = _routing.route_for_pages(forward, api, kwargs)
+        client = chosen.mirror.primary
         if client is proxy.__wrapped__:
-            return self.__wrapped__.paginate(**params)
-        return client.get_paginator(self._self_operation).paginate(**params)
+            return self.__wrapped__.paginate(**dict(chosen.params))
+        pages = client.get_paginator(self._self_operation).paginate(**dict(chosen.params))
+        return _RenamedPages(pages, lambda page: _routing.as_called(forward, chosen, api, page))
+
+
+class _RenamedPages(wrapt.ObjectProxy[Any]):
+    """A page iterator of the new account whose pages, iterated, name what the caller named
+    (``build_full_result()`` and ``search()`` return the new account's pages as they are)."""
+
+    def __init__(self, pages: Any, rename: Callable[[Any], Any]) -> None:
+        super().__init__(pages)
+        self._self_rename = rename
+
+    def __iter__(self) -> Any:
+        rename = self._self_rename
+        return (rename(page) for page in self.__wrapped__)
 
 
 def _bind(proxy: ClientProxy, py_name: str, handler: Any) -> Callable[..., Any]:
@@ -348,6 +364,7 @@ class S3ClientProxy(ClientProxy):
         if mirror.writer.stage is not None:
             extra = params.pop("ExtraArgs")
             chosen = _routing.route(mirror, operation, params)
+            _routing.await_queued(mirror, chosen, writes=True, api=operation, params=params)
             mirror, params = chosen.mirror, dict(chosen.params)
             params.pop("ACL", None)  # reroute's, for a request: a transfer's ACL is in ExtraArgs
             if mirror.reversed:
@@ -364,10 +381,6 @@ class S3ClientProxy(ClientProxy):
             )
             tenant = write.tenant
         if not on:
-            if decision is not None and mirror.writer.staged_background:
-                # As routed calls do: writes still queued for this account land first.
-                old = mirror.shadow_name(params["Bucket"]) if mirror.reversed else bucket
-                mirror.writer.wait_key("s3", old or bucket, key, reverse=mirror.reversed)
             run(mirror.primary, config, params)
             return
         # The CRT transfer manager never calls put_object/upload_part on the client, so the

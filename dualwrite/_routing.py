@@ -37,7 +37,11 @@ class Route:
     mirror: Mirror
     params: Mapping[str, Any]
     decisions: dict[str, Decision] | None
-    targets: tuple[tuple[str, Any], ...] = ()  # (old name, key) the stage was asked for
+    # (old name, key) of what the call writes and of what it reads from (a copy's source).
+    targets: tuple[tuple[str, Any], ...] = ()
+    sources: tuple[tuple[str, Any], ...] = ()
+    # The new account's names -> the caller's, for the names a response echoes.
+    renamed: Mapping[str, str] = attrs.field(factory=dict)
 
 
 _SERVICES: dict[str, ModuleType] = {}
@@ -54,6 +58,16 @@ def _service(mirror: Mirror) -> ModuleType:
     return module
 
 
+def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
+    """New name -> the caller's name, for each of ``resources`` whose names differ."""
+    out = {}
+    for resource in resources:
+        new = forward.new_name(resource) if isinstance(resource, str) else None
+        if new is not None and new != resource:
+            out[new] = resource
+    return out
+
+
 def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     """Decide where a call on the forward mirror ``forward`` goes (see the module's docstring)."""
     service = _service(forward)
@@ -61,10 +75,11 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     if side == "reverse":
         routed = service.reroute(forward, api, params)
         if routed is not None:
-            return Route(forward.reverse(), routed, {})
+            renamed = _renamed(forward, [params.get("Bucket")])
+            return Route(forward.reverse(), routed, {}, renamed=renamed)
     if side is not None:
         return Route(forward, params, {})
-    targets = service.stage_targets(forward, api, params)
+    targets = tuple(service.stage_targets(forward, api, params))
     if not targets:
         return Route(forward, params, None)
     asked: dict[str, tuple[str | None, Stage]] = {}
@@ -75,7 +90,8 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
     # What a call reads from (a copy's source) must be owned by the same account as what it
     # writes, or the copy would read the other account's version.
-    for resource, key in service.stage_sources(forward, api, params):
+    sources = tuple(service.stage_sources(forward, api, params))
+    for resource, key in sources:
         _, stage = forward.ask_stage(forward.describe(api, resource, key))
         reversed_.add(stage in REVERSED)
     if reversed_ == {False}:
@@ -83,7 +99,8 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
             forward,
             params,
             {r: Decision(t, s, s is Stage.DUAL_WRITE) for r, (t, s) in asked.items()},
-            tuple(targets),
+            targets,
+            sources,
         )
     if reversed_ == {True}:
         routed = service.reroute(forward, api, params)
@@ -93,7 +110,8 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
                 new = forward.new_name(resource)
                 if new is not None:
                     decisions[new] = Decision(tenant, stage, stage is Stage.CUTOVER)
-            return Route(forward.reverse(), routed, decisions, tuple(targets))
+            renamed = _renamed(forward, [*asked, *(r for r, _ in sources)])
+            return Route(forward.reverse(), routed, decisions, targets, sources, renamed)
         logger.debug(
             "dualwrite: %s on %s cannot go to the new account first; it goes to both, old first",
             api,
@@ -115,7 +133,50 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
         )
     # Handled as DUAL_WRITE, and so reported: its events, journal entries and key queue are
     # those of an old-first write.
-    return Route(forward, params, {r: Decision(t, FALLBACK, True) for r, (t, _) in asked.items()})
+    return Route(
+        forward,
+        params,
+        {r: Decision(t, FALLBACK, True) for r, (t, _) in asked.items()},
+        targets,
+        sources,
+    )
+
+
+def await_queued(
+    forward: Mirror,
+    chosen: Route,
+    *,
+    writes: bool,
+    api: str = "",
+    params: Mapping[str, Any] | None = None,
+) -> None:
+    """Background mode with stages: let writes still queued for the account this call uses land.
+
+    Each key the call reads (a one-key read, a copy's source) and, for a write to one account
+    only (OFF, DONE), each key it writes, waits for that key's jobs queued in the other
+    direction: a write made old-first just before a flip to CUTOVER is still on its way to the
+    new account (and new-first before a rollback, to the old one). A mirrored write orders
+    itself (Mirror.call). A write of several keys to one account waits for each of its keys
+    (``written_keys`` of the service, from the caller's ``params``), or, where they cannot be
+    told (PartiQL), for the other direction's jobs queued before it.
+    """
+    writer = forward.writer
+    if not writer.staged_background or not chosen.decisions:
+        return
+    reverse = chosen.mirror.reversed
+    keyed = [*chosen.sources]
+    one_account = writes and not any(d.mirrored for d in chosen.decisions.values())
+    if not writes or one_account:
+        keyed.extend(chosen.targets)
+    if one_account and any(key is None for _, key in chosen.targets):
+        keys = _service(forward).written_keys(forward, api, params)
+        if keys is None:
+            writer.wait_other_direction(reverse=reverse)
+        else:
+            keyed.extend(keys)
+    for resource, key in keyed:
+        if key is not None:
+            writer.wait_key(forward.service, resource, key, reverse=reverse)
 
 
 def call(
@@ -123,54 +184,39 @@ def call(
 ) -> Any:
     """Route one write call, then run its handler on the chosen mirror."""
     chosen = route(forward, api, params)
-    writer = forward.writer
-    if (
-        writer.staged_background
-        and chosen.decisions
-        and not any(d.mirrored for d in chosen.decisions.values())
-    ):
-        # A write to one account only (OFF, DONE) takes no key's queue: it waits here for
-        # writes still queued for that account from the other direction, which would
-        # otherwise land after it (a flip from DUAL_WRITE to DONE, or CUTOVER to OFF).
-        if len(chosen.targets) == 1 and chosen.targets[0][1] is not None:
-            resource, key = chosen.targets[0]
-            writer.wait_key(forward.service, resource, key, reverse=chosen.mirror.reversed)
-        else:
-            writer.wait_other_direction(reverse=chosen.mirror.reversed)
+    await_queued(forward, chosen, writes=True, api=api, params=params)
     method = getattr(chosen.mirror.primary, py_name)
     with decided(chosen.decisions):
         response = handler(chosen.mirror, method, dict(chosen.params), None)
-    return _as_called(forward, chosen, api, response)
+    return as_called(forward, chosen, api, response)
 
 
 def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any:
     """Route one read call to the account that owns its tenant now."""
     chosen = route(forward, api, params)
-    writer = forward.writer
-    if writer.staged_background and len(chosen.targets) == 1 and chosen.targets[0][1] is not None:
-        # Read your writes across a flip: a write of this key still queued for the account
-        # read now (made old-first before a CUTOVER, or new-first before a rollback) lands first.
-        resource, key = chosen.targets[0]
-        writer.wait_key(forward.service, resource, key, reverse=chosen.mirror.reversed)
+    await_queued(forward, chosen, writes=False)
     response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
-    return _as_called(forward, chosen, api, response)
+    return as_called(forward, chosen, api, response)
 
 
-def _as_called(forward: Mirror, chosen: Route, api: str, response: Any) -> Any:
+def as_called(forward: Mirror, chosen: Route, api: str, response: Any) -> Any:
     """The new account's response, with the names the caller used where it names a resource.
 
     A copy: a queued shadow write may still read the response as the new account sent it.
     """
-    if not chosen.mirror.reversed or not isinstance(response, dict):
+    if not chosen.mirror.reversed or not chosen.renamed or not isinstance(response, dict):
         return response
-    renamed = forward.renamed()
-    if not renamed:
-        return response
-    return _service(forward).as_called(api, response, renamed)
+    return _service(forward).as_called(api, response, chosen.renamed)
 
 
 def client_for(forward: Mirror, api: str, params: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:
     """The real client a read-like call (paginator, transfer, presigned URL) goes to, and its
-    parameters there."""
+    parameters there. A one-key read waits as :func:`read` does."""
     chosen = route(forward, api, params)
+    await_queued(forward, chosen, writes=False)
     return chosen.mirror.primary, dict(chosen.params)
+
+
+def route_for_pages(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
+    """The route of a paginator's ``paginate()``: its pages are renamed with :func:`as_called`."""
+    return route(forward, api, params)

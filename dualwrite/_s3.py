@@ -856,6 +856,23 @@ def stage_sources(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[t
     return [] if parsed is None else [(parsed[0], parsed[1])]
 
 
+def written_keys(
+    mirror: Mirror, api: str, params: Mapping[str, Any] | None
+) -> list[tuple[str, Any]] | None:
+    """The ``(bucket, key)`` pairs a write of several keys changes (DeleteObjects)."""
+    del mirror
+    if params is None or api != "DeleteObjects" or not isinstance(params.get("Bucket"), str):
+        return None
+    objects = (params.get("Delete") or {}).get("Objects")
+    if not isinstance(objects, list):
+        return None
+    return [
+        (params["Bucket"], o["Key"])
+        for o in objects
+        if isinstance(o, Mapping) and isinstance(o.get("Key"), str)
+    ]
+
+
 def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
     """``"reverse"`` or ``"forward"`` for a call on a multipart upload: the side it started on.
 

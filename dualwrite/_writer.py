@@ -38,8 +38,16 @@ def _forward_resource(write: Write) -> str:
     old-first carries DUAL_WRITE (see dualwrite._routing).
     """
     if write.stage in REVERSED and write.shadow_resource is not None:
-        return write.shadow_resource
-    return write.resource
+        return table_name(write.shadow_resource)
+    return table_name(write.resource)
+
+
+def table_name(resource: str) -> str:
+    """A DynamoDB table ARN's table name (the ARN and the name are one table: one key's queue,
+    whichever the caller wrote); any other name as it is."""
+    if resource.startswith("arn:") and ":table/" in resource:
+        return resource.split(":table/", 1)[1].split("/", 1)[0]
+    return resource
 
 
 MODES = ("sync", "background")
@@ -416,7 +424,7 @@ class DualWriter:
         wait for that key's jobs queued in the other direction."""
         pool = self._pool
         if pool is not None:
-            pool.wait_direction(hash((service, resource, _freeze(key))), reverse)
+            pool.wait_direction(hash((service, table_name(resource), _freeze(key))), reverse)
 
     def wait_other_direction(self, *, reverse: bool) -> None:
         """Background mode with stages: wait until no job queued in the other direction is left

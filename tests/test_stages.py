@@ -824,3 +824,119 @@ def test_background_one_account_write_after_a_flip_is_not_overwritten(
         assert writer.flush(timeout=30)
     only = "shadow" if after is Stage.DONE else "primary"
     assert env.scan(only) == [_item("a", n=2)]
+
+
+# -- regressions found in the second review ------------------------------------------------------
+
+
+def test_background_copy_right_after_a_flip_reads_the_sources_latest(s3: S3Env) -> None:
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    s3.primary.put_object(Bucket="photos", Key="acme/src", Body=b"v0")
+    s3.shadow.put_object(
+        Bucket="photos-acct2", Key="acme/src", Body=b"v0", ACL="bucket-owner-full-control"
+    )
+    _slow(s3.shadow, "before-call.s3.PutObject", 0.4)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        with dualwrite.tenant("acme"):
+            client.put_object(Bucket="photos", Key="acme/src", Body=b"v1")
+            stages.set("acme", Stage.CUTOVER)
+            client.copy_object(Bucket="photos", Key="acme/dst", CopySource="photos/acme/src")
+            assert client.get_object(Bucket="photos", Key="acme/dst")["Body"].read() == b"v1"
+        assert writer.flush(timeout=30)
+    assert s3.primary_body("acme/dst") == s3.shadow_body("acme/dst") == b"v1"
+
+
+def test_background_download_right_after_a_flip_reads_the_callers_write(s3: S3Env) -> None:
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    _slow(s3.shadow, "before-call.s3.PutObject", 0.4)
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        with dualwrite.tenant("acme"):
+            client.put_object(Bucket="photos", Key="acme/k", Body=b"v1")
+            stages.set("acme", Stage.CUTOVER)
+            out = io.BytesIO()
+            client.download_fileobj("photos", "acme/k", out)
+    assert out.getvalue() == b"v1"
+
+
+def test_background_arn_and_name_of_one_table_share_a_queue(aws: Accounts) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    _slow(env.shadow, "before-call.dynamodb.PutItem", 0.3)
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+    with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+        client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+        with dualwrite.tenant("acme"):
+            client.put_item(TableName=arn, Item=_item("a", n=1))
+            stages.set("acme", Stage.CUTOVER)
+            client.put_item(TableName="orders", Item=_item("a", n=2))
+        assert writer.flush(timeout=30)
+    assert env.scan("primary") == env.scan("shadow") == [_item("a", n=2)]
+
+
+def test_a_one_account_write_of_several_keys_waits_for_its_own_keys_only(s3: S3Env) -> None:
+    gate = threading.Event()
+
+    def hold_busy(params: Any, **_: Any) -> None:
+        if "busy" in params.get("url_path", ""):
+            gate.wait(20)
+
+    s3.primary.put_object(Bucket="photos", Key="idle/a", Body=b"a")
+    stages = Stages(busy=Stage.CUTOVER, idle=Stage.OFF)
+    # The old account's mirrored writes of tenant "busy" are stuck until the gate opens.
+    s3.primary.meta.events.register("before-call.s3.PutObject", hold_busy, unique_id="gate")
+    try:
+        with dualwrite.DualWriter(stage=stages, mode="background") as writer:
+            client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+            with dualwrite.tenant("busy"):
+                client.put_object(Bucket="photos", Key="busy/x", Body=b"x")
+            done = threading.Event()
+
+            def idle_delete() -> None:
+                with dualwrite.tenant("idle"):
+                    client.delete_objects(Bucket="photos", Delete={"Objects": [{"Key": "idle/a"}]})
+                done.set()
+
+            threading.Thread(target=idle_delete, daemon=True).start()
+            assert done.wait(10), "an OFF tenant's delete_objects waited for another tenant"
+            gate.set()
+            assert writer.flush(timeout=30)
+    finally:
+        gate.set()
+    assert s3.keys("primary") == ["busy/x"]
+
+
+def test_exists_conditions_name_their_table() -> None:
+    from dualwrite._dynamodb import rename_statement, statement_table  # noqa: PLC0415
+
+    statement = 'EXISTS(SELECT * FROM "orders" WHERE pk = ?)'
+    assert statement_table(statement) == "orders"
+    renamed = rename_statement(statement, lambda name: f"{name}-v2")
+    assert renamed == 'EXISTS(SELECT * FROM "orders-v2" WHERE pk = ?)'
+    assert rename_statement("select * from orders.byDate where pk = 'a'", str.upper) == (
+        """select * from "ORDERS".byDate where pk = 'a'"""
+    )
+
+
+def test_new_first_responses_name_the_callers_resources() -> None:
+    from dualwrite import _dynamodb, _s3  # noqa: PLC0415
+
+    renamed = {"orders-v2": "orders", "photos-acct2": "photos"}
+    batch = {"Responses": [{"TableName": "orders-v2", "Item": {}}, {"Error": {}}]}
+    assert _dynamodb.as_called("BatchExecuteStatement", batch, renamed)["Responses"] == [
+        {"TableName": "orders", "Item": {}},
+        {"Error": {}},
+    ]
+    assert batch["Responses"][0]["TableName"] == "orders-v2"  # the original is left as it was
+    listing = {"Name": "photos-acct2", "KeyCount": 0}
+    assert _s3.as_called("ListObjectsV2", listing, renamed)["Name"] == "photos"
+
+
+def test_paginated_pages_name_the_callers_bucket(s3: S3Env) -> None:
+    client = s3.wrap(flag=None, stage=Stages(acme=Stage.CUTOVER))
+    with dualwrite.tenant("acme"):
+        client.put_object(Bucket="photos", Key="acme/a", Body=b"a")
+        pages = list(client.get_paginator("list_objects_v2").paginate(Bucket="photos"))
+    assert [p["Name"] for p in pages] == ["photos"]
+    assert [o["Key"] for p in pages for o in p["Contents"]] == ["acme/a"]
