@@ -1428,7 +1428,15 @@ def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[t
     if api == "PutItem":
         if not isinstance(table, str):
             return []
-        return [(table, _state(mirror).schemas.key_of(table, params.get("Item")))]
+        key = _state(mirror).schemas.key_of(table, params.get("Item"))
+        if key is None and mirror.build_reverse is not None:
+            # The old account's DescribeTable failed (no permission for the new deployment's
+            # role, say): both tables share their key schema, so ask the new account's. Without
+            # a key a tenant_of reading it could not name the tenant, nor the stage its owner.
+            new = mirror.new_name(table)
+            if new is not None:
+                key = _state(mirror.reverse()).schemas.key_of(new, params.get("Item"))
+        return [(table, key)]
     if isinstance(table, str):
         key = params.get("Key")
         return [(table, dict(key) if isinstance(key, Mapping) else None)]

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dualwrite._mirror import describe_error, safe_invoke
+from dualwrite._stage import Stage
+from dualwrite.events import Write
 
 if TYPE_CHECKING:
     from dualwrite._mirror import Mirror
@@ -77,10 +79,10 @@ def repair_journal(
     With ``workers`` above 1, distinct keys are repaired by that many threads at once (one key
     is never repaired by two threads: its entries are grouped first).
 
-    With ``staged`` (a ``stage=`` writer), each key is copied from the account that owns its
-    tenant now: old to new at ``OFF``/``DUAL_WRITE``, new to old at ``CUTOVER``. At ``DONE`` the
-    old account is no longer kept, so the key is skipped and its entries stay (a rollback to
-    ``CUTOVER`` can still repair it).
+    Each key is copied from the account its latest entry's write went to first (old to new,
+    or new to old for a write made at ``CUTOVER``): see :func:`_source`. With ``staged`` (a
+    ``stage=`` writer), a tenant at ``DONE`` is skipped and its entries stay (a rollback to
+    ``CUTOVER`` can still repair it); so is one whose stage cannot be decided.
     """
     started = time.perf_counter()
     groups: dict[tuple[str, str, str], list[Entry]] = {}
@@ -98,8 +100,8 @@ def repair_journal(
         error = None
         mirror = _mirror_for(mirrors, first.service, first.resource)
         resource = first.resource
-        if mirror is not None and staged and mirror.shadow_name(resource) is not None:
-            mirror, resource = _owner(mirror, first)
+        if mirror is not None and mirror.shadow_name(resource) is not None:
+            mirror, resource = _source(mirror, entries, staged=staged)
         if mirror is None or mirror.shadow_name(resource) is None:
             outcome = "skipped"
         else:
@@ -149,11 +151,35 @@ def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirro
     return None
 
 
-def _owner(mirror: Mirror, entry: Entry) -> tuple[Mirror | None, str]:
-    """The pair to repair ``entry`` through, by its tenant's stage now, and its resource there."""
-    from dualwrite._stage import Stage  # noqa: PLC0415
-    from dualwrite.events import Write  # noqa: PLC0415
+def _source(mirror: Mirror, entries: Sequence[Entry], *, staged: bool) -> tuple[Mirror | None, str]:
+    """The pair to repair a key through, and its resource there: from the account that the
+    key's latest journaled write went to first (``Entry.first``), which acknowledged it.
 
+    Not the account that owns the tenant now: a write made old-first just before a flip to
+    CUTOVER, and lost with a crash before it reached the new account, exists only in the old
+    one; copying from the new account would delete it from both. Later writes either reached
+    both accounts (the direction does not matter) or were journaled after it.
+
+    With stages, a tenant at ``DONE`` (the old account no longer kept), or whose stage cannot be
+    decided, is skipped: its entries stay.
+    """
+    latest = max(entries, key=lambda entry: entry.at)
+    if staged and _stage_now(mirror, latest) in (None, Stage.DONE):
+        return None, latest.resource
+    if latest.first != "shadow":
+        return mirror, latest.resource
+    new = mirror.new_name(latest.resource)
+    if new is None:
+        return None, latest.resource
+    return mirror.reverse(), new
+
+
+def _stage_now(mirror: Mirror, entry: Entry) -> Stage | None:
+    """The tenant's stage as the callback says now; ``None`` when it fails.
+
+    Not ``ask_stage``: its fallback (both accounts, old first) is safe for a write, but a repair
+    must not guess.
+    """
     write = Write(
         tenant=entry.tenant,
         service=entry.service,  # type: ignore[arg-type]
@@ -162,19 +188,9 @@ def _owner(mirror: Mirror, entry: Entry) -> tuple[Mirror | None, str]:
         shadow_resource=mirror.shadow_name(entry.resource),
         key=entry.key,
     )
-    # Not ask_stage: its fallback (both accounts, old first) is safe for a write, but a repair
-    # that guessed the owner could copy the old account's stale state over the new one's.
     assert mirror.writer.stage is not None
     value, exc = safe_invoke(mirror.writer.stage, write)
-    stage = None if exc is not None else Stage.coerce(value)
-    if stage is None or stage is Stage.DONE:
-        return None, entry.resource
-    if stage is Stage.CUTOVER:
-        new = mirror.new_name(entry.resource)
-        if new is None:
-            return None, entry.resource
-        return mirror.reverse(), new
-    return mirror, entry.resource
+    return None if exc is not None else Stage.coerce(value)
 
 
 def converge(mirror: Mirror, service: str, resource: str, key: Any) -> str:

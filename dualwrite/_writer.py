@@ -66,6 +66,8 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
         else (_forward_resource(write), key)
         for key in targets
     ]
+    # Which account acknowledged the write: the one repair copies the key from.
+    first = "shadow" if write.stage in REVERSED else "primary"
     return [
         Entry(
             service=write.service,
@@ -74,6 +76,7 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
             reason=reason,
             tenant=write.tenant,
             detail=detail,
+            first=first,
         )
         for resource, key in located
         if key is not None

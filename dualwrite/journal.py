@@ -54,6 +54,10 @@ class Entry:
         detail: a short explanation (an error code, an unsupported reason); never a payload.
         at: when the entry was made (seconds since the epoch).
         id: the backend's id of the entry, set when it is read back.
+        first: the account the write went to first, as wrapped: ``"primary"`` (the old account;
+            always, without stages) or ``"shadow"`` (the new one, at ``CUTOVER``). Repair copies
+            a key from the account its latest entry's write went to first: that account
+            acknowledged the write.
     """
 
     service: str
@@ -64,6 +68,7 @@ class Entry:
     detail: str = ""
     at: float = attrs.field(factory=time.time)
     id: str | None = None
+    first: str = "primary"
 
     def identity(self) -> tuple[str, str, str]:
         """``(service, resource, key as canonical JSON)``: entries for one key share it."""
@@ -152,7 +157,8 @@ CREATE TABLE IF NOT EXISTS entries (
     reason TEXT NOT NULL,
     tenant TEXT,
     detail TEXT NOT NULL DEFAULT '',
-    at REAL NOT NULL
+    at REAL NOT NULL,
+    first TEXT NOT NULL DEFAULT 'primary'
 )
 """
 
@@ -178,6 +184,15 @@ class SQLiteJournal:
         self._closed = False
         with self._connection() as connection:  # create the file and table now: fail fast
             connection.execute(_SCHEMA)
+            columns = {row[1] for row in connection.execute("PRAGMA table_info(entries)")}
+            if "first" not in columns:  # a journal made by an earlier release
+                try:
+                    connection.execute(
+                        "ALTER TABLE entries ADD COLUMN first TEXT NOT NULL DEFAULT 'primary'"
+                    )
+                except sqlite3.OperationalError as exc:  # another process added it meanwhile
+                    if "duplicate column" not in str(exc):
+                        raise
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
@@ -220,6 +235,7 @@ class SQLiteJournal:
                 entry.tenant,
                 entry.detail,
                 entry.at,
+                entry.first,
             )
             for entry in entries
         ]
@@ -228,8 +244,9 @@ class SQLiteJournal:
             try:
                 for row in rows:
                     cursor = connection.execute(
-                        "INSERT INTO entries (service, resource, key, reason, tenant, detail, at)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO entries"
+                        " (service, resource, key, reason, tenant, detail, at, first)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                     ids.append(str(cursor.lastrowid))
@@ -255,7 +272,7 @@ class SQLiteJournal:
 
     def entries(self, limit: int | None = None) -> Iterator[Entry]:
         """Yield entries, oldest first."""
-        query = "SELECT id, service, resource, key, reason, tenant, detail, at FROM entries"
+        query = "SELECT id, service, resource, key, reason, tenant, detail, at, first FROM entries"
         query += " ORDER BY id"
         if limit is not None:
             query += f" LIMIT {int(limit)}"
@@ -271,6 +288,7 @@ class SQLiteJournal:
                 tenant=row[5],
                 detail=row[6],
                 at=row[7],
+                first=row[8],
             )
 
     def count(self) -> int:
@@ -344,6 +362,7 @@ class SQSJournal:
                     "tenant": entry.tenant,
                     "detail": entry.detail,
                     "at": entry.at,
+                    "first": entry.first,
                 }
             )
             response = self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
@@ -393,6 +412,7 @@ class SQSJournal:
                     tenant=body.get("tenant"),
                     detail=body.get("detail", ""),
                     at=float(body.get("at", 0.0)),
+                    first=str(body.get("first", "primary")),
                 )
                 seen += 1
 

@@ -137,9 +137,7 @@ def test_repair_command_rejects_a_bad_names_file(tmp_path: Path) -> None:
     assert "must hold a JSON object" in result.stderr
 
 
-def test_repair_owner_shadow_copies_new_to_old_for_a_tenant_at_cutover(
-    server: str, tmp_path: Path
-) -> None:
+def test_repair_copies_a_write_made_at_cutover_new_to_old(server: str, tmp_path: Path) -> None:
     primary, shadow = _sessions(server)
     p_s3 = primary.client("s3", endpoint_url=server)
     s_s3 = shadow.client("s3", endpoint_url=server)
@@ -169,8 +167,6 @@ def test_repair_owner_shadow_copies_new_to_old_for_a_tenant_at_cutover(
             "repair",
             "--journal",
             str(journal),
-            "--owner",
-            "shadow",
             "--json",
             "--names",
             str(names),

@@ -6,12 +6,14 @@ import base64
 import hashlib
 import multiprocessing
 import os
+import sqlite3
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from _support.journal_worker import add_many
 from _support.shadow import Breakdown
@@ -276,4 +278,37 @@ def test_writer_with_an_sqs_journal_repairs_from_it(aws: Accounts, tmp_path: Pat
     assert (report.keys, report.copied, report.failed, report.remaining) == (12, 12, 0, 0)
     assert s3.keys("primary") == s3.keys("shadow")
     writer.close()
+    journal.close()
+
+
+def test_entries_keep_the_account_written_first(aws: Accounts, tmp_path: Path) -> None:
+    client, url = sqs_journal(aws, tmp_path, name="first")
+    for journal in (SQLiteJournal(tmp_path / "j.db"), SQSJournal(client, url)):
+        journal.add([entry("old-first"), attrs.evolve(entry("new-first"), first="shadow")])
+        got = sorted(journal.entries(), key=lambda e: str(e.key))
+        assert [(e.key, e.first) for e in got] == [
+            ("new-first", "shadow"),
+            ("old-first", "primary"),
+        ]
+        journal.close()
+
+
+def test_a_journal_of_an_earlier_release_gains_the_first_column(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as connection:
+        connection.execute(
+            "CREATE TABLE entries (id INTEGER PRIMARY KEY AUTOINCREMENT, service TEXT NOT NULL, "
+            "resource TEXT NOT NULL, key TEXT NOT NULL, reason TEXT NOT NULL, tenant TEXT, "
+            "detail TEXT NOT NULL DEFAULT '', at REAL NOT NULL)"
+        )
+        connection.execute(
+            "INSERT INTO entries (service, resource, key, reason, at) "
+            """VALUES ('s3', 'photos', '"k"', 'shadow_failed', 1.0)"""
+        )
+    connection.close()
+    journal = SQLiteJournal(path)
+    (old,) = journal.entries()
+    assert (old.key, old.first) == ("k", "primary")
+    journal.add([attrs.evolve(entry("new"), first="shadow")])
+    assert [e.first for e in journal.entries()] == ["primary", "shadow"]
     journal.close()

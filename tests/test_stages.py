@@ -21,6 +21,7 @@ import dualwrite
 from dualwrite import Stage
 from dualwrite.events import FlagFailed, ShadowFailed, ShadowWritten
 from dualwrite.exceptions import ConfigurationError, DualWriteError
+from dualwrite.journal import Entry
 from dualwrite.testing import RecordingHook
 
 pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")
@@ -940,3 +941,92 @@ def test_paginated_pages_name_the_callers_bucket(s3: S3Env) -> None:
         pages = list(client.get_paginator("list_objects_v2").paginate(Bucket="photos"))
     assert [p["Name"] for p in pages] == ["photos"]
     assert [o["Key"] for p in pages for o in p["Contents"]] == ["acme/a"]
+
+
+# -- regressions found in the third review -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "stage_now"), [("primary", Stage.CUTOVER), ("shadow", Stage.DUAL_WRITE)]
+)
+def test_repair_after_a_crash_at_a_flip_copies_from_the_account_written_first(
+    s3: S3Env, tmp_path: Path, first: str, stage_now: Stage
+) -> None:
+    # What a crash leaves behind: an intent for a write that only the account written first
+    # has; meanwhile the tenant flipped, so the other account owns it now.
+    if first == "primary":
+        s3.primary.put_object(Bucket="photos", Key="acme/a", Body=b"acknowledged")
+    else:
+        s3.shadow.put_object(
+            Bucket="photos-acct2",
+            Key="acme/a",
+            Body=b"acknowledged",
+            ACL="bucket-owner-full-control",
+        )
+    writer = dualwrite.DualWriter(stage=Stages(acme=stage_now), journal=tmp_path / "j.db")
+    writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    assert writer.journal is not None
+    writer.journal.add(
+        [
+            Entry(
+                service="s3",
+                resource="photos",
+                key="acme/a",
+                reason="pending",
+                tenant="acme",
+                first=first,
+            )
+        ]
+    )
+    report = writer.repair()
+    assert (report.copied, report.deleted, report.remaining) == (1, 0, 0)
+    assert s3.primary_body("acme/a") == s3.shadow_body("acme/a") == b"acknowledged"
+    writer.close()
+
+
+def test_background_intents_record_the_account_written_first(s3: S3Env, tmp_path: Path) -> None:
+    stages = Stages(acme=Stage.CUTOVER)
+    gate = threading.Event()
+
+    def hold_mirror(**_: Any) -> None:
+        if threading.current_thread().name.startswith("dualwrite"):
+            gate.wait(10)  # the old account's mirrored write waits on its worker
+
+    s3.primary.meta.events.register("before-call.s3.PutObject", hold_mirror, unique_id="hold")
+    writer = dualwrite.DualWriter(stage=stages, mode="background", journal=tmp_path / "j.db")
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    assert writer.journal is not None
+    try:
+        with dualwrite.tenant("acme"):
+            client.put_object(Bucket="photos", Key="acme/cut", Body=b"2")
+        (intent,) = writer.journal.entries()
+    finally:
+        gate.set()
+    assert (intent.reason, intent.resource, intent.key, intent.first) == (
+        "pending",
+        "photos",
+        "acme/cut",
+        "shadow",
+    )
+    assert writer.flush(timeout=10)
+    assert writer.journal.count() == 0
+    writer.close()
+
+
+def test_put_item_finds_its_key_in_the_new_account_when_the_old_cannot_describe(
+    aws: Accounts,
+) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+
+    def deny(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDeniedException"}}, "DescribeTable")
+
+    env.primary.meta.events.register("before-call.dynamodb.DescribeTable", deny, unique_id="d")
+
+    def tenant_of(write: dualwrite.Write) -> str | None:
+        key = write.key
+        return key["pk"]["S"].split("#")[0] if isinstance(key, dict) else None
+
+    client = env.wrap(flag=None, stage=Stages(acme=Stage.CUTOVER), tenant_of=tenant_of)
+    client.put_item(TableName="orders", Item=_item("acme#1", n=1))
+    assert env.scan("primary") == env.scan("shadow") == [_item("acme#1", n=1)]

@@ -73,16 +73,6 @@ def _parser() -> argparse.ArgumentParser:
         default="primary",
         help="which account's credentials read the SQS queue (default: %(default)s)",
     )
-    repair.add_argument(
-        "--owner",
-        choices=SIDES,
-        default="primary",
-        help=(
-            "the account that owns the journaled tenants, whose state is copied to the other: "
-            "'primary' (OFF, DUAL_WRITE) or 'shadow' (a tenant at CUTOVER: new to old) "
-            "(default: %(default)s)"
-        ),
-    )
     repair.add_argument("--limit", type=int, help="repair at most this many entries")
     repair.add_argument("--json", action="store_true", help="print the report as JSON")
     add_target_options(repair)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, TextIO
+from typing import TextIO
 
 import attrs
 
@@ -22,13 +22,10 @@ def run_repair(args: argparse.Namespace, *, out: TextIO) -> int:
         journal = SQLiteJournal(args.journal)
     else:
         journal = SQSJournal(targets.client(args.sqs_side, "sqs"), args.sqs_queue_url)
-    # Entries name the primary (old) account's buckets and tables; with --owner shadow every
-    # key is copied the way a writer at CUTOVER repairs it: from the shadow (new) account.
-    owner = getattr(args, "owner", "primary")
-    options: dict[str, Any] = (
-        {"stage": lambda write: dualwrite.Stage.CUTOVER} if owner == "shadow" else {"flag": False}
-    )
-    with dualwrite.DualWriter(journal=journal, circuit_breaker=None, **options) as writer:
+    # Each key is copied from the account its latest entry's write went to first (old to new;
+    # new to old for a write made new-first, at CUTOVER). Stages are not known here, so a
+    # tenant at DONE is not skipped: repair those with writer.repair() and the stage callback.
+    with dualwrite.DualWriter(flag=False, journal=journal, circuit_breaker=None) as writer:
         writer.wrap(
             targets.client("primary", "s3"),
             shadow=targets.client("shadow", "s3"),
@@ -51,7 +48,6 @@ def run_repair(args: argparse.Namespace, *, out: TextIO) -> int:
             f"repair: {report.keys} key(s) from {report.entries} entr(ies): "
             f"{report.copied} copied, {report.deleted} deleted, {report.failed} failed, "
             f"{report.skipped} skipped (no shadow name); {report.remaining} entr(ies) left; "
-            f"from the {owner} account; "
             f"{report.seconds:.1f} s",
             file=out,
         )
