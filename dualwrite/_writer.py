@@ -38,8 +38,8 @@ def _forward_resource(write: Write) -> str:
     old-first carries DUAL_WRITE (see dualwrite._routing).
     """
     if write.stage in REVERSED and write.shadow_resource is not None:
-        return table_name(write.shadow_resource)
-    return table_name(write.resource)
+        return write.shadow_resource
+    return write.resource
 
 
 def table_name(resource: str) -> str:
@@ -85,7 +85,7 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
 
 def _shard(write: Write) -> int:
     """The queue of a write's key: same-key writes share one, and so run in order."""
-    return hash((write.service, _forward_resource(write), _freeze(write.key)))
+    return hash((write.service, table_name(_forward_resource(write)), _freeze(write.key)))
 
 
 def _shards(write: Write, keys: Sequence[Any] | None) -> int | list[int]:
