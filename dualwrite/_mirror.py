@@ -197,6 +197,14 @@ _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
 _converging = threading.local()
 
 
+def table_name(resource: str) -> str:
+    """A DynamoDB table ARN's table name (the ARN and the name are one table: one key's queue
+    and one repair, whichever the caller wrote); any other name as it is."""
+    if resource.startswith("arn:") and ":table/" in resource:
+        return resource.split(":table/", 1)[1].split("/", 1)[0]
+    return resource
+
+
 def _freeze(key: object) -> object:
     """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values)."""
     if isinstance(key, str):

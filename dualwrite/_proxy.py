@@ -13,10 +13,11 @@ and sub-resources built from the copy use the proxy too.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import wrapt
@@ -25,6 +26,7 @@ from boto3.s3 import inject
 from boto3.s3.transfer import TransferConfig
 from botocore import xform_name
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 
 from dualwrite import _routing, _s3
 from dualwrite._mirror import Mirror
@@ -105,20 +107,23 @@ class _StagedPaginator(wrapt.ObjectProxy[Any]):
         if client is proxy.__wrapped__:
             return self.__wrapped__.paginate(**dict(chosen.params))
         pages = client.get_paginator(self._self_operation).paginate(**dict(chosen.params))
-        return _RenamedPages(pages, lambda page: _routing.as_called(forward, chosen, api, page))
+        return _RenamedPages(pages, forward, chosen, api)
 
 
 class _RenamedPages(wrapt.ObjectProxy[Any]):
     """A page iterator of the new account whose pages, iterated, name what the caller named
-    (``build_full_result()`` and ``search()`` return the new account's pages as they are)."""
+    and raise the caller's exception classes (``build_full_result()`` and ``search()`` return
+    the new account's pages as they are)."""
 
-    def __init__(self, pages: Any, rename: Callable[[Any], Any]) -> None:
+    def __init__(self, pages: Any, forward: Mirror, chosen: Any, api: str) -> None:
         super().__init__(pages)
-        self._self_rename = rename
+        self._self_route = (forward, chosen, api)
 
     def __iter__(self) -> Any:
-        rename = self._self_rename
-        return (rename(page) for page in self.__wrapped__)
+        forward, chosen, api = self._self_route
+        with _routing.callers_errors(forward, chosen):
+            for page in self.__wrapped__:
+                yield _routing.as_called(forward, chosen, api, page)
 
 
 def _bind(proxy: ClientProxy, py_name: str, handler: Any) -> Callable[..., Any]:
@@ -273,9 +278,15 @@ class S3ClientProxy(ClientProxy):
     ) -> None:
         """Download an object (managed transfer); with stages, from the tenant's owner."""
         client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
-        client.download_file(
-            params["Bucket"], Key, Filename, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
-        )
+        with self._callers_errors(client):
+            client.download_file(
+                params["Bucket"],
+                Key,
+                Filename,
+                ExtraArgs=ExtraArgs,
+                Callback=Callback,
+                Config=Config,
+            )
 
     def download_fileobj(
         self,
@@ -288,9 +299,15 @@ class S3ClientProxy(ClientProxy):
     ) -> None:
         """Download into a file-like object; with stages, from the tenant's owner."""
         client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
-        client.download_fileobj(
-            params["Bucket"], Key, Fileobj, ExtraArgs=ExtraArgs, Callback=Callback, Config=Config
-        )
+        with self._callers_errors(client):
+            client.download_fileobj(
+                params["Bucket"],
+                Key,
+                Fileobj,
+                ExtraArgs=ExtraArgs,
+                Callback=Callback,
+                Config=Config,
+            )
 
     def generate_presigned_url(
         self,
@@ -329,6 +346,20 @@ class S3ClientProxy(ClientProxy):
                 params["Bucket"], Key, Fields=Fields, Conditions=Conditions, ExpiresIn=ExpiresIn
             )
         )
+
+    @contextlib.contextmanager
+    def _callers_errors(self, client: Any) -> Iterator[None]:
+        """The new account's client errors as the caller's client's classes (see _routing)."""
+        if client is self.__wrapped__:
+            yield
+            return
+        try:
+            yield
+        except ClientError as exc:
+            translated = _routing.caller_error(self._self_mirror, exc)
+            if translated is exc:
+                raise
+            raise translated.with_traceback(exc.__traceback__) from None
 
     def _reader(self, api: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The real client a call goes to (the tenant's owner, with stages) and its parameters."""

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dualwrite._mirror import describe_error, safe_invoke
+from dualwrite._mirror import describe_error, safe_invoke, table_name
 from dualwrite._stage import Stage
 from dualwrite.events import Write
 
@@ -88,7 +88,9 @@ def repair_journal(
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     count = 0
     for entry in journal.entries(limit):
-        groups.setdefault(entry.identity(), []).append(entry)
+        # A table's ARN and its name are one table: one key, whichever the caller wrote.
+        service, resource, key = entry.identity()
+        groups.setdefault((service, table_name(resource), key), []).append(entry)
         count += 1
     counts = {"copied": 0, "deleted": 0, "failed": 0, "skipped": 0}
     errors: list[str] = []
@@ -96,7 +98,7 @@ def repair_journal(
     bar = _Progress(len(groups)) if progress and sys.stderr.isatty() else None
 
     def repair_group(entries: list[Entry]) -> None:
-        first = entries[0]
+        first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
         error = None
         mirror = _mirror_for(mirrors, first.service, first.resource)
         resource = first.resource

@@ -16,12 +16,14 @@ whose resources disagree on the account to write first go old-first to both acco
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import ModuleType
 from typing import Any
 
 import attrs
+from botocore.exceptions import ClientError
 
 from dualwrite._mirror import Decision, Mirror, decided
 from dualwrite._stage import FALLBACK, REVERSED, Stage
@@ -186,7 +188,7 @@ def call(
     chosen = route(forward, api, params)
     await_queued(forward, chosen, writes=True, api=api, params=params)
     method = getattr(chosen.mirror.primary, py_name)
-    with decided(chosen.decisions):
+    with decided(chosen.decisions), callers_errors(forward, chosen):
         response = handler(chosen.mirror, method, dict(chosen.params), None)
     return as_called(forward, chosen, api, response)
 
@@ -195,8 +197,39 @@ def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any
     """Route one read call to the account that owns its tenant now."""
     chosen = route(forward, api, params)
     await_queued(forward, chosen, writes=False)
-    response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
+    with callers_errors(forward, chosen):
+        response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
     return as_called(forward, chosen, api, response)
+
+
+@contextlib.contextmanager
+def callers_errors(forward: Mirror, chosen: Route) -> Iterator[None]:
+    """Raise the new account's errors as the caller's own client would (:func:`caller_error`)."""
+    if not chosen.mirror.reversed:
+        yield
+        return
+    try:
+        yield
+    except ClientError as exc:
+        translated = caller_error(forward, exc)
+        if translated is exc:
+            raise
+        raise translated.with_traceback(exc.__traceback__) from None
+
+
+def caller_error(forward: Mirror, exc: ClientError) -> ClientError:
+    """The same error as an instance of the caller's client's exception class.
+
+    botocore makes exception classes per session: the new account's client (another session)
+    raises ``ConditionalCheckFailedException`` or ``NoSuchKey`` classes that ``except
+    client.exceptions.NoSuchKey`` on the wrapped client would not catch. Same response, same
+    message, the caller's class.
+    """
+    code = str(exc.response.get("Error", {}).get("Code", ""))
+    cls: type[ClientError] = forward.primary.exceptions.from_code(code)
+    if isinstance(exc, cls):
+        return exc
+    return cls(exc.response, exc.operation_name)
 
 
 def as_called(forward: Mirror, chosen: Route, api: str, response: Any) -> Any:

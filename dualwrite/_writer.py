@@ -14,7 +14,7 @@ from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
 from dualwrite._context import current_tenant
-from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke
+from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke, table_name
 from dualwrite._repair import RepairReport
 from dualwrite._stage import REVERSED, Account, Stage
 from dualwrite.events import Event, FlagFailed, ShadowFailed, Unsupported, Write
@@ -40,14 +40,6 @@ def _forward_resource(write: Write) -> str:
     if write.stage in REVERSED and write.shadow_resource is not None:
         return write.shadow_resource
     return write.resource
-
-
-def table_name(resource: str) -> str:
-    """A DynamoDB table ARN's table name (the ARN and the name are one table: one key's queue,
-    whichever the caller wrote); any other name as it is."""
-    if resource.startswith("arn:") and ":table/" in resource:
-        return resource.split(":table/", 1)[1].split("/", 1)[0]
-    return resource
 
 
 MODES = ("sync", "background")

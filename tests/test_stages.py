@@ -1030,3 +1030,60 @@ def test_put_item_finds_its_key_in_the_new_account_when_the_old_cannot_describe(
     client = env.wrap(flag=None, stage=Stages(acme=Stage.CUTOVER), tenant_of=tenant_of)
     client.put_item(TableName="orders", Item=_item("acme#1", n=1))
     assert env.scan("primary") == env.scan("shadow") == [_item("acme#1", n=1)]
+
+
+# -- regressions found in the fourth review ------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", [Stage.CUTOVER, Stage.DONE])
+def test_the_new_accounts_errors_are_the_callers_exception_classes(
+    aws: Accounts, stage: Stage
+) -> None:
+    s3 = S3Env(aws)  # the shadow client is another boto3 session: other exception classes
+    env = DynamoEnv(aws)
+    stages = Stages(acme=stage)
+    client = s3.wrap(flag=None, stage=stages)
+    table = env.wrap(flag=None, stage=stages)
+    with dualwrite.tenant("acme"):
+        with pytest.raises(client.exceptions.NoSuchKey):
+            client.get_object(Bucket="photos", Key="acme/missing")
+        with pytest.raises(table.exceptions.ConditionalCheckFailedException) as info:
+            table.put_item(
+                TableName="orders",
+                Item=_item("a"),
+                ConditionExpression="attribute_exists(pk)",
+            )
+        out = io.BytesIO()
+        with pytest.raises(ClientError) as download:
+            client.download_fileobj("photos", "acme/missing", out)
+    assert info.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
+    assert "ConditionalCheckFailed" in str(info.value)
+    assert download.value.response["Error"]["Code"] in ("404", "NoSuchKey")
+
+
+def test_repair_of_one_item_written_by_name_and_by_arn_keeps_the_latest(
+    aws: Accounts, tmp_path: Path
+) -> None:
+    env = DynamoEnv(aws, shadow_table="orders-v2")
+    stages = Stages(acme=Stage.DUAL_WRITE)
+    writer = dualwrite.DualWriter(stage=stages, journal=tmp_path / "j.db")
+    client = writer.wrap(env.primary, shadow=env.shadow, names=env.names)
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+
+    def failing(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "ServiceUnavailable"}}, "PutItem")
+
+    with dualwrite.tenant("acme"):
+        env.shadow.meta.events.register("before-call.dynamodb.PutItem", failing, unique_id="f")
+        client.put_item(TableName="orders", Item=_item("a", n=1))  # the new account misses v1
+        env.shadow.meta.events.unregister("before-call.dynamodb.PutItem", unique_id="f")
+        stages.set("acme", Stage.CUTOVER)
+        env.primary.meta.events.register("before-call.dynamodb.PutItem", failing, unique_id="f")
+        client.put_item(TableName=arn, Item=_item("a", n=2))  # the old account misses v2
+        env.primary.meta.events.unregister("before-call.dynamodb.PutItem", unique_id="f")
+    assert writer.journal is not None
+    assert sorted(e.first for e in writer.journal.entries()) == ["primary", "shadow"]
+    report = writer.repair()
+    assert (report.keys, report.remaining) == (1, 0)
+    assert env.scan("primary") == env.scan("shadow") == [_item("a", n=2)]
+    writer.close()
