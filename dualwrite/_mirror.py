@@ -525,41 +525,34 @@ class Mirror:
         else:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         queued = False
-        staged = self.writer.staged_background
+
+        def primary_then_shadow() -> Any:
+            nonlocal body, queued
+            response = call(**params)
+            acked = time.perf_counter()
+
+            def job() -> None:
+                self.run_shadow(
+                    write,
+                    lambda ctx: action(ctx, response),
+                    acked_at=acked,
+                    secrets=secrets,
+                    keys=keys,
+                    deferred=deferred,
+                )
+
+            if self.writer.background:
+                if body is not None:
+                    body.detach()
+                self.writer.submit(self, write, job, keys=keys, body=body)
+                body = None  # the queued job owns it now
+                queued = True
+            else:
+                job()
+            return response
+
         try:
-            while True:
-                if staged:
-                    # Same-key shadow writes still queued in the other direction (a stage flip
-                    # between old-first and new-first) run first: otherwise one of them could
-                    # overwrite this write on the account it is about to write first. Waited
-                    # for without the key's lock (a worker's hook may need it), then checked
-                    # again under it.
-                    self.writer.wait_direction(write, keys, reverse=self.reversed)
-                with lock:
-                    if staged and self.writer.direction_pending(write, keys, reverse=self.reversed):
-                        continue
-                    response = call(**params)
-                    acked = time.perf_counter()
-
-                    def job(response: Any = response, acked: float = acked) -> None:
-                        self.run_shadow(
-                            write,
-                            lambda ctx: action(ctx, response),
-                            acked_at=acked,
-                            secrets=secrets,
-                            keys=keys,
-                            deferred=deferred,
-                        )
-
-                    if self.writer.background:
-                        if body is not None:
-                            body.detach()
-                        self.writer.submit(self, write, job, keys=keys, body=body)
-                        body = None  # the queued job owns it now
-                        queued = True
-                    else:
-                        job()
-                break
+            response = self.locked(write, keys, lock, primary_then_shadow)
             if queued:
                 # Outside the key's lock: a worker may need it (see dualwrite._background).
                 self.writer.wait_for_room(write, keys)
@@ -575,10 +568,12 @@ class Mirror:
         lock: contextlib.AbstractContextManager[Any],
         func: Callable[[], Any],
     ) -> Any:
-        """Run ``func`` (a primary call) under ``lock``, ordered as :meth:`call` orders it.
+        """Run ``func`` (the primary call, and the shadow's in sync mode) under ``lock``.
 
-        For a background write of several keys whose jobs are queued afterwards, one per key:
-        with stages, same-key jobs still queued in the other direction run first.
+        In background mode with stages, same-key shadow writes still queued in the other
+        direction (a flip between old-first and new-first) run first: otherwise one of them
+        could overwrite this write on the account it is about to write first. They are waited
+        for without the key's lock (a worker's hook may need it), then checked again under it.
         """
         staged = self.writer.staged_background
         while True:

@@ -13,11 +13,10 @@ and sub-resources built from the copy use the proxy too.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import wrapt
@@ -26,7 +25,6 @@ from boto3.s3 import inject
 from boto3.s3.transfer import TransferConfig
 from botocore import xform_name
 from botocore.client import BaseClient
-from botocore.exceptions import ClientError
 
 from dualwrite import _routing, _s3
 from dualwrite._mirror import Mirror
@@ -102,7 +100,7 @@ class _StagedPaginator(wrapt.ObjectProxy[Any]):
         proxy = self._self_proxy
         forward = proxy._self_mirror
         api = proxy.__wrapped__.meta.method_to_api_mapping.get(self._self_operation, "")
-        chosen = _routing.route_for_pages(forward, api, kwargs)
+        chosen = _routing.route(forward, api, kwargs)
         client = chosen.mirror.primary
         if client is proxy.__wrapped__:
             return self.__wrapped__.paginate(**dict(chosen.params))
@@ -121,7 +119,7 @@ class _RenamedPages(wrapt.ObjectProxy[Any]):
 
     def __iter__(self) -> Any:
         forward, chosen, api = self._self_route
-        with _routing.callers_errors(forward, chosen):
+        with _routing.callers_errors(forward, reverse=chosen.mirror.reversed):
             for page in self.__wrapped__:
                 yield _routing.as_called(forward, chosen, api, page)
 
@@ -172,15 +170,6 @@ def _install(cls: type[ClientProxy], handlers: Mapping[str, Any]) -> None:
     for api_name, handler in handlers.items():
         py_name = xform_name(api_name)
         setattr(cls, py_name, _operation_method(py_name, api_name, handler))
-
-
-def _get_params(bucket: Any, key: Any, extra: Mapping[str, Any] | None) -> dict[str, Any]:
-    """A download's GetObject parameters, as far as routing needs them (a VersionId pins the
-    old account: the new one's versions are its own)."""
-    params = {"Bucket": bucket, "Key": key}
-    if extra and extra.get("VersionId") is not None:
-        params["VersionId"] = extra["VersionId"]
-    return params
 
 
 class S3ClientProxy(ClientProxy):
@@ -277,16 +266,7 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Download an object (managed transfer); with stages, from the tenant's owner."""
-        client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
-        with self._callers_errors(client):
-            client.download_file(
-                params["Bucket"],
-                Key,
-                Filename,
-                ExtraArgs=ExtraArgs,
-                Callback=Callback,
-                Config=Config,
-            )
+        self._download("download_file", Bucket, Key, Filename, ExtraArgs, Callback, Config)
 
     def download_fileobj(
         self,
@@ -298,15 +278,27 @@ class S3ClientProxy(ClientProxy):
         Config: TransferConfig | None = None,  # noqa: N803
     ) -> None:
         """Download into a file-like object; with stages, from the tenant's owner."""
-        client, params = self._reader("GetObject", _get_params(Bucket, Key, ExtraArgs))
-        with self._callers_errors(client):
-            client.download_fileobj(
-                params["Bucket"],
-                Key,
-                Fileobj,
-                ExtraArgs=ExtraArgs,
-                Callback=Callback,
-                Config=Config,
+        self._download("download_fileobj", Bucket, Key, Fileobj, ExtraArgs, Callback, Config)
+
+    def _download(
+        self,
+        method: str,
+        bucket: str,
+        key: str,
+        target: Any,
+        extra: dict[str, Any] | None,
+        callback: Any,
+        config: TransferConfig | None,
+    ) -> None:
+        """Run the client's own ``download_file``/``download_fileobj`` on the tenant's owner."""
+        # A VersionId pins the old account: the new one's versions are its own.
+        params = {"Bucket": bucket, "Key": key}
+        if extra and extra.get("VersionId") is not None:
+            params["VersionId"] = extra["VersionId"]
+        client, routed = self._reader("GetObject", params)
+        with _routing.callers_errors(self._self_mirror, reverse=client is not self.__wrapped__):
+            getattr(client, method)(
+                routed["Bucket"], key, target, ExtraArgs=extra, Callback=callback, Config=config
             )
 
     def generate_presigned_url(
@@ -346,20 +338,6 @@ class S3ClientProxy(ClientProxy):
                 params["Bucket"], Key, Fields=Fields, Conditions=Conditions, ExpiresIn=ExpiresIn
             )
         )
-
-    @contextlib.contextmanager
-    def _callers_errors(self, client: Any) -> Iterator[None]:
-        """The new account's client errors as the caller's client's classes (see _routing)."""
-        if client is self.__wrapped__:
-            yield
-            return
-        try:
-            yield
-        except ClientError as exc:
-            translated = _routing.caller_error(self._self_mirror, exc)
-            if translated is exc:
-                raise
-            raise translated.with_traceback(exc.__traceback__) from None
 
     def _reader(self, api: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The real client a call goes to (the tenant's owner, with stages) and its parameters."""

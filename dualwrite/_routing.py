@@ -188,7 +188,7 @@ def call(
     chosen = route(forward, api, params)
     await_queued(forward, chosen, writes=True, api=api, params=params)
     method = getattr(chosen.mirror.primary, py_name)
-    with decided(chosen.decisions), callers_errors(forward, chosen):
+    with decided(chosen.decisions), callers_errors(forward, reverse=chosen.mirror.reversed):
         response = handler(chosen.mirror, method, dict(chosen.params), None)
     return as_called(forward, chosen, api, response)
 
@@ -197,15 +197,16 @@ def read(forward: Mirror, api: str, py_name: str, params: dict[str, Any]) -> Any
     """Route one read call to the account that owns its tenant now."""
     chosen = route(forward, api, params)
     await_queued(forward, chosen, writes=False)
-    with callers_errors(forward, chosen):
+    with callers_errors(forward, reverse=chosen.mirror.reversed):
         response = getattr(chosen.mirror.primary, py_name)(**chosen.params)
     return as_called(forward, chosen, api, response)
 
 
 @contextlib.contextmanager
-def callers_errors(forward: Mirror, chosen: Route) -> Iterator[None]:
-    """Raise the new account's errors as the caller's own client would (:func:`caller_error`)."""
-    if not chosen.mirror.reversed:
+def callers_errors(forward: Mirror, *, reverse: bool) -> Iterator[None]:
+    """With ``reverse`` (a call made to the new account), raise its errors as the caller's own
+    client would (:func:`caller_error`)."""
+    if not reverse:
         yield
         return
     try:
@@ -248,8 +249,3 @@ def client_for(forward: Mirror, api: str, params: Mapping[str, Any]) -> tuple[An
     chosen = route(forward, api, params)
     await_queued(forward, chosen, writes=False)
     return chosen.mirror.primary, dict(chosen.params)
-
-
-def route_for_pages(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
-    """The route of a paginator's ``paginate()``: its pages are renamed with :func:`as_called`."""
-    return route(forward, api, params)
