@@ -760,7 +760,7 @@ PRIMARY_ONLY: frozenset[str] = frozenset(
         "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging", "GetObjectTorrent",
         "HeadObject", "HeadBucket", "ListBuckets", "ListDirectoryBuckets", "ListMultipartUploads",
         "ListObjectAnnotations", "ListObjectVersions", "ListObjects", "ListObjectsV2",
-        "ListParts", "SelectObjectContent",
+        "ListParts", "SelectObjectContent", "GetPart",
         # object operations that do not change stored data
         "RestoreObject",  # a temporary restored copy of an archived object; not its data
         "WriteGetObjectResponse",  # the response of an Object Lambda, not a bucket write
@@ -775,7 +775,8 @@ PRIMARY_ONLY: frozenset[str] = frozenset(
         "DeleteBucketOwnershipControls", "DeleteBucketPolicy", "DeleteBucketReplication",
         "DeleteBucketTagging", "DeleteBucketWebsite", "DeletePublicAccessBlock",
         "GetBucketAbac", "GetBucketAccelerateConfiguration", "GetBucketAcl",
-        "GetBucketAnalyticsConfiguration", "GetBucketCors", "GetBucketEncryption",
+        "GetBucketAnalyticsConfiguration", "GetBucketCors", "GetBucketDefaultStorageClass",
+        "GetBucketEncryption",
         "GetBucketIntelligentTieringConfiguration", "GetBucketInventoryConfiguration",
         "GetBucketLifecycle", "GetBucketLifecycleConfiguration", "GetBucketLocation",
         "GetBucketLogging", "GetBucketMetadataConfiguration", "GetBucketMetadataTableConfiguration",
@@ -787,7 +788,8 @@ PRIMARY_ONLY: frozenset[str] = frozenset(
         "ListBucketAnalyticsConfigurations", "ListBucketIntelligentTieringConfigurations",
         "ListBucketInventoryConfigurations", "ListBucketMetricsConfigurations",
         "PutBucketAbac", "PutBucketAccelerateConfiguration", "PutBucketAcl",
-        "PutBucketAnalyticsConfiguration", "PutBucketCors", "PutBucketEncryption",
+        "PutBucketAnalyticsConfiguration", "PutBucketCors", "PutBucketDefaultStorageClass",
+        "PutBucketEncryption",
         "PutBucketIntelligentTieringConfiguration", "PutBucketInventoryConfiguration",
         "PutBucketLifecycle", "PutBucketLifecycleConfiguration", "PutBucketLogging",
         "PutBucketMetricsConfiguration", "PutBucketNotification",
@@ -831,6 +833,7 @@ ROUTED_READS: frozenset[str] = frozenset(
         "GetObjectLegalHold", "GetObjectRetention", "GetObjectTagging", "GetObjectTorrent",
         "HeadObject", "HeadBucket", "ListMultipartUploads", "ListObjectAnnotations",
         "ListObjectVersions", "ListObjects", "ListObjectsV2", "ListParts", "SelectObjectContent",
+        "GetPart",
     }
 )  # fmt: skip
 """Object reads that follow the tenant's stage to the account that owns it."""

@@ -139,6 +139,12 @@ class DualWriter:
             is room, or ``"journal"`` the key (needs a journal) and go on.
         circuit_breaker: a :class:`dualwrite.CircuitBreaker` (the default opens after 5
             consecutive failures for 30 s), or ``None`` to always call the shadow.
+        shadow_timeout: sync mode: the longest, in seconds, a caller waits for the shadow after
+            the primary answered; past it the key is journaled and the caller gets the
+            primary's response. ``None`` waits as long as the shadow client does.
+        single_writer: ``True`` when only this process writes any given key (no fleet): the
+            read-back of the primary after each shadow write, which catches another
+            process's later write of the same key, is skipped.
 
     Raises:
         ConfigurationError: an argument is invalid; the message lists the allowed values.
@@ -158,6 +164,8 @@ class DualWriter:
         queue_size: int = 10_000,
         on_full: str = "block",
         circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
+        shadow_timeout: float | None = 2.0,
+        single_writer: bool = False,
     ) -> None:
         if flag is None and stage is None:
             msg = (
@@ -209,6 +217,16 @@ class DualWriter:
             )
             raise ConfigurationError(msg)
         _check_background(workers, queue_size, on_full, circuit_breaker)
+        if shadow_timeout is not None and (
+            isinstance(shadow_timeout, bool)
+            or not isinstance(shadow_timeout, (int, float))
+            or not shadow_timeout > 0
+        ):
+            msg = f"shadow_timeout must be a number of seconds > 0, or None; got {shadow_timeout!r}"
+            raise ConfigurationError(msg)
+        if not isinstance(single_writer, bool):
+            msg = f"single_writer must be True or False; got {single_writer!r}"
+            raise ConfigurationError(msg)
         try:
             journal_backend = open_journal(journal)
         except TypeError as exc:
@@ -229,6 +247,12 @@ class DualWriter:
         self.on_shadow_error = on_shadow_error
         self.on_full = on_full
         self.circuit_breaker = circuit_breaker
+        self.shadow_timeout: float | None = (
+            None if shadow_timeout is None else float(shadow_timeout)
+        )
+        # Whether one process alone writes each key: the shadow write then needs no read-back
+        # of the primary to detect a later write of another process (see docs/index.md, Fleets).
+        self.single_writer = single_writer
         self.background = mode == "background"
         # Background mode with stages: same-key jobs of the two directions are kept in order.
         self.staged_background = self.background and stage is not None

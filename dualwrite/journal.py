@@ -19,6 +19,7 @@ import base64
 import contextlib
 import json
 import os
+import socket
 import sqlite3
 import threading
 import time
@@ -29,15 +30,38 @@ from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
-__all__ = ["Entry", "Journal", "SQLiteJournal", "SQSJournal", "open_journal"]
+__all__ = [
+    "Entry",
+    "Journal",
+    "SQLiteJournal",
+    "SQSJournal",
+    "open_journal",
+    "owner_alive",
+    "process_token",
+]
 
-REASONS = ("pending", "shadow_failed", "unsupported", "overflow", "circuit_open")
+REASONS = (
+    "pending",
+    "shadow_failed",
+    "unsupported",
+    "overflow",
+    "circuit_open",
+    "mismatch",
+    "flag_failed",
+    "uncertain",
+    "timeout",
+    "closed",
+)
 """Why a key is in the journal.
 
-``pending``: a background write was accepted and its shadow write has not finished yet (removed
-when it succeeds); ``shadow_failed``: the shadow write failed; ``unsupported``: the write could not
-be mirrored; ``overflow``: the background queue was full; ``circuit_open``: the circuit breaker
-skipped the shadow.
+``pending``: the write's intent, recorded before the primary is called and removed once the
+shadow holds the state; ``shadow_failed``: the shadow write failed; ``unsupported``: the write
+could not be mirrored; ``overflow``: the background queue was full; ``circuit_open``: the circuit
+breaker skipped the shadow; ``mismatch``: both accounts answered but their results disagree;
+``flag_failed``: the flag or ``tenant_of`` raised, so the shadow was not written; ``uncertain``:
+the primary's call failed in a way that does not say whether it wrote (a timeout, a dropped
+connection); ``timeout``: the shadow did not answer within ``shadow_timeout``; ``closed``: the
+write came after the writer was closed.
 """
 
 
@@ -58,6 +82,9 @@ class Entry:
             always, without stages) or ``"shadow"`` (the new one, at ``CUTOVER``). Repair copies
             a key from the account its latest entry's write went to first: that account
             acknowledged the write.
+        owner: for a ``pending`` intent, the token of the writer process that made it (see
+            :func:`process_token`); repair leaves the intent of a process that is still alive
+            to that process, which removes it once its shadow write is done.
     """
 
     service: str
@@ -69,6 +96,18 @@ class Entry:
     at: float = attrs.field(factory=time.time)
     id: str | None = None
     first: str = "primary"
+    owner: str | None = None
+
+    @property
+    def resource_level(self) -> bool:
+        """Whether the entry names a whole bucket or table rather than one key.
+
+        A write whose key could not be read (an unparsed PartiQL statement, a table whose key
+        schema neither account would describe) is journaled with an empty key: ``""`` for S3,
+        ``{}`` for DynamoDB. Repair cannot settle such an entry key by key; a ``diff`` or
+        ``copy`` of the resource does.
+        """
+        return not self.key
 
     def identity(self) -> tuple[str, str, str]:
         """``(service, resource, key as canonical JSON)``: entries for one key share it."""
@@ -96,6 +135,64 @@ class Journal(Protocol):
 
     def close(self) -> None:
         """Release the backend's resources."""
+
+
+# -- owners of pending intents -------------------------------------------------------------------
+
+_token_cache: tuple[int, str] | None = None
+
+
+def _start_ticks(pid: int) -> str | None:
+    """The start time of process ``pid`` in clock ticks since boot (Linux), else ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return fields[19].decode("ascii") if len(fields) > 19 else None
+
+
+def process_token() -> str:
+    """This process's token, ``host/pid/start``: names the owner of its ``pending`` intents.
+
+    The start time tells a live process from a later one that reuses its pid (Linux); where it
+    cannot be read, a random value stands in (a reused pid then looks alive: repair waits).
+    """
+    global _token_cache  # noqa: PLW0603 - one token per process, recomputed after a fork
+    pid = os.getpid()
+    cached = _token_cache
+    if cached is not None and cached[0] == pid:
+        return cached[1]
+    start = _start_ticks(pid) or uuid.uuid4().hex[:12]
+    token = f"{socket.gethostname()}/{pid}/{start}"
+    _token_cache = (pid, token)
+    return token
+
+
+def owner_alive(owner: str | None) -> bool | None:
+    """Whether the process named by ``owner`` (a :func:`process_token`) still runs.
+
+    Returns:
+        ``True`` or ``False`` for a process of this host; ``None`` when that cannot be told (a
+        process of another host, or no owner recorded).
+    """
+    if not owner:
+        return None
+    host, _, rest = owner.partition("/")
+    pid_text, _, start = rest.partition("/")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return owner == process_token()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # another user's process: it exists
+    now = _start_ticks(pid)
+    return now is None or not start.isdigit() or now == start
 
 
 # -- key encoding --------------------------------------------------------------------------------
@@ -158,9 +255,16 @@ CREATE TABLE IF NOT EXISTS entries (
     tenant TEXT,
     detail TEXT NOT NULL DEFAULT '',
     at REAL NOT NULL,
-    first TEXT NOT NULL DEFAULT 'primary'
+    first TEXT NOT NULL DEFAULT 'primary',
+    owner TEXT
 )
 """
+
+# Columns added after the first release, with their definitions, for journals made before.
+_ADDED_COLUMNS = (
+    ("first", "TEXT NOT NULL DEFAULT 'primary'"),
+    ("owner", "TEXT"),
+)
 
 
 class SQLiteJournal:
@@ -185,11 +289,11 @@ class SQLiteJournal:
         with self._connection() as connection:  # create the file and table now: fail fast
             connection.execute(_SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(entries)")}
-            if "first" not in columns:  # a journal made by an earlier release
-                try:
-                    connection.execute(
-                        "ALTER TABLE entries ADD COLUMN first TEXT NOT NULL DEFAULT 'primary'"
-                    )
+            for column, definition in _ADDED_COLUMNS:
+                if column in columns:
+                    continue
+                try:  # a journal made by an earlier release
+                    connection.execute(f"ALTER TABLE entries ADD COLUMN {column} {definition}")
                 except sqlite3.OperationalError as exc:  # another process added it meanwhile
                     if "duplicate column" not in str(exc):
                         raise
@@ -236,6 +340,7 @@ class SQLiteJournal:
                 entry.detail,
                 entry.at,
                 entry.first,
+                entry.owner,
             )
             for entry in entries
         ]
@@ -245,8 +350,8 @@ class SQLiteJournal:
                 for row in rows:
                     cursor = connection.execute(
                         "INSERT INTO entries"
-                        " (service, resource, key, reason, tenant, detail, at, first)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        " (service, resource, key, reason, tenant, detail, at, first, owner)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         row,
                     )
                     ids.append(str(cursor.lastrowid))
@@ -272,8 +377,10 @@ class SQLiteJournal:
 
     def entries(self, limit: int | None = None) -> Iterator[Entry]:
         """Yield entries, oldest first."""
-        query = "SELECT id, service, resource, key, reason, tenant, detail, at, first FROM entries"
-        query += " ORDER BY id"
+        query = (
+            "SELECT id, service, resource, key, reason, tenant, detail, at, first, owner"
+            " FROM entries ORDER BY id"
+        )
         if limit is not None:
             query += f" LIMIT {int(limit)}"
         with self._connection() as connection:
@@ -289,6 +396,7 @@ class SQLiteJournal:
                 detail=row[6],
                 at=row[7],
                 first=row[8],
+                owner=row[9],
             )
 
     def count(self) -> int:
@@ -363,6 +471,7 @@ class SQSJournal:
                     "detail": entry.detail,
                     "at": entry.at,
                     "first": entry.first,
+                    "owner": entry.owner,
                 }
             )
             response = self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
@@ -413,6 +522,7 @@ class SQSJournal:
                     detail=body.get("detail", ""),
                     at=float(body.get("at", 0.0)),
                     first=str(body.get("first", "primary")),
+                    owner=body.get("owner"),
                 )
                 seen += 1
 
