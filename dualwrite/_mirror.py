@@ -15,14 +15,17 @@ reports mismatches or per-key outcomes through the context.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
+import queue
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from botocore.exceptions import ParamValidationError
 
 from dualwrite._bodies import Body
 from dualwrite._context import current_tenant
@@ -33,6 +36,7 @@ from dualwrite.events import (
     Event,
     FlagFailed,
     Mismatch,
+    NoTenant,
     ShadowFailed,
     ShadowWritten,
     Unsupported,
@@ -42,6 +46,7 @@ from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
     from dualwrite._writer import DualWriter
+    from dualwrite.journal import Entry
 
 logger = logging.getLogger("dualwrite")
 
@@ -195,6 +200,7 @@ class ShadowContext:
 # deadlock on its own thread's stripe.
 _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
 _converging = threading.local()
+_warned_no_tenant = False
 
 
 def table_name(resource: str) -> str:
@@ -206,13 +212,29 @@ def table_name(resource: str) -> str:
 
 
 def _freeze(key: object) -> object:
-    """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values)."""
+    """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values).
+
+    Never raises: a key of a shape no request should carry (a client built with
+    ``parameter_validation=False`` sends what it is given, and the primary answers with its
+    own error) freezes to ``None``, the whole resource's.
+    """
     if isinstance(key, str):
         return key  # the common case, without the ABC checks below (on every write's path)
+    try:
+        frozen = _freeze_any(key)
+        hash(frozen)
+    except Exception:  # noqa: BLE001 - any shape at all: the resource's lock, never an error
+        return None
+    return frozen
+
+
+def _freeze_any(key: object) -> object:
+    if isinstance(key, str):
+        return key
     if isinstance(key, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in key.items()))
+        return tuple(sorted(((str(k), _freeze_any(v)) for k, v in key.items()), key=repr))
     if isinstance(key, (list, tuple)):
-        return tuple(_freeze(v) for v in key)
+        return tuple(_freeze_any(v) for v in key)
     if isinstance(key, (bytearray, memoryview)):
         return bytes(key)
     if isinstance(key, (set, frozenset)):
@@ -308,6 +330,8 @@ class Mirror:
         self.lock_name: Callable[[str], str] = _same
         self.route_name: Callable[[Mirror, str], str | None] = Mirror.shadow_name
         self.build_reverse: Callable[[Mirror], Mirror] | None = None
+        # Whether the primary's sent requests are counted, to classify its failures.
+        self._tracks_sends = track_sends(primary)
         if forward is None:
             writer.register(self)
 
@@ -324,7 +348,11 @@ class Mirror:
             # The old account's name: a key written new-first (CUTOVER) and the same key written
             # old-first (a DUAL_WRITE call decided a moment earlier) share one lock.
             resource = self.lock_name(self.shadow_name(resource) or resource)
-        return _KEY_LOCKS[hash((self.service, resource, _freeze(key))) % len(_KEY_LOCKS)]
+        try:
+            stripe = hash((self.service, resource, _freeze(key)))
+        except Exception:  # noqa: BLE001 - a resource name of a shape no request carries
+            stripe = hash(self.service)
+        return _KEY_LOCKS[stripe % len(_KEY_LOCKS)]
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -416,6 +444,8 @@ class Mirror:
         flag = writer.flag
         if flag is True or flag is False:
             return write, flag
+        if write.tenant is None:
+            self._no_tenant(write)
         on, exc = safe_invoke(flag, write)
         if exc is not None:
             self._flag_failed(write, "flag", exc)
@@ -467,18 +497,88 @@ class Mirror:
         return write, stage
 
     def _flag_failed(self, write: Write, source: str, exc: BaseException) -> None:
-        info = describe_error(exc)
-        self.writer.emit(
-            FlagFailed(write=write, source=source, error_type=info.type, error_message=info.message)
-        )
+        """Report a flag or ``tenant_of`` that raised, and journal the write's key.
 
-    # -- the shadow side ---------------------------------------------------------------------
+        The shadow is not written, so the key may diverge: it is journaled (``flag_failed``)
+        before the primary is called, like an intent, so that a crash right after the primary's
+        ack cannot lose it. If the primary then fails, repair finds the two accounts equal and
+        only removes the entry.
+        """
+        info = describe_error(exc)
+        event = FlagFailed(
+            write=write, source=source, error_type=info.type, error_message=info.message
+        )
+        if write.shadow_resource is not None and write.service != "job":
+            self.writer.journal_now(write, None, "flag_failed", f"{source}: {info.type}")
+        self.writer.emit(event)
+
+    def _no_tenant(self, write: Write) -> None:
+        global _warned_no_tenant  # noqa: PLW0603 - one warning per process
+        if not _warned_no_tenant:
+            _warned_no_tenant = True
+            logger.warning(
+                "dualwrite: a %s %s write on %r has no tenant: no dualwrite.tenant() block is "
+                "active and tenant_of gave none, so a flag that checks the tenant says off and "
+                "the write is not mirrored (logged once per process; MetricsHook counts each "
+                "such write as no_tenant)",
+                write.service,
+                write.operation,
+                write.resource,
+            )
+        self.writer.emit_no_tenant(NoTenant(write=write))
 
     def unsupported(
         self, write: Write, reason: str, detail: str = "", keys: Sequence[Any] | None = None
     ) -> None:
         """Report a write that cannot be mirrored (after the primary succeeded); journal it."""
         self.writer.report([Unsupported(write=write, reason=reason, detail=detail)], keys)
+
+    # -- write-ahead intents -----------------------------------------------------------------
+
+    def intend(self, write: Write, keys: Sequence[Any] | None = None) -> Intent:
+        """Journal the intent of a flag-on write, durably, before its primary call.
+
+        For handlers that call the primary themselves (outside :meth:`call`): call the primary
+        through :meth:`Intent.primary` (or :meth:`write_ahead`), then either hand the intent
+        (or its :meth:`Intent.part` per key) to :meth:`call` with ``intent=``, or settle it
+        with :meth:`Intent.settle` once whatever the shadow lacks is journaled.
+
+        Args:
+            write: the decided write.
+            keys: the keys of a multi-key write (``write.key`` is ``None``).
+
+        Returns:
+            The intent; without a journal, an empty one (every method is then a no-op).
+        """
+        return self.writer.intend(write, keys, mirror=self)
+
+    @contextlib.contextmanager
+    def write_ahead(self, write: Write, keys: Sequence[Any] | None = None) -> Iterator[Intent]:
+        """``with mirror.write_ahead(write) as intent: response = intent.primary(call, params)``.
+
+        The intent is journaled on entry; a primary exception raised in the block is classified
+        (definite: the intent is removed; ambiguous: an ``uncertain`` entry replaces it); on a
+        normal exit the intent is removed, unless it was handed on (:meth:`Intent.part`) or a
+        journal write of the block failed (it is then kept for repair).
+        """
+        intent = self.intend(write, keys)
+        yield intent
+        intent.settle()
+
+    def call_primary(
+        self, intent: Intent | None, call: Callable[..., Any], params: Mapping[str, Any]
+    ) -> Any:
+        """Call the primary; on an exception settle ``intent`` as the failure says, and re-raise."""
+        if intent is None or not intent:
+            return call(**params)
+        _sent.count = 0
+        try:
+            return call(**params)
+        except BaseException as exc:
+            intent.primary_failed(exc, sent=_sent.count > 0 if self._tracks_sends else None)
+            raise
+
+    # -- the shadow side ---------------------------------------------------------------------
 
     def call(
         self,
@@ -493,15 +593,20 @@ class Mirror:
         keys: Sequence[Any] | None = None,
         deferred: list[ShadowWriteError] | None = None,
         hold: contextlib.AbstractContextManager[Any] | None = None,
+        intent: Intent | None = None,
     ) -> Any:
         """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
 
-        The primary's exception propagates untouched and the shadow is then not called. In sync
-        mode the shadow action runs right away, in the caller's thread; in background mode it is
-        queued (after the intent is journaled) and ``body`` is detached from the caller's object.
-        With ``ordered``, the key's lock (:meth:`key_lock`) is held from the primary call until
-        the shadow action ran (sync) or was queued (background), so same-key writes from several
-        threads reach the shadow in the primary's order.
+        With a journal, the write's ``pending`` intent is journaled before the primary is
+        called (write-ahead) and removed only once the shadow holds the state, or once what
+        replaces it (``shadow_failed``, ``timeout``, ``uncertain``, ...) is durable. The
+        primary's exception propagates untouched and the shadow is then not called. In sync
+        mode the shadow action runs right away and the caller waits for it at most
+        ``shadow_timeout`` plus the primary's own duration; in background mode it is queued and
+        ``body`` is detached from the caller's object. With ``ordered``, the key's lock
+        (:meth:`key_lock`) is held from the primary call until the shadow action ran (sync) or
+        was queued (background), so same-key writes from several threads reach the shadow in
+        the primary's order. Events are sent to the hooks after the lock is released.
 
         Args:
             write: the decided write.
@@ -516,19 +621,32 @@ class Mirror:
             hold: a lock (context manager) to hold instead of the key's, e.g. the locks of
                 every key of a multi-key write; released, like the key's, before a background
                 caller waits for room. ``ordered`` is then ignored.
+            intent: an intent already journaled (and its primary already called) by the
+                handler (:meth:`intend`), used instead of a new one.
 
         Returns:
             The primary's response, the same object botocore returned.
         """
+        writer = self.writer
+        if writer.closed:
+            try:
+                return self._call_closed(write, call, params, keys, intent)
+            finally:
+                if body is not None:
+                    body.close()
         if hold is not None:  # the locks of every key of a multi-key write, taken by the caller
             lock = hold
         else:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
+        if intent is None:
+            intent = writer.intend(write, keys, mirror=self)
         queued = False
+        outcome: _Outcome | None = None
 
         def primary_then_shadow() -> Any:
-            nonlocal body, queued
-            response = call(**params)
+            nonlocal body, queued, outcome
+            started = time.perf_counter()
+            response = self.call_primary(intent, call, params)
             acked = time.perf_counter()
 
             def job() -> None:
@@ -538,28 +656,73 @@ class Mirror:
                     acked_at=acked,
                     secrets=secrets,
                     keys=keys,
-                    deferred=deferred,
+                    intent=intent,
                 )
 
-            if self.writer.background:
+            if writer.background:
                 if body is not None:
                     body.detach()
-                self.writer.submit(self, write, job, keys=keys, body=body)
+                writer.submit(self, write, job, keys=keys, body=body, intent=intent)
                 body = None  # the queued job owns it now
                 queued = True
             else:
-                job()
+                timeout = writer.shadow_timeout
+                if timeout is not None:
+                    # A large body takes as long on the shadow as on the primary: the caller
+                    # waits for the shadow as long as the primary took, plus shadow_timeout.
+                    timeout += acked - started
+                outcome = self.shadow_outcome(
+                    write,
+                    lambda ctx: action(ctx, response),
+                    acked_at=acked,
+                    secrets=secrets,
+                    keys=keys,
+                    timeout=timeout,
+                    body=body,
+                )
+                if outcome.late:
+                    body = None  # the late shadow call still reads it, and closes it
             return response
 
         try:
             response = self.locked(write, keys, lock, primary_then_shadow)
-            if queued:
-                # Outside the key's lock: a worker may need it (see dualwrite._background).
-                self.writer.wait_for_room(write, keys)
-            return response
         finally:
             if body is not None:
                 body.close()
+        if queued:
+            # Outside the key's lock: a worker may need it (see dualwrite._background).
+            writer.wait_for_room(write, keys)
+        elif outcome is not None:
+            # Outside the key's lock: a hook may write through a wrapped client.
+            self.finish(outcome, deferred=deferred, intent=intent)
+        return response
+
+    def _call_closed(
+        self,
+        write: Write,
+        call: Callable[..., Any],
+        params: Mapping[str, Any],
+        keys: Sequence[Any] | None,
+        intent: Intent | None,
+    ) -> Any:
+        """A write after :meth:`DualWriter.close`: the primary only; the key journaled ``closed``.
+
+        The entry is journaled before the primary call (a crash loses nothing) and removed if
+        the primary refused the write.
+        """
+        writer = self.writer
+        closed = (
+            intent
+            if intent is not None
+            else writer.intend(write, keys, reason="closed", mirror=self)
+        )
+        response = self.call_primary(closed, call, params)
+        if intent is not None:
+            # The handler's own intent: replace it with a "closed" entry.
+            writer.report([_closed_event(write)], keys, reason="closed", intent=intent)
+        else:
+            writer.emit(_closed_event(write))
+        return response
 
     def locked(
         self,
@@ -593,6 +756,7 @@ class Mirror:
         secrets: tuple[object, ...] = (),
         keys: Sequence[Any] | None = None,
         deferred: list[ShadowWriteError] | None = None,
+        intent: Intent | None = None,
     ) -> None:
         """Run ``action`` against the shadow, then report and journal its outcome.
 
@@ -605,22 +769,52 @@ class Mirror:
             deferred: with ``on_shadow_error="raise"``, collect the error here instead of
                 raising it (one part of a managed transfer: raising inside s3transfer would make
                 it abort the primary's upload; the transfer raises it when it is done).
+            intent: the write's intent, removed once the outcome is journaled.
 
         Raises:
             ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
         """
+        outcome = self.shadow_outcome(write, action, acked_at=acked_at, secrets=secrets, keys=keys)
+        self.finish(outcome, deferred=deferred, intent=intent)
+
+    def shadow_outcome(
+        self,
+        write: Write,
+        action: ShadowAction,
+        *,
+        acked_at: float,
+        secrets: tuple[object, ...] = (),
+        keys: Sequence[Any] | None = None,
+        timeout: float | None = None,
+        body: Body | None = None,
+    ) -> _Outcome:
+        """Run ``action`` against the shadow and collect what to report, without reporting it.
+
+        With ``timeout``, the action runs on a helper thread and the caller waits that long at
+        most; past it the outcome is a ``shadow_failed`` (``ShadowTimeout``) to journal as
+        ``timeout``, and the late action reports its own outcome when it ends (and closes
+        ``body``), without removing any entry.
+        """
         if write.shadow_resource is None:
-            self.unsupported(
-                write,
-                "unmapped",
-                f"no shadow name for {self.service} resource {write.resource!r}; pass names=",
-                keys,
+            return _Outcome(
+                write=write,
+                keys=keys,
+                events=[
+                    Unsupported(
+                        write=write,
+                        reason="unmapped",
+                        detail=f"no shadow name for {self.service} resource {write.resource!r}; "
+                        "pass names=",
+                    )
+                ],
             )
-            return
         circuit = self.circuit
         if circuit is not None and not circuit.allow():
-            self.writer.report(
-                [
+            return _Outcome(
+                write=write,
+                keys=keys,
+                reason="circuit_open",
+                events=[
                     ShadowFailed(
                         write=write,
                         error_type="CircuitOpen",
@@ -629,36 +823,69 @@ class Mirror:
                         "circuit breaker's next probe",
                     )
                 ],
-                keys,
-                reason="circuit_open",
             )
-            return
         ctx = ShadowContext(self, write, secrets)
         started = time.perf_counter()
+        if timeout is None:
+            raised = _attempt(action, ctx)
+        else:
+            late = _Late(self, ctx, action, started, acked_at, keys, body)
+            if not _RUNNER.run(late, timeout):
+                # The shadow did not answer in time. Its call goes on; the key is journaled now.
+                if circuit is not None and circuit.failure():
+                    circuit_event: list[Event] = [CircuitOpened(write=write, service=self.service)]
+                else:
+                    circuit_event = []
+                return _Outcome(
+                    write=write,
+                    keys=keys,
+                    reason="timeout",
+                    late=True,
+                    events=[
+                        ShadowFailed(
+                            write=write,
+                            error_type="ShadowTimeout",
+                            error_code=None,
+                            error_message=f"the shadow did not answer within {timeout:.3g} s "
+                            "(shadow_timeout plus the primary's duration); the key is journaled",
+                            latency=time.perf_counter() - started,
+                        ),
+                        *circuit_event,
+                    ],
+                )
+            raised = late.raised
+        return self._settle(ctx, raised, started, acked_at, keys, circuit)
+
+    def _settle(
+        self,
+        ctx: ShadowContext,
+        raised: BaseException | None,
+        started: float,
+        acked_at: float,
+        keys: Sequence[Any] | None,
+        circuit: Any,
+    ) -> _Outcome:
+        write = ctx.write
         whole_failed = False
         healthy = True  # whether the outcome tells the circuit the shadow answered
-        try:
-            action(ctx)
-        except SkipShadow:
+        ended = time.perf_counter()
+        if isinstance(raised, SkipShadow):
             if circuit is not None:
                 circuit.release()
-            return
-        except UnsupportedWrite as signal:
+            return _Outcome(write=write, keys=keys, events=[])
+        if isinstance(raised, UnsupportedWrite):
             healthy = False
             ctx.events.insert(
-                0, Unsupported(write=write, reason=signal.reason, detail=signal.detail)
+                0, Unsupported(write=write, reason=raised.reason, detail=raised.detail)
             )
-        except Exception as error:  # noqa: BLE001 - a shadow failure must not reach the caller
-            ended = time.perf_counter()
+        elif raised is not None:
             whole_failed = True
-            ctx.failed(write, error, ended - started)
+            ctx.failed(write, raised, ended - started)
             ctx.events.insert(0, ctx.events.pop())
-        else:
-            ended = time.perf_counter()
-            if not ctx._failures:
-                ctx.events.insert(
-                    0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
-                )
+        elif not ctx._failures:
+            ctx.events.insert(
+                0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
+            )
         if circuit is not None:
             if whole_failed:
                 if circuit.failure():
@@ -667,16 +894,306 @@ class Mirror:
                 circuit.release()
             elif circuit.success():
                 ctx.events.append(CircuitClosed(write=write, service=self.service))
-        self.writer.report(ctx.events, keys)
-        if ctx._failures and self.writer.on_shadow_error == "raise":
-            event, cause = ctx._failures[0]
-            msg = (
-                f"shadow {write.operation} to {write.shadow_resource!r} failed after the primary "
-                f"write succeeded: {event.error_type}: {event.error_message}"
-            )
-            raised = ShadowWriteError(msg, event=event)
-            raised.__cause__ = cause
-            if deferred is not None:
-                deferred.append(raised)
-                return
-            raise raised
+        return _Outcome(write=write, keys=keys, events=ctx.events, failures=ctx._failures)
+
+    def finish(
+        self,
+        outcome: _Outcome,
+        *,
+        deferred: list[ShadowWriteError] | None = None,
+        intent: Intent | None = None,
+    ) -> None:
+        """Journal an outcome, settle the write's intent, send the events; raise if asked.
+
+        Raises:
+            ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
+        """
+        write = outcome.write
+        self.writer.report(outcome.events, outcome.keys, reason=outcome.reason, intent=intent)
+        if self.writer.on_shadow_error != "raise":
+            return
+        failed = [e for e in outcome.events if isinstance(e, ShadowFailed)]
+        if not failed:
+            return
+        cause = outcome.failures[0][1] if outcome.failures else None
+        event = outcome.failures[0][0] if outcome.failures else failed[0]
+        msg = (
+            f"shadow {write.operation} to {write.shadow_resource!r} failed after the primary "
+            f"write succeeded: {event.error_type}: {event.error_message}"
+        )
+        error = ShadowWriteError(msg, event=event)
+        error.__cause__ = cause
+        if deferred is not None:
+            deferred.append(error)
+            return
+        raise error
+
+
+def _closed_event(write: Write) -> ShadowFailed:
+    return ShadowFailed(
+        write=write,
+        error_type="WriterClosed",
+        error_code=None,
+        error_message="the DualWriter was closed; the shadow was not called and the key is "
+        "journaled (closed)",
+    )
+
+
+@attrs.define
+class _Outcome:
+    """What one shadow attempt produced, to journal and send once no lock is held."""
+
+    write: Write
+    keys: Sequence[Any] | None
+    events: list[Event]
+    reason: str = ""
+    failures: list[tuple[ShadowFailed, BaseException | None]] = attrs.field(factory=list)
+    late: bool = False
+
+
+def _attempt(action: ShadowAction, ctx: ShadowContext) -> BaseException | None:
+    try:
+        action(ctx)
+    except Exception as exc:  # noqa: BLE001 - a shadow failure must not reach the caller
+        return exc
+    return None
+
+
+# -- primary failures ----------------------------------------------------------------------------
+
+_sent = threading.local()
+_CLIENT_ERROR_MIN, _SERVER_ERROR_MIN = 400, 500
+
+
+def _count_send(**_: Any) -> None:
+    """``before-send`` handler on the primary client: a request is leaving (returns ``None``)."""
+    _sent.count = getattr(_sent, "count", 0) + 1
+
+
+def track_sends(client: Any) -> bool:
+    """Count the primary client's sent requests per thread, to classify its failures.
+
+    Registered first, so that it runs before any handler that answers the request itself
+    (moto's in-process stubber). Returns whether it could be registered.
+    """
+    events = getattr(getattr(client, "meta", None), "events", None)
+    register = getattr(events, "register_first", None)
+    if register is None:
+        return False
+    try:
+        register("before-send.*", _count_send, unique_id="dualwrite-count-sends")
+    except Exception:  # noqa: BLE001 - an unusual client: classify by the exception alone
+        return False
+    return True
+
+
+def ambiguous(exc: BaseException, *, sent: bool | None) -> bool:
+    """Whether a primary failure leaves open that the write happened.
+
+    Definite (the write did not happen): nothing was sent (``ParamValidationError``, a
+    credentials or endpoint error raised while building the request), or the service answered
+    with a 4xx error. Ambiguous: anything after the request left (a dropped connection, a read
+    timeout, a 5xx answer, an exception of a caller's own botocore handler).
+
+    Args:
+        exc: what the primary call raised.
+        sent: whether a request left the client (``None``: unknown, judged by the exception).
+    """
+    if isinstance(exc, ParamValidationError) or sent is False:
+        return False
+    response = getattr(exc, "response", None)
+    if isinstance(response, Mapping):
+        meta = response.get("ResponseMetadata")
+        status = meta.get("HTTPStatusCode") if isinstance(meta, Mapping) else None
+        if isinstance(status, int) and _CLIENT_ERROR_MIN <= status < _SERVER_ERROR_MIN:
+            return False
+    return True
+
+
+class Intent:
+    """The write-ahead intent of one flag-on write: ``pending`` entries journaled before the
+    primary call, one per key, removed once the shadow holds the state.
+
+    An empty intent (no journal, or a journal that failed to record it) is falsy and every
+    method is a no-op, except that the failures it would settle are still journaled.
+    """
+
+    __slots__ = ("_ids", "_mirror", "_writer", "kept", "keys", "write")
+
+    def __init__(
+        self,
+        writer: DualWriter,
+        write: Write,
+        keys: Sequence[Any] | None,
+        ids: list[tuple[Entry, str]],
+        mirror: Mirror | None = None,
+    ) -> None:
+        self._writer = writer
+        self._mirror = mirror
+        self.write = write
+        self.keys = keys
+        self._ids = ids
+        self.kept = False
+
+    def __bool__(self) -> bool:
+        return bool(self._ids)
+
+    @property
+    def ids(self) -> list[str]:
+        """The journal ids this intent still owns."""
+        return [entry_id for _, entry_id in self._ids]
+
+    def primary(self, call: Callable[..., Any], params: Mapping[str, Any]) -> Any:
+        """Call the primary; on an exception settle this intent as it says, and re-raise
+        (see :meth:`Mirror.call_primary`)."""
+        if self._mirror is None:
+            return call(**params)
+        return self._mirror.call_primary(self, call, params)
+
+    def part(self, write: Write) -> Intent:
+        """Hand this intent's entries for ``write``'s key over to a new intent (one key of a
+        multi-key write, queued as its own job)."""
+        from dualwrite._writer import entry_identity  # noqa: PLC0415 - _writer imports this module
+
+        wanted = entry_identity(write)
+        mine = [(e, i) for e, i in self._ids if e.identity() == wanted]
+        self._ids = [(e, i) for e, i in self._ids if e.identity() != wanted]
+        return Intent(self._writer, write, None, mine, self._mirror)
+
+    def keep(self) -> None:
+        """Leave the entries in the journal (what should replace them could not be recorded)."""
+        self.kept = True
+
+    def settle(self) -> None:
+        """Remove the entries (the shadow holds the state, or their replacement is durable)."""
+        ids = self.ids
+        self._ids = []
+        if ids and not self.kept:
+            self._writer.unjournal(self.write, ids)
+
+    def primary_failed(self, exc: BaseException, *, sent: bool | None) -> None:
+        """The primary raised: journal ``uncertain`` if the write may have happened, then
+        remove the intent (kept if the ``uncertain`` entry could not be recorded)."""
+        if ambiguous(exc, sent=sent):
+            info = describe_error(exc)
+            if not self._writer.journal_now(
+                self.write, self.keys, "uncertain", info.code or info.type
+            ):
+                self.kept = True
+        self.settle()
+
+
+# -- sync mode: bounded waits for the shadow -------------------------------------------------
+
+
+class _Late:
+    """A shadow action run on a helper thread, which the caller may stop waiting for."""
+
+    __slots__ = (
+        "_lock",
+        "abandoned",
+        "acked_at",
+        "action",
+        "body",
+        "ctx",
+        "done",
+        "keys",
+        "mirror",
+        "raised",
+        "started",
+    )
+
+    def __init__(
+        self,
+        mirror: Mirror,
+        ctx: ShadowContext,
+        action: ShadowAction,
+        started: float,
+        acked_at: float,
+        keys: Sequence[Any] | None,
+        body: Body | None,
+    ) -> None:
+        self.mirror = mirror
+        self.ctx = ctx
+        self.action = action
+        self.started = started
+        self.acked_at = acked_at
+        self.keys = keys
+        self.body = body
+        self.raised: BaseException | None = None
+        self.done = threading.Event()
+        self.abandoned = False
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        self.raised = _attempt(self.action, self.ctx)
+        with self._lock:
+            abandoned = self.abandoned
+            self.done.set()
+        if not abandoned:
+            return
+        # The caller gave up and journaled the key ("timeout"). Report what happened; the
+        # entry stays (a late write may have landed after a newer one: repair decides).
+        if self.body is not None:
+            self.body.close()
+        mirror = self.mirror
+        outcome = mirror._settle(
+            self.ctx, self.raised, self.started, self.acked_at, self.keys, None
+        )
+        mirror.writer.report(outcome.events, outcome.keys, reason="timeout")
+
+    def wait(self, timeout: float) -> bool:
+        finished = self.done.wait(timeout)
+        if finished:
+            return True
+        with self._lock:
+            if self.done.is_set():
+                return True
+            self.abandoned = True
+            return False
+
+
+class _Runner:
+    """Daemon threads that run sync-mode shadow actions, so that a caller can stop waiting.
+
+    Threads are reused; one is added whenever none is idle (a hung shadow holds one thread per
+    abandoned call until its client gives up). Daemon threads never delay interpreter exit.
+    """
+
+    def __init__(self) -> None:
+        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._lock = threading.Lock()
+        self._count = 0
+
+    def run(self, late: _Late, timeout: float) -> bool:
+        """Run ``late`` in the caller's context; return whether it finished within ``timeout``."""
+        context = contextvars.copy_context()
+        decisions = scoped_decisions()
+
+        def task() -> None:
+            with decided(decisions):
+                context.run(late)
+
+        with self._lock:
+            inbox = self._idle.pop() if self._idle else None
+        if inbox is None:
+            inbox = queue.SimpleQueue()
+            with self._lock:
+                self._count += 1
+                name = f"dualwrite-shadow-{self._count}"
+            threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
+        inbox.put(task)
+        return late.wait(timeout)
+
+    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+        while True:
+            task = inbox.get()
+            try:
+                task()
+            except Exception:  # pragma: no cover - tasks contain their own failures
+                logger.exception("dualwrite: a shadow call raised outside its guard")
+            with self._lock:
+                self._idle.append(inbox)
+
+
+_RUNNER = _Runner()

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
 import logging
 import sqlite3
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
 
@@ -14,12 +17,21 @@ from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
 from dualwrite._context import current_tenant
-from dualwrite._mirror import Mirror, _freeze, describe_error, safe_invoke, table_name
+from dualwrite._mirror import Intent, Mirror, _freeze, describe_error, safe_invoke, table_name
 from dualwrite._repair import RepairReport
 from dualwrite._stage import REVERSED, Account, Stage
-from dualwrite.events import Event, FlagFailed, ShadowFailed, Unsupported, Write
-from dualwrite.exceptions import ConfigurationError, DualWriteError
-from dualwrite.journal import Entry, Journal, open_journal
+from dualwrite.events import (
+    Event,
+    FlagFailed,
+    JournalFailed,
+    Mismatch,
+    NoTenant,
+    ShadowFailed,
+    Unsupported,
+    Write,
+)
+from dualwrite.exceptions import ConfigurationError, DualWriteError, JournalError
+from dualwrite.journal import Entry, Journal, encode_key, open_journal, process_token
 from dualwrite.typing import Flag, Hook, NameMap, StageOf, TenantOf
 
 logger = logging.getLogger("dualwrite")
@@ -47,9 +59,42 @@ ON_SHADOW_ERROR = ("record", "raise")
 _DEFAULT_BREAKER = CircuitBreaker()
 
 
-def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str) -> list[Entry]:
-    """Journal entries for a write: its own key, or each of a multi-key write's ``keys``."""
+def _journal_key(service: str, key: Any) -> Any:
+    """``key`` as the journal can record it, or the resource-level key (``""``/``{}``) for a
+    key of a shape no request should carry (a client without parameter validation)."""
+    if service == "s3":
+        return key if isinstance(key, str) else ""
+    if not isinstance(key, Mapping):
+        return {}
+    try:
+        encode_key(key)
+    except Exception:  # noqa: BLE001 - any shape at all: the table's entry, never an error
+        return {}
+    return key
+
+
+def entry_identity(write: Write) -> tuple[str, str, str]:
+    """The :meth:`Entry.identity` of the entry journaled for ``write``'s own key."""
+    key = _journal_key(write.service, write.key if write.key is not None else None)
+    return write.service, _forward_resource(write), encode_key(key)
+
+
+def _entries(
+    write: Write,
+    keys: Sequence[Any] | None,
+    reason: str,
+    detail: str,
+    owner: str | None = None,
+) -> list[Entry]:
+    """Journal entries for a write: its own key, or each of a multi-key write's ``keys``.
+
+    A write whose key is unknown (``write.key`` is ``None`` and no ``keys``) gets one
+    resource-level entry (key ``""`` for S3, ``{}`` for DynamoDB): repair cannot settle it key
+    by key, so it stays until a ``diff``/``copy`` of the resource does.
+    """
     targets: Sequence[Any] = [write.key] if write.key is not None else (keys or ())
+    if not targets:
+        targets = [_journal_key(write.service, None)]
     # A key may be a Write of its own: a call spanning tables (a DynamoDB transaction) names
     # each key's table with it.
     located = [
@@ -60,24 +105,28 @@ def _entries(write: Write, keys: Sequence[Any] | None, reason: str, detail: str)
     ]
     # Which account acknowledged the write: the one repair copies the key from.
     first = "shadow" if write.stage in REVERSED else "primary"
-    return [
-        Entry(
+    entries: dict[tuple[str, str, str], Entry] = {}
+    for resource, key in located:
+        entry = Entry(
             service=write.service,
             resource=resource,
-            key=key,
+            key=_journal_key(write.service, key),
             reason=reason,
             tenant=write.tenant,
             detail=detail,
             first=first,
+            owner=owner,
         )
-        for resource, key in located
-        if key is not None
-    ]
+        entries.setdefault(entry.identity(), entry)
+    return list(entries.values())
 
 
 def _shard(write: Write) -> int:
     """The queue of a write's key: same-key writes share one, and so run in order."""
-    return hash((write.service, table_name(_forward_resource(write)), _freeze(write.key)))
+    try:
+        return hash((write.service, table_name(_forward_resource(write)), _freeze(write.key)))
+    except Exception:  # noqa: BLE001 - a resource of a shape no request carries
+        return hash(write.service)
 
 
 def _shards(write: Write, keys: Sequence[Any] | None) -> int | list[int]:
@@ -124,9 +173,13 @@ class DualWriter:
         mode: ``"sync"``: the shadow write runs in the caller's thread right after the primary's;
             ``"background"``: it is queued for a worker pool, and the caller waits for the
             primary only.
-        journal: ``None``; a path (an SQLite journal is created there); or a
-            :class:`dualwrite.journal.Journal`. Keys the shadow may lack are recorded there for
-            :meth:`repair`.
+        journal: ``"auto"`` (the default: an SQLite file at ``$DUALWRITE_JOURNAL``, else
+            ``$XDG_STATE_HOME/dualwrite/journal.sqlite3``, else
+            ``~/.local/state/dualwrite/journal.sqlite3``; in memory, with one warning, where
+            that cannot be written); a path (an SQLite journal is created there); a
+            :class:`dualwrite.journal.Journal`; or ``None`` to journal nothing. Each flag-on
+            write's intent is recorded there before the primary is called, and every key the
+            shadow may lack stays there for :meth:`repair`.
         tenant_of: derives the tenant from a write when no :func:`dualwrite.tenant` block is
             active (for example from a key prefix).
         on_shadow_error: ``"record"``: a shadow failure becomes a ``shadow_failed`` event (and a
@@ -145,6 +198,10 @@ class DualWriter:
         single_writer: ``True`` when only this process writes any given key (no fleet): the
             read-back of the primary after each shadow write, which catches another
             process's later write of the same key, is skipped.
+        close_timeout: the longest, in seconds, :meth:`close` (without its own ``timeout``)
+            and the interpreter's exit wait for queued shadow writes (background mode); what
+            is left stays journaled (``pending``) for :meth:`repair`. ``None`` waits as long
+            as needed.
 
     Raises:
         ConfigurationError: an argument is invalid; the message lists the allowed values.
@@ -157,7 +214,7 @@ class DualWriter:
         stage: StageOf | None = None,
         hooks: Iterable[Hook] = (),
         mode: str = "sync",
-        journal: object = None,
+        journal: object = "auto",
         tenant_of: TenantOf | None = None,
         on_shadow_error: str = "record",
         workers: int = 8,
@@ -166,6 +223,7 @@ class DualWriter:
         circuit_breaker: CircuitBreaker | None = _DEFAULT_BREAKER,
         shadow_timeout: float | None = 2.0,
         single_writer: bool = False,
+        close_timeout: float | None = 10.0,
     ) -> None:
         if flag is None and stage is None:
             msg = (
@@ -227,6 +285,13 @@ class DualWriter:
         if not isinstance(single_writer, bool):
             msg = f"single_writer must be True or False; got {single_writer!r}"
             raise ConfigurationError(msg)
+        if close_timeout is not None and (
+            isinstance(close_timeout, bool)
+            or not isinstance(close_timeout, (int, float))
+            or not close_timeout >= 0
+        ):
+            msg = f"close_timeout must be a number of seconds >= 0, or None; got {close_timeout!r}"
+            raise ConfigurationError(msg)
         try:
             journal_backend = open_journal(journal)
         except TypeError as exc:
@@ -240,6 +305,9 @@ class DualWriter:
         self.flag: Flag | bool = False if flag is None else flag
         self.stage: StageOf | None = stage
         self.hooks: tuple[Hook, ...] = tuple(hook_list)
+        self._no_tenant_hooks = tuple(
+            h for h in hook_list if getattr(h, "no_tenant", False) is True
+        )
         self.mode = mode
         self.journal: Journal | None = journal_backend
         self._owns_journal = journal_backend is not journal
@@ -256,11 +324,19 @@ class DualWriter:
         self.background = mode == "background"
         # Background mode with stages: same-key jobs of the two directions are kept in order.
         self.staged_background = self.background and stage is not None
+        self.close_timeout: float | None = None if close_timeout is None else float(close_timeout)
         self._pool: WorkerPool | None = None
         if self.background:
             self._pool = WorkerPool(workers=workers, queue_size=queue_size)
+            atexit.register(_flush_at_exit, weakref.ref(self))
         self._mirrors: list[Mirror] = []
         self._closed = False
+        # Faults a journal recovered from by itself (a deleted file recreated), reported as
+        # events by the thread that next uses the journal (see _drain_notices).
+        self._notices: list[tuple[str, str]] = []
+        self._notices_lock = threading.Lock()
+        if hasattr(journal_backend, "on_notice"):
+            journal_backend.on_notice = self._notice  # type: ignore[union-attr]
 
     def wrap(
         self,
@@ -323,44 +399,168 @@ class DualWriter:
                     event.kind,
                 )
 
-    def report(
-        self, events: Sequence[Event], keys: Sequence[Any] | None = None, reason: str = ""
-    ) -> None:
-        """Journal what the shadow lacks, then send ``events`` to the hooks.
+    def emit_no_tenant(self, event: NoTenant) -> None:
+        """Send a ``no_tenant`` event to the hooks that ask for it (``no_tenant = True``, as
+        :class:`~dualwrite.hooks.MetricsHook` does): one per untenanted write would otherwise
+        flood hooks that log every event."""
+        for hook in self._no_tenant_hooks:
+            _, exc = safe_invoke(hook, event)
+            if exc is not None:
+                logger.warning("dualwrite: hook %r raised on a no_tenant event", hook)
 
-        Every ``shadow_failed`` and ``unsupported`` event is journaled under its write's key, or
-        under each of ``keys`` for a multi-key write.
+    def report(
+        self,
+        events: Sequence[Event],
+        keys: Sequence[Any] | None = None,
+        reason: str = "",
+        *,
+        intent: Intent | None = None,
+    ) -> bool:
+        """Journal what the shadow lacks, settle the write's intent, then send ``events``.
+
+        Every ``shadow_failed``, ``unsupported`` and ``mismatch`` event is journaled under its
+        write's key, or under each of ``keys`` for a multi-key write. The ``intent`` is removed
+        only once those entries are durable; if they could not be recorded it is kept.
+
+        Returns:
+            Whether everything that needed journaling was journaled.
         """
+        ok = True
         if self.journal is not None:
-            entries = []
+            entries: list[Entry] = []
             for event in events:
                 if isinstance(event, ShadowFailed):
                     why, detail = reason or "shadow_failed", event.error_code or event.error_type
                 elif isinstance(event, Unsupported):
                     why, detail = "unsupported", event.reason
+                elif isinstance(event, Mismatch):
+                    why, detail = "mismatch", event.field
                 else:
                     continue
                 entries.extend(_entries(event.write, keys, why, detail))
             if entries:
-                self._journal_add(entries)
+                ok = self._journal_add(entries, events[0].write) is not None
+        if intent is not None:
+            if not ok:
+                intent.keep()
+            intent.settle()
         for event in events:
             self.emit(event)
+        return ok
 
-    def _journal_add(self, entries: list[Entry]) -> list[str]:
+    def intend(
+        self,
+        write: Write,
+        keys: Sequence[Any] | None = None,
+        *,
+        reason: str = "pending",
+        mirror: Mirror | None = None,
+    ) -> Intent:
+        """Journal a flag-on write's intent before its primary call (see :meth:`Mirror.intend`).
+
+        ``pending`` entries carry this process's token as their owner; other reasons (a
+        write after :meth:`close`) none.
+        """
+        if self.journal is None:
+            return Intent(self, write, keys, [], mirror)
+        owner = process_token() if reason == "pending" else None
+        entries = _entries(write, keys, reason, write.operation, owner)
+        ids = self._journal_add(entries, write)
+        return Intent(self, write, keys, list(zip(entries, ids or (), strict=False)), mirror)
+
+    def journal_now(
+        self, write: Write, keys: Sequence[Any] | None, reason: str, detail: str
+    ) -> bool:
+        """Journal ``write``'s key(s) with ``reason``; return whether it is durable (or there
+        is no journal to record it in)."""
+        if self.journal is None:
+            return True
+        return self._journal_add(_entries(write, keys, reason, detail), write) is not None
+
+    def unjournal(self, write: Write, ids: Sequence[str]) -> None:
+        """Remove entries ``ids`` (a settled intent); a failure is an event and a log line."""
+        journal = self.journal
+        if journal is None or not ids:
+            return
+        try:
+            journal.remove(ids)
+        except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
+            self._journal_failed(exc, write, "remove", len(ids), "pending")
+        self._drain_notices(write)
+
+    def _journal_add(self, entries: list[Entry], write: Write) -> list[str] | None:
+        """Record ``entries``; ``None`` (after an event and a log line) if that failed."""
         assert self.journal is not None
         try:
-            return self.journal.add(entries)
+            ids = self.journal.add(entries)
         except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
-            info = describe_error(exc)
-            logger.error(  # noqa: TRY400 - no traceback: it may quote the entry's key only
-                "dualwrite: could not journal %d key(s) of %s/%s: %s: %s",
-                len(entries),
-                entries[0].service,
-                entries[0].resource,
-                info.type,
-                info.message,
+            self._journal_failed(exc, write, "add", len(entries), entries[0].reason)
+            self._drain_notices(write)
+            return None
+        self._drain_notices(write)
+        return ids
+
+    def _journal_failed(
+        self, exc: BaseException, write: Write, action: str, count: int, reason: str
+    ) -> None:
+        info = describe_error(exc)
+        problem = exc.problem if isinstance(exc, JournalError) else "error"
+        what = {
+            "add": f"could not journal {count} {reason} entr{'y' if count == 1 else 'ies'}",
+            "remove": f"could not remove {count} settled entr{'y' if count == 1 else 'ies'} "
+            "(repair will find the keys equal and remove them)",
+        }[action]
+        logger.error(
+            "dualwrite: journal %s: %s of %s %s/%s: %s: %s",
+            problem,
+            what,
+            write.service,
+            write.operation,
+            write.resource,
+            info.type,
+            info.message,
+        )
+        self.emit(
+            JournalFailed(
+                write=write,
+                problem=problem,
+                action=action,
+                entries=count,
+                reason=reason,
+                error_type=info.type,
+                error_message=info.message,
             )
-            return []
+        )
+
+    def _notice(self, problem: str, message: str) -> None:
+        # Called by the journal while it holds its own locks: only queued here.
+        with self._notices_lock:
+            self._notices.append((problem, message))
+
+    def _drain_notices(self, write: Write) -> None:
+        if not self._notices:
+            return
+        with self._notices_lock:
+            notices, self._notices = self._notices, []
+        for problem, message in notices:
+            logger.error("dualwrite: %s", message)
+            self.emit(
+                JournalFailed(
+                    write=write,
+                    problem=problem,
+                    action="recreate",
+                    entries=0,
+                    reason="",
+                    error_type="JournalError",
+                    error_message=message,
+                )
+            )
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: writes then reach the primary only, and their keys
+        are journaled (``closed``)."""
+        return self._closed
 
     def submit(
         self,
@@ -370,8 +570,10 @@ class DualWriter:
         *,
         keys: Sequence[Any] | None,
         body: Body | None,
+        intent: Intent | None = None,
     ) -> None:
-        """Queue a shadow ``job`` (background mode), its intent journaled first.
+        """Queue a shadow ``job`` (background mode); its intent was journaled before the primary
+        call, and the job removes it.
 
         Never waits for room in the queue: with ``on_full="block"`` the caller waits afterwards,
         in :meth:`wait_for_room`, once it has released the key's lock. If the writer was closed
@@ -379,10 +581,6 @@ class DualWriter:
         """
         pool = self._pool
         assert pool is not None
-        journal = self.journal
-        intents: list[str] = []
-        if journal is not None:
-            intents = self._journal_add(_entries(write, keys, "pending", write.operation))
 
         def run() -> None:
             try:
@@ -390,10 +588,6 @@ class DualWriter:
             finally:
                 if body is not None:
                     body.close()
-                if intents and journal is not None:
-                    _, exc = safe_invoke(journal.remove, intents)
-                    if exc is not None:
-                        logger.warning("dualwrite: could not clear %d intent(s)", len(intents))
 
         direction = mirror.reversed if self.stage is not None else None
         try:
@@ -404,11 +598,10 @@ class DualWriter:
         except PoolClosedError:
             run()
             return
-        # The queue is full and the policy is to journal: the key is kept for repair.
+        # The queue is full and the policy is to journal: the key is kept for repair (the
+        # job's intent stays too; repair removes it once this process has ended).
         if body is not None:
             body.close()
-        if intents and journal is not None:
-            safe_invoke(journal.remove, intents)
         self.report(
             [
                 ShadowFailed(
@@ -420,6 +613,7 @@ class DualWriter:
             ],
             keys,
             reason="overflow",
+            intent=intent,
         )
 
     def wait_for_room(self, write: Write, keys: Sequence[Any] | None = None) -> None:
@@ -664,11 +858,17 @@ class DualWriter:
         )
 
     def close(self, timeout: float | None = None) -> bool:
-        """Flush, stop the workers and close the journal the writer opened itself.
+        """Flush for a bounded time, stop the workers and close the journal the writer opened.
 
-        Wrapping more clients afterwards raises ``ConfigurationError``; writes through clients
-        already wrapped keep going to the primary, and their shadow writes run in the caller's
-        thread (as in sync mode).
+        Wrapping more clients afterwards raises ``ConfigurationError``. Writes through clients
+        already wrapped keep going to the primary; the shadow is not called for them and their
+        keys are journaled (reason ``closed``, before the primary call) with a
+        ``shadow_failed`` event (``error_type="WriterClosed"``), so ``repair()`` copies them.
+
+        Args:
+            timeout: seconds to wait for queued shadow writes; ``None`` means the writer's
+                ``close_timeout``. What is still queued then stays journaled (``pending``)
+                and keeps running on the daemon workers until the process exits.
 
         Returns:
             Whether every queued shadow write was done (see :meth:`flush`).
@@ -681,11 +881,17 @@ class DualWriter:
         self.background = False
         self.staged_background = False
         if self._pool is not None:
-            done = self._pool.close(timeout)
+            done = self._pool.close(self.close_timeout if timeout is None else timeout)
+            if not done:
+                logger.warning(
+                    "dualwrite: closed with %d shadow write(s) still queued; their keys stay "
+                    "journaled (pending) for repair()",
+                    self._pool.pending,
+                )
         self._closed = True
         if self._owns_journal and self.journal is not None:
+            # Closed, not dropped: a later write reopens it for one transaction (``closed``).
             self.journal.close()
-            self.journal = None
         return done
 
     def __enter__(self) -> DualWriter:
@@ -698,6 +904,32 @@ class DualWriter:
         return (
             f"DualWriter(mode={self.mode!r}, hooks={len(self.hooks)}, "
             f"on_shadow_error={self.on_shadow_error!r})"
+        )
+
+
+def _flush_at_exit(ref: weakref.ReferenceType[DualWriter]) -> None:
+    """At interpreter exit: let a background writer's queue drain for ``close_timeout``."""
+    writer = ref()
+    pool = writer._pool if writer is not None else None
+    if writer is None or pool is None or writer.closed or not pool.pending:
+        return
+    timeout = writer.close_timeout
+    if pool.flush(timeout):
+        return
+    left = pool.pending
+    if writer.journal is not None:
+        logger.warning(
+            "dualwrite: exiting with %d shadow write(s) still queued after %s s; their keys "
+            "stay journaled (pending intents) for repair()",
+            left,
+            timeout,
+        )
+    else:
+        logger.error(
+            "dualwrite: exiting with %d shadow write(s) still queued after %s s and no "
+            "journal: those keys may differ on the shadow (run a diff)",
+            left,
+            timeout,
         )
 
 

@@ -23,7 +23,9 @@ __all__ = [
     "CircuitOpened",
     "Event",
     "FlagFailed",
+    "JournalFailed",
     "Mismatch",
+    "NoTenant",
     "ShadowFailed",
     "ShadowWritten",
     "Unsupported",
@@ -187,3 +189,47 @@ class CircuitClosed(Event):
 
     kind: ClassVar[str] = "circuit_closed"
     service: str
+
+
+@attrs.frozen(kw_only=True)
+class JournalFailed(Event):
+    """The journal could not record or remove a write's entries, or recovered from a fault.
+
+    The write itself went on (the caller's outcome never depends on the journal), but what
+    the journal should hold for it may be missing: a key not recorded is a key ``repair()``
+    cannot restore. One log line at ERROR level says the same.
+
+    Attributes:
+        problem: ``"locked"`` (another process held the journal's write lock past the busy
+            timeout), ``"full"`` (its disk is full), ``"deleted"`` (its file was deleted while
+            in use; it was recreated), or ``"error"``.
+        action: what failed: ``"add"`` (entries not recorded), ``"remove"`` (entries left
+            behind: repair settles them) or ``"recreate"`` (the journal recreated itself).
+        entries: how many entries the failed call carried.
+        reason: the journal reason of those entries (``"pending"``, ``"shadow_failed"``, ...).
+        error_type: the exception's class name.
+        error_message: the exception's message (keys only, never payloads).
+    """
+
+    kind: ClassVar[str] = "journal_failed"
+    problem: str
+    action: str
+    entries: int
+    reason: str
+    error_type: str
+    error_message: str
+
+
+@attrs.frozen(kw_only=True)
+class NoTenant(Event):
+    """A write reached the flag with no tenant: no :func:`dualwrite.tenant` block was active
+    and ``tenant_of`` (if any) returned ``None``.
+
+    A flag that checks the tenant then usually says "off": the write is not mirrored. Sent for
+    every such write, but only to hooks with an attribute ``no_tenant = True`` (``MetricsHook``
+    has it and counts them as ``no_tenant``), so that hooks that log every event are not
+    flooded; the library also logs one warning per process. Not sent with a constant flag
+    (``flag=True``/``False``).
+    """
+
+    kind: ClassVar[str] = "no_tenant"

@@ -4,6 +4,9 @@ The tree::
 
     DualWriteError                      base of everything dualwrite raises itself
     ├── ConfigurationError (ValueError) bad arguments to DualWriter / wrap; raised at construction
+    ├── JournalError                    a journal backend could not record or remove entries;
+    │                                   never reaches a caller of a wrapped client (it becomes a
+    │                                   ``journal_failed`` event)
     └── ShadowWriteError                a shadow write failed and on_shadow_error="raise" was asked
 
 Errors of the primary account are never wrapped: the caller sees botocore's own exception, the
@@ -17,7 +20,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from dualwrite.events import ShadowFailed
 
-__all__ = ["ConfigurationError", "DualWriteError", "ShadowWriteError"]
+__all__ = ["ConfigurationError", "DualWriteError", "JournalError", "ShadowWriteError"]
 
 
 class DualWriteError(Exception):
@@ -30,6 +33,21 @@ class ConfigurationError(DualWriteError, ValueError):
     Raised when the writer or a wrapper is built, never while a write is in flight. The message
     names the argument and lists the values it accepts.
     """
+
+
+class JournalError(DualWriteError):
+    """A journal backend could not record or remove entries.
+
+    Attributes:
+        problem: ``"locked"`` (another process held the journal's write lock past the busy
+            timeout), ``"full"`` (no space left on the journal's disk), ``"deleted"`` (the
+            journal's file was removed; it was recreated, so this is raised only when that
+            failed too) or ``"error"`` (anything else).
+    """
+
+    def __init__(self, message: str, *, problem: str) -> None:
+        super().__init__(message)
+        self.problem = problem
 
 
 class ShadowWriteError(DualWriteError):

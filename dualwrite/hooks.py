@@ -12,7 +12,7 @@ import threading
 
 import attrs
 
-from dualwrite.events import Event, ShadowFailed, ShadowWritten
+from dualwrite.events import Event, NoTenant, ShadowFailed, ShadowWritten
 from dualwrite.exceptions import ConfigurationError
 
 __all__ = ["DEFAULT_BUCKETS", "Histogram", "LoggingHook", "MetricsHook", "MetricsSnapshot"]
@@ -46,7 +46,10 @@ class LoggingHook:
 
     def __call__(self, event: Event) -> None:
         """Log ``event``."""
-        level = self.success_level if isinstance(event, ShadowWritten) else self.problem_level
+        # A write without a tenant is warned about once per process by the library itself;
+        # logging each one at WARNING would flood the log of a service that never sets one.
+        quiet = isinstance(event, (ShadowWritten, NoTenant))
+        level = self.success_level if quiet else self.problem_level
         if not self.logger.isEnabledFor(level):
             return
         w = event.write
@@ -88,6 +91,8 @@ OUTCOMES: dict[str, str] = {
     "flag_failed": "flag_failed",
     "circuit_opened": "circuit_opened",
     "circuit_closed": "circuit_closed",
+    "journal_failed": "journal_failed",
+    "no_tenant": "no_tenant",
 }
 """The ``outcome`` label of each event kind."""
 
@@ -182,7 +187,8 @@ class MetricsHook:
     """Count shadow writes by outcome and keep latency and lag histograms, in process.
 
     Labels are the service, the operation and the outcome (``written``, ``failed``,
-    ``mismatch``, ``unsupported``, ``flag_failed``, ``circuit_opened``, ``circuit_closed``);
+    ``mismatch``, ``unsupported``, ``flag_failed``, ``circuit_opened``, ``circuit_closed``,
+    ``journal_failed``, ``no_tenant``);
     the tenant is added only with ``tenant_label=True`` (each tenant is a new series). No label
     ever holds a key, a body or a secret. Read the figures with :meth:`snapshot`.
 
@@ -208,6 +214,8 @@ class MetricsHook:
             raise ConfigurationError(msg)
         self.tenant_label = tenant_label
         self.stage_label = stage_label
+        # Ask the writer for no_tenant events (not sent to hooks that do not ask).
+        self.no_tenant = True
         self.buckets = tuple(float(b) for b in buckets)
         self._lock = threading.Lock()
         self._counts: dict[tuple[str, ...], int] = {}

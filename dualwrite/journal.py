@@ -4,37 +4,51 @@ An entry names a key, never a payload: the service, the primary bucket or table,
 is there and when. Repair reads the key's *current* state on the primary and writes it to the
 shadow (or deletes it there), so replaying an entry twice, or entries in any order, is harmless.
 
-Backends implement the small :class:`Journal` protocol. Two ship with the library:
+Backends implement the small :class:`Journal` protocol. Three ship with the library:
 
 * :class:`SQLiteJournal`, the embedded default: one file on the host (WAL mode), safe from many
-  threads and several processes.
+  threads and several processes; concurrent writers of one process share one transaction
+  (group commit).
 * :class:`SQSJournal`: an Amazon SQS queue shared by a fleet of hosts.
+* :class:`MemoryJournal`: this process only; what ``journal="auto"`` falls back to where the
+  state directory cannot be written (a crash then loses it).
 
-``DualWriter(journal=...)`` accepts ``None``, a path (an SQLite journal there) or a backend.
+``DualWriter(journal=...)`` accepts ``"auto"`` (the default: :func:`default_path`), ``None``, a
+path (an SQLite journal there) or a backend.
+
+A backend that cannot record raises :class:`~dualwrite.exceptions.JournalError` naming the
+problem (``"locked"``, ``"full"``, ``"deleted"``, ``"error"``); the writer turns it into a
+``journal_failed`` event and one log line, and goes on.
 """
 
 from __future__ import annotations
 
 import base64
 import contextlib
+import itertools
 import json
+import logging
 import os
 import socket
 import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Protocol, runtime_checkable
 
 import attrs
 
+from dualwrite.exceptions import JournalError
+
 __all__ = [
     "Entry",
     "Journal",
+    "MemoryJournal",
     "SQLiteJournal",
     "SQSJournal",
+    "default_path",
     "open_journal",
     "owner_alive",
     "process_token",
@@ -267,26 +281,102 @@ _ADDED_COLUMNS = (
 )
 
 
+_SQLITE_FULL = 13
+_SQLITE_BUSY = 5
+_SQLITE_LOCKED = 6
+_INSERT = (
+    "INSERT INTO entries (service, resource, key, reason, tenant, detail, at, first, owner)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _problem(exc: sqlite3.Error) -> str:
+    """What an SQLite error means for the journal: ``"locked"``, ``"full"`` or ``"error"``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    if primary == _SQLITE_FULL or "disk is full" in text:
+        return "full"
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text:
+        return "locked"
+    return "error"
+
+
+def _journal_error(path: str, exc: sqlite3.Error | OSError) -> JournalError:
+    if isinstance(exc, OSError):
+        problem = "full" if exc.errno == 28 else "error"
+    else:
+        problem = _problem(exc)
+    says = {
+        "full": "the disk holding it is full",
+        "locked": "another process held its write lock past the busy timeout",
+        "error": "it failed",
+    }[problem]
+    error = JournalError(f"journal {path!r}: {says} ({type(exc).__name__}: {exc})", problem=problem)
+    error.__cause__ = exc
+    return error
+
+
+class _Op:
+    """One thread's add or remove, waiting for the group commit that includes it."""
+
+    __slots__ = ("done", "error", "ids", "remove", "rows")
+
+    def __init__(self, rows: list[tuple[Any, ...]] | None, remove: list[tuple[int]] | None) -> None:
+        self.rows = rows
+        self.remove = remove
+        self.ids: list[str] = []
+        self.error: BaseException | None = None
+        self.done = False
+
+
 class SQLiteJournal:
     """A journal in an SQLite file: the embedded default.
 
-    WAL mode, a small pool of connections shared by all threads, a busy timeout for writers in
-    other processes: safe from many threads and several processes on one host (not on a network
-    file system). The pool holds as many connections as threads ever used the journal *at the
-    same time*: a thread per request does not leave one open connection per thread behind.
+    WAL mode and ``synchronous=NORMAL``: a committed entry survives the death of the process
+    (not a power cut of the machine). Writes of all threads go through one connection, and the
+    adds and removes waiting while one transaction runs are committed together in the next one
+    (group commit): a write costs a share of one transaction, however many threads write. Reads
+    use a small pool of connections. Safe from many threads and several processes on one host
+    (not on a network file system).
+
+    Faults are loud, never stalls or silence: a write lock held by another process longer than
+    ``timeout`` raises :class:`~dualwrite.exceptions.JournalError` (``problem="locked"``); a
+    full disk raises it with ``problem="full"``; a journal file deleted while open is noticed
+    before the next transaction, recreated, and reported to :attr:`on_notice`.
 
     Args:
-        path: the database file; created with its table if missing.
-        timeout: seconds to wait for another process's lock before failing.
+        path: the database file; created with its table (and its directory) if missing.
+        timeout: seconds to wait for another process's write lock before failing.
+
+    Attributes:
+        on_notice: called with ``(problem, message)`` when the journal recovered from a fault
+            by itself (``"deleted"``: the file was recreated); the writer sets it.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 30.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, timeout: float = 1.0) -> None:
         self.path = os.fspath(path)
         self._timeout = timeout
         self._idle: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
-        with self._connection() as connection:  # create the file and table now: fail fast
+        self.on_notice: Callable[[str, str], None] | None = None
+        # Group commit: the ops waiting for the next transaction, and whether a thread (the
+        # leader) is running transactions on the writer connection right now.
+        self._group = threading.Condition()
+        self._waiting: list[_Op] = []
+        self._leading = False
+        self._writer: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+        self._create()
+
+    def _create(self) -> None:
+        """Create the file, its table and missing columns; remember which file it is."""
+        directory = os.path.dirname(self.path)
+        if directory and self.path != ":memory:":
+            os.makedirs(directory, exist_ok=True)
+        connection = self._open()
+        try:
             connection.execute(_SCHEMA)
             columns = {row[1] for row in connection.execute("PRAGMA table_info(entries)")}
             for column, definition in _ADDED_COLUMNS:
@@ -297,39 +387,159 @@ class SQLiteJournal:
                 except sqlite3.OperationalError as exc:  # another process added it meanwhile
                     if "duplicate column" not in str(exc):
                         raise
+        finally:
+            connection.close()
+        self._identity = self._stat()
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def _open(self) -> sqlite3.Connection:
+        connection = sqlite3.connect(
+            self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
+        )
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL in WAL mode: a commit survives a crash of the process (not of the machine).
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except BaseException:
+            connection.close()
+            raise
+        return connection
+
+    def _check_file(self) -> None:
+        """Recreate the journal if its file was deleted (or replaced) since it was opened.
+
+        SQLite keeps writing to an open file that was unlinked: every entry would be lost
+        silently. One ``stat`` per transaction notices it.
+        """
+        if self.path == ":memory:" or self._stat() == self._identity:
+            return
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        try:
+            self._create()
+        except (OSError, sqlite3.Error) as exc:
+            error = _journal_error(self.path, exc)
+            raise JournalError(
+                f"journal {self.path!r} was deleted and could not be recreated: {exc}",
+                problem="deleted",
+            ) from error
+        message = (
+            f"journal {self.path!r} was deleted while in use; recreated empty (entries made "
+            "before were lost: run a diff of the migrating tenants' data)"
+        )
+        notice = self.on_notice
+        if notice is not None:
+            notice("deleted", message)
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[sqlite3.Connection]:
+        """A read connection from the pool (after close(), a one-off connection)."""
         with self._lock:
-            if self._closed:
-                msg = f"journal {self.path!r} is closed"
-                raise RuntimeError(msg)
             connection = self._idle.pop() if self._idle else None
+            closed = self._closed
         if connection is None:
-            connection = sqlite3.connect(
-                self.path, timeout=self._timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                connection.execute("PRAGMA journal_mode=WAL")
-                # NORMAL in WAL mode: a commit survives a crash of the process (not of the
-                # machine).
-                connection.execute("PRAGMA synchronous=NORMAL")
-            except BaseException:
-                connection.close()
-                raise
+            connection = self._open()
         try:
             yield connection
         finally:
-            with self._lock:
-                keep = not self._closed
-                if keep:
-                    self._idle.append(connection)
+            keep = False
+            if not closed:
+                with self._lock:
+                    keep = not self._closed
+                    if keep:
+                        self._idle.append(connection)
             if not keep:
                 connection.close()
 
+    # -- writes: group commit ------------------------------------------------------------------
+
+    def _commit(self, op: _Op) -> _Op:
+        with self._group:
+            self._waiting.append(op)
+            while self._leading and not op.done:
+                self._group.wait()
+            if op.done:
+                return op
+            self._leading = True
+        try:
+            while True:
+                with self._group:
+                    batch, self._waiting = self._waiting, []
+                    if not batch:
+                        break
+                self._run(batch)
+                with self._group:
+                    self._group.notify_all()
+        finally:
+            with self._group:
+                # A waiter that queued after the last batch wakes up and leads the next one.
+                self._leading = False
+                self._group.notify_all()
+        return op
+
+    def _run(self, batch: list[_Op]) -> None:
+        """One transaction for every op of ``batch``; each op gets its ids or the error."""
+        try:
+            self._check_file()
+            connection = self._open() if self._writer is None or self._closed else self._writer
+            try:
+                self._transaction(connection, batch)
+            finally:
+                if self._closed:
+                    connection.close()
+                    self._writer = None
+                else:
+                    self._writer = connection
+        except JournalError as exc:
+            error: BaseException = exc
+        except (sqlite3.Error, OSError) as exc:
+            error = _journal_error(self.path, exc)
+        except BaseException as exc:  # noqa: BLE001 - handed to every waiting thread
+            error = exc
+        else:
+            for op in batch:
+                op.done = True
+            return
+        for op in batch:
+            op.ids = []
+            op.error = error
+            op.done = True
+
+    def _transaction(self, connection: sqlite3.Connection, batch: list[_Op]) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for op in batch:
+                if op.rows:
+                    op.ids = [str(connection.execute(_INSERT, row).lastrowid) for row in op.rows]
+                if op.remove:
+                    connection.executemany("DELETE FROM entries WHERE id = ?", op.remove)
+            connection.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (a full disk) may already have rolled back: rolling back again
+            # would raise "cannot rollback" and hide the real error.
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
     def add(self, entries: Sequence[Entry]) -> list[str]:
-        """Record ``entries`` in one transaction; return their ids."""
-        ids: list[str] = []
+        """Record ``entries`` in one transaction (shared with other threads'); return their ids.
+
+        Raises:
+            JournalError: the journal is locked by another process, its disk is full, or it
+                failed otherwise; nothing was recorded.
+        """
         rows = [
             (
                 entry.service,
@@ -344,36 +554,24 @@ class SQLiteJournal:
             )
             for entry in entries
         ]
-        with self._connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                for row in rows:
-                    cursor = connection.execute(
-                        "INSERT INTO entries"
-                        " (service, resource, key, reason, tenant, detail, at, first, owner)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        row,
-                    )
-                    ids.append(str(cursor.lastrowid))
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-        return ids
+        if not rows:
+            return []
+        op = self._commit(_Op(rows, None))
+        if op.error is not None:
+            raise op.error
+        return op.ids
 
     def remove(self, ids: Sequence[str]) -> None:
-        """Forget entries ``ids``, in one transaction."""
+        """Forget entries ``ids`` (in a transaction shared with other threads').
+
+        Raises:
+            JournalError: as :meth:`add`; nothing was removed.
+        """
         if not ids:
             return
-        rows = [(int(i),) for i in ids]
-        with self._connection() as connection:
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                connection.executemany("DELETE FROM entries WHERE id = ?", rows)
-                connection.execute("COMMIT")
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
+        op = self._commit(_Op(None, [(int(i),) for i in ids]))
+        if op.error is not None:
+            raise op.error
 
     def entries(self, limit: int | None = None) -> Iterator[Entry]:
         """Yield entries, oldest first."""
@@ -383,6 +581,9 @@ class SQLiteJournal:
         )
         if limit is not None:
             query += f" LIMIT {int(limit)}"
+        with self._group:
+            if not self._leading:
+                self._check_file()
         with self._connection() as connection:
             rows = connection.execute(query).fetchall()
         for row in rows:
@@ -405,15 +606,69 @@ class SQLiteJournal:
             return int(connection.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
     def close(self) -> None:
-        """Close the connections; one in use is closed when its operation ends."""
+        """Close the connections; later calls open a connection each (a write after close)."""
         with self._lock:
             self._closed = True
             idle, self._idle = self._idle, []
         for connection in idle:
             connection.close()
+        with self._group:
+            if not self._leading and self._writer is not None:
+                self._writer.close()
+                self._writer = None
 
     def __repr__(self) -> str:
         return f"SQLiteJournal({self.path!r})"
+
+
+# -- in memory -----------------------------------------------------------------------------------
+
+
+class MemoryJournal:
+    """A journal in this process's memory: lost when the process ends.
+
+    What ``journal="auto"`` falls back to where no state directory can be written; also handy
+    in tests. Safe from many threads.
+    """
+
+    def __init__(self) -> None:
+        self._entries: dict[int, Entry] = {}
+        self._ids = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def add(self, entries: Sequence[Entry]) -> list[str]:
+        """Record ``entries``; return their ids."""
+        ids: list[str] = []
+        with self._lock:
+            for entry in entries:
+                number = next(self._ids)
+                encode_key(entry.key)  # the same keys as an SQLite journal accepts
+                self._entries[number] = attrs.evolve(entry, id=str(number))
+                ids.append(str(number))
+        return ids
+
+    def remove(self, ids: Sequence[str]) -> None:
+        """Forget entries ``ids``."""
+        with self._lock:
+            for entry_id in ids:
+                self._entries.pop(int(entry_id), None)
+
+    def entries(self, limit: int | None = None) -> Iterator[Entry]:
+        """Yield entries, oldest first."""
+        with self._lock:
+            found = [self._entries[n] for n in sorted(self._entries)]
+        yield from found if limit is None else found[: int(limit)]
+
+    def count(self) -> int:
+        """Return the number of entries."""
+        with self._lock:
+            return len(self._entries)
+
+    def close(self) -> None:
+        """Nothing to release; the entries stay readable."""
+
+    def __repr__(self) -> str:
+        return f"MemoryJournal({self.count()} entries)"
 
 
 # -- SQS -----------------------------------------------------------------------------------------
@@ -544,20 +799,62 @@ class SQSJournal:
         return f"SQSJournal({self.queue_url!r})"
 
 
+def default_path() -> str:
+    """Where ``journal="auto"`` keeps its SQLite file.
+
+    ``$DUALWRITE_JOURNAL`` if set, else ``$XDG_STATE_HOME/dualwrite/journal.sqlite3``, else
+    ``~/.local/state/dualwrite/journal.sqlite3``.
+    """
+    explicit = os.environ.get("DUALWRITE_JOURNAL")
+    if explicit:
+        return explicit
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state"
+    )
+    return os.path.join(state, "dualwrite", "journal.sqlite3")
+
+
+_fallback_warned = False
+_fallback_lock = threading.Lock()
+
+
+def _auto() -> Journal:
+    """The ``"auto"`` journal: an SQLite file at :func:`default_path`, else one in memory."""
+    global _fallback_warned
+    path = default_path()
+    try:
+        return SQLiteJournal(path)
+    except (OSError, sqlite3.Error) as exc:
+        with _fallback_lock:
+            warn, _fallback_warned = not _fallback_warned, True
+        if warn:
+            logging.getLogger("dualwrite").warning(
+                "dualwrite: cannot write the journal at %r (%s: %s); journaling in memory "
+                "instead: a crash of this process loses what it holds. Set DUALWRITE_JOURNAL "
+                "or pass journal= a writable path",
+                path,
+                type(exc).__name__,
+                exc,
+            )
+        return MemoryJournal()
+
+
 def open_journal(spec: object) -> Journal | None:
     """Turn ``DualWriter(journal=...)`` into a backend.
 
     Raises:
-        TypeError: ``spec`` is neither ``None``, a path, nor a :class:`Journal`.
+        TypeError: ``spec`` is neither ``"auto"``, ``None``, a path, nor a :class:`Journal`.
     """
     if spec is None:
         return None
+    if spec == "auto":
+        return _auto()
     if isinstance(spec, (str, os.PathLike)):
         return SQLiteJournal(spec)
     if isinstance(spec, Journal):
         return spec
     msg = (
-        "journal must be None, a path (an SQLite journal is created there) or a "
+        'journal must be "auto", None, a path (an SQLite journal is created there) or a '
         f"dualwrite.journal.Journal; got {type(spec).__name__}"
     )
     raise TypeError(msg)

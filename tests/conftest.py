@@ -87,6 +87,17 @@ def enforce_owner_acl(client: Any) -> list[dict[str, Any]]:
     return seen
 
 
+@pytest.fixture(autouse=True)
+def hermetic_journal(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """Point ``journal="auto"`` (the default) at a fresh file of this test, never at the user's
+    state directory; child processes inherit it."""
+    path = str(tmp_path_factory.mktemp("journal") / "journal.sqlite3")
+    monkeypatch.setenv("DUALWRITE_JOURNAL", path)
+    return path
+
+
 @pytest.fixture
 def aws() -> Iterator[Accounts]:
     """In-process moto with two accounts."""

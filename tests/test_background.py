@@ -205,11 +205,9 @@ def test_flush_with_timeout_reports_pending_work(s3: S3Env) -> None:
     writer.close()
 
 
-def test_close_flushes_and_later_writes_run_in_the_caller_thread(s3: S3Env) -> None:
-    threads: list[str] = []
-    writer, client = background(
-        s3, hooks=[lambda event: threads.append(threading.current_thread().name)]
-    )
+def test_close_flushes_and_later_writes_are_journaled_closed(s3: S3Env) -> None:
+    recorder = RecordingHook()
+    writer, client = background(s3, hooks=[recorder])
     for i in range(20):
         client.put_object(Bucket="photos", Key=f"c{i}", Body=b"x")
     assert writer.close() is True
@@ -217,9 +215,21 @@ def test_close_flushes_and_later_writes_run_in_the_caller_thread(s3: S3Env) -> N
     assert len(s3.keys("shadow")) == 20
     with pytest.raises(ConfigurationError):
         writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
-    threads.clear()
+    recorder.events.clear()
     client.put_object(Bucket="photos", Key="after-close", Body=b"y")
-    assert threads == [threading.current_thread().name]
+    # The primary has it; the shadow is not called by a closed writer; the key is journaled.
+    assert s3.primary_body("after-close") == b"y"
+    assert "after-close" not in s3.keys("shadow")
+    assert [(e.kind, getattr(e, "error_type", None)) for e in recorder.events] == [
+        ("shadow_failed", "WriterClosed")
+    ]
+    assert writer.journal is not None
+    assert [(e.key, e.reason) for e in writer.journal.entries()] == [("after-close", "closed")]
+    # A primary refusal after close leaves nothing behind.
+    with pytest.raises(ClientError):
+        client.put_object(Bucket="no-such-bucket", Key="k", Body=b"z")
+    assert writer.journal.count() == 1
+    assert writer.repair().copied == 1
     assert s3.shadow_body("after-close") == b"y"
     assert writer.close() is True  # twice is fine
 
@@ -230,8 +240,7 @@ def test_writer_is_a_context_manager(s3: S3Env, tmp_path: Path) -> None:
         for i in range(30):
             client.put_object(Bucket="photos", Key=f"m{i}", Body=str(i).encode())
     assert writer.pending == 0
-    assert writer.journal is None  # the journal it opened itself is closed
-    assert SQLiteJournal(tmp_path / "j.db").count() == 0
+    assert SQLiteJournal(tmp_path / "j.db").count() == 0  # every intent was removed
     assert_accounts_equal(s3)
 
 
@@ -249,6 +258,11 @@ def test_writes_racing_close_are_neither_lost_nor_raised(s3: S3Env) -> None:
     run_threads(4, write)
     closer.join()
     writer.flush()
+    # Writes after the close reached the primary only and are journaled ("closed").
+    assert writer.journal is not None
+    assert {e.reason for e in writer.journal.entries()} <= {"closed"}
+    report = writer.repair()
+    assert (report.failed, report.remaining) == (0, 0)
     assert_accounts_equal(s3)
 
 
@@ -317,7 +331,7 @@ def test_full_queue_journals_overflow_and_repair_restores_it(s3: S3Env, tmp_path
 
 def test_on_full_journal_needs_a_journal() -> None:
     with pytest.raises(ConfigurationError, match="needs a journal"):
-        dualwrite.DualWriter(flag=True, mode="background", on_full="journal")
+        dualwrite.DualWriter(flag=True, mode="background", on_full="journal", journal=None)
 
 
 def test_a_multi_key_delete_keeps_its_place_in_each_key_order(s3: S3Env) -> None:
