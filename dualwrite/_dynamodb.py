@@ -569,29 +569,33 @@ def _call_keys(
 
     # Same-key primary calls stay serialised in this process, as on every other path; the
     # locks are released before the jobs are queued, so no caller waits for room holding them.
-    response = mirror.locked(
-        _main_write(flagged),
-        [c.write for c in changes],
-        _holding(mirror, state.level, [(c.table, c.key) for c in changes]),
-        lambda: call(**params),
-    )
-    mapped, exc = safe_invoke(lambda: _mapped(mirror, flagged, done(response)))
-    if exc is not None:  # a response this module cannot read: journal every key, never raise
-        mirror.run_shadow(
+    # Every key's intent is journaled before the primary call; each job removes its own.
+    with mirror.write_ahead(_main_write(flagged), [c.write for c in changes]) as intent:
+        response = mirror.locked(
             _main_write(flagged),
-            _raising(exc),
-            acked_at=time.perf_counter(),
-            keys=[c.write for c in changes],
+            [c.write for c in changes],
+            _holding(mirror, state.level, [(c.table, c.key) for c in changes]),
+            lambda: intent.primary(call, params),
         )
-        return response
-    for change in mapped:
-        mirror.call(
-            change.write,
-            lambda **_: response,
-            params,
-            _converge_key(mirror, state, change),
-            hold=_holding(mirror, state.level, [(change.table, change.key)]),
-        )
+        mapped, exc = safe_invoke(lambda: _mapped(mirror, flagged, done(response)))
+        if exc is not None:  # a response this module cannot read: journal every key, never raise
+            mirror.run_shadow(
+                _main_write(flagged),
+                _raising(exc),
+                acked_at=time.perf_counter(),
+                keys=[c.write for c in changes],
+                intent=intent,
+            )
+            return response
+        for change in mapped:
+            mirror.call(
+                change.write,
+                lambda **_: response,
+                params,
+                _converge_key(mirror, state, change),
+                hold=_holding(mirror, state.level, [(change.table, change.key)]),
+                intent=intent.part(change.write),
+            )
     return response
 
 

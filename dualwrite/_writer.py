@@ -439,7 +439,9 @@ class DualWriter:
                     continue
                 entries.extend(_entries(event.write, keys, why, detail))
             if entries:
-                ok = self._journal_add(entries, events[0].write) is not None
+                # One entry per key and reason (a mismatch of the ETag and of a checksum).
+                unique = {(e.identity(), e.reason): e for e in entries}
+                ok = self._journal_add(list(unique.values()), events[0].write) is not None
         if intent is not None:
             if not ok:
                 intent.keep()

@@ -142,7 +142,7 @@ def test_keys_of_an_unwrapped_bucket_are_skipped_and_kept(s3: S3Env, repairer: R
 
 
 def test_repair_needs_a_journal(s3: S3Env) -> None:
-    writer = dualwrite.DualWriter(flag=True)
+    writer = dualwrite.DualWriter(flag=True, journal=None)
     writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
     with pytest.raises(ConfigurationError, match="journal"):
         writer.repair()
