@@ -89,12 +89,16 @@ def test_a_full_disk_is_reported_as_a_full_disk(
     journal.remove(journal.add([Entry(service="s3", resource="photos", key="warm", reason="x")]))
     # SQLite's own "disk is full" (SQLITE_FULL), as a full file system gives it: the file may
     # not grow by one more page.
-    assert journal._writer is not None  # noqa: SLF001 - the writer connection, opened above
-    pages = journal._writer.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001
-    journal._writer.execute(f"PRAGMA max_page_count = {pages}")  # noqa: SLF001
-    with pytest.raises(JournalError) as raised:  # fill every free byte of the last page
+    assert journal._writer is not None
+    pages = journal._writer.execute("PRAGMA page_count").fetchone()[0]
+    journal._writer.execute(f"PRAGMA max_page_count = {pages}")
+
+    def fill() -> None:  # every free byte of the last page
         for _ in range(10_000):
             journal.add([Entry(service="s3", resource="photos", key="k" * 100, reason="x")])
+
+    with pytest.raises(JournalError) as raised:
+        fill()
     assert raised.value.problem == "full"
     assert "cannot rollback" not in str(raised.value)
 
