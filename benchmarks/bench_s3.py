@@ -18,6 +18,12 @@ order) so that noise on a shared machine hits every case alike:
 * ``two plain calls, shadow ACL``: the same, with the ``ACL="bucket-owner-full-control"`` that
   every shadow create carries (design, semantics 4): it shows how much of the flag-on cost beyond
   two plain calls is botocore serialising and signing that one header, not the wrapper;
+* ``flag on, shadow_timeout=None``: the flag-on case with the shadow call made in the
+  caller's thread, not on a helper thread the caller can stop waiting for (what the
+  ``shadow_timeout`` bound costs is the difference);
+* ``flag on, journal``: the flag-on case with an SQLite journal (the default configuration,
+  ``journal="auto"``): the write-ahead intent is added before the primary call and removed
+  after the shadow's; what the journal costs is the difference to ``flag on``;
 * ``stage DUAL_WRITE`` and ``stage CUTOVER``: through ``dualwrite.wrap(..., stage=...)``; the
   stage is asked once per call and decides the direction (CUTOVER: the shadow client first, with
   the bucket renamed and the owner ACL, then the primary). No target: what routing by stage costs
@@ -37,6 +43,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -115,13 +122,26 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     primary = canned_client("AKIAPRIMARYBENCH0001")
     shadow = canned_client("AKIASHADOWBENCH00001")
     names = {PRIMARY_BUCKET: SHADOW_BUCKET}
-    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, names=names)
-    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, names=names)
+    # No journal unless the case says so (the default, "auto", would write to the user's state
+    # directory); a fresh temporary SQLite file for the journaled case.
+    journal = os.path.join(tempfile.mkdtemp(prefix="dualwrite-bench-"), "journal.sqlite3")
+    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, names=names, journal=None)
+    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, names=names, journal=None)
+    inline = dualwrite.wrap(
+        primary, shadow=shadow, flag=lambda w: True, names=names, journal=None, shadow_timeout=None
+    )
+    journaled = dualwrite.wrap(
+        primary, shadow=shadow, flag=lambda w: True, names=names, journal=journal
+    )
     dual = dualwrite.wrap(
-        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.DUAL_WRITE, names=names
+        primary,
+        shadow=shadow,
+        stage=lambda w: dualwrite.Stage.DUAL_WRITE,
+        names=names,
+        journal=None,
     )
     cutover = dualwrite.wrap(
-        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.CUTOVER, names=names
+        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.CUTOVER, names=names, journal=None
     )
 
     def plain() -> Any:
@@ -132,6 +152,12 @@ def build_cases() -> dict[str, Callable[[], Any]]:
 
     def flag_on() -> Any:
         return on.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def flag_on_inline() -> Any:
+        return inline.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def flag_on_journal() -> Any:
+        return journaled.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
     def two_plain() -> Any:
         primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
@@ -151,6 +177,8 @@ def build_cases() -> dict[str, Callable[[], Any]]:
         "plain": plain,
         "wrapped, flag off": flag_off,
         "wrapped, flag on": flag_on,
+        "flag on, shadow_timeout=None": flag_on_inline,
+        "flag on, journal": flag_on_journal,
         "two plain calls": two_plain,
         "two plain calls, shadow ACL": two_plain_acl,
         "stage DUAL_WRITE": stage_dual,

@@ -31,6 +31,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -267,7 +268,12 @@ class Bench:
         self.primary.put_object(Bucket="bench", Key=key, Body=BODY)
 
     def writer(self, mode: str, hooks: list[Any]) -> tuple[dualwrite.DualWriter, Any]:
-        writer = dualwrite.DualWriter(flag=True, mode=mode, hooks=hooks, workers=self.args.workers)
+        journal = None
+        if self.args.journal == "sqlite":  # a fresh file per writer, never the user's own
+            journal = os.path.join(tempfile.mkdtemp(prefix="dualwrite-bench-"), "journal.db")
+        writer = dualwrite.DualWriter(
+            flag=True, mode=mode, hooks=hooks, workers=self.args.workers, journal=journal
+        )
         wrapped = writer.wrap(self.primary, shadow=self.shadow, names=self.names)
         return writer, lambda key: wrapped.put_object(Bucket="bench", Key=key, Body=BODY)
 
@@ -424,6 +430,13 @@ def main() -> None:
         "answers every PUT after the delay and stores nothing (when the machine cannot run two "
         "moto servers at the rate)",
     )
+    parser.add_argument(
+        "--journal",
+        choices=("sqlite", "none"),
+        default="sqlite",
+        help="the wrapped modes' journal: a fresh SQLite file (the default configuration, with "
+        "write-ahead intents) or none",
+    )
     parser.add_argument("--serve", nargs=2, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve is not None:
@@ -436,7 +449,8 @@ def main() -> None:
     )
     print(
         f"# open loop: {args.rate:.0f} writes/s for {args.duration:.0f} s, 1 KiB put_object, "
-        f"shadow +{args.delay * 1000:.0f} ms, {args.workers} background workers"
+        f"shadow +{args.delay * 1000:.0f} ms, {args.workers} background workers, "
+        f"journal: {args.journal}"
     )
     if args.primary_delay:
         print(f"# primary +{args.primary_delay * 1000:.0f} ms (through the proxy too)")
