@@ -508,7 +508,8 @@ class Mirror:
         event = FlagFailed(
             write=write, source=source, error_type=info.type, error_message=info.message
         )
-        if write.shadow_resource is not None and write.service != "job":
+        # With stages a failure falls back to writing both accounts: nothing to journal.
+        if self.writer.stage is None and write.shadow_resource is not None:
             self.writer.journal_now(write, None, "flag_failed", f"{source}: {info.type}")
         self.writer.emit(event)
 
@@ -562,7 +563,10 @@ class Mirror:
         journal write of the block failed (it is then kept for repair).
         """
         intent = self.intend(write, keys)
+        faults = journal_faults()
         yield intent
+        if journal_faults() != faults:  # an entry of the block (unsupported, ...) is missing
+            intent.keep()
         intent.settle()
 
     def call_primary(
@@ -962,6 +966,19 @@ def _attempt(action: ShadowAction, ctx: ShadowContext) -> BaseException | None:
 # -- primary failures ----------------------------------------------------------------------------
 
 _sent = threading.local()
+_faults = threading.local()
+
+
+def journal_faults() -> int:
+    """How many journal adds failed in this thread so far (see :meth:`Mirror.write_ahead`)."""
+    return getattr(_faults, "count", 0)
+
+
+def note_journal_fault() -> None:
+    """Count a failed journal add of this thread."""
+    _faults.count = journal_faults() + 1
+
+
 _CLIENT_ERROR_MIN, _SERVER_ERROR_MIN = 400, 500
 
 

@@ -17,7 +17,15 @@ from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._bodies import Body
 from dualwrite._breaker import Circuit, CircuitBreaker
 from dualwrite._context import current_tenant
-from dualwrite._mirror import Intent, Mirror, _freeze, describe_error, safe_invoke, table_name
+from dualwrite._mirror import (
+    Intent,
+    Mirror,
+    _freeze,
+    describe_error,
+    note_journal_fault,
+    safe_invoke,
+    table_name,
+)
 from dualwrite._repair import RepairReport
 from dualwrite._stage import REVERSED, Account, Stage
 from dualwrite.events import (
@@ -496,6 +504,7 @@ class DualWriter:
         try:
             ids = self.journal.add(entries)
         except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
+            note_journal_fault()
             self._journal_failed(exc, write, "add", len(entries), entries[0].reason)
             self._drain_notices(write)
             return None

@@ -21,7 +21,15 @@ from boto3.dynamodb.types import Binary
 from conftest import Accounts, S3Env
 
 import dualwrite
-from dualwrite.journal import Entry, Journal, SQLiteJournal, SQSJournal, decode_key, encode_key
+from dualwrite.journal import (
+    Entry,
+    Journal,
+    MemoryJournal,
+    SQLiteJournal,
+    SQSJournal,
+    decode_key,
+    encode_key,
+)
 
 
 def entry(key: Any, reason: str = "shadow_failed", **kwargs: Any) -> Entry:
@@ -315,4 +323,46 @@ def test_a_journal_of_an_earlier_release_gains_the_first_column(tmp_path: Path) 
     assert (old.key, old.first) == ("k", "primary")
     journal.add([attrs.evolve(entry("new"), first="shadow")])
     assert [e.first for e in journal.entries()] == ["primary", "shadow"]
+    journal.close()
+
+
+def test_memory_journal_round_trips_and_refuses_what_sqlite_refuses() -> None:
+    journal = MemoryJournal()
+    assert isinstance(journal, Journal)
+    ids = journal.add([entry("a", "pending"), entry("b")])
+    assert [(e.key, e.reason, e.id) for e in journal.entries()] == [
+        ("a", "pending", ids[0]),
+        ("b", "shadow_failed", ids[1]),
+    ]
+    assert [e.key for e in journal.entries(limit=1)] == ["a"]
+    journal.remove([ids[0], "12345"])
+    assert journal.count() == 1
+    with pytest.raises(AttributeError):
+        journal.add([attrs.evolve(entry("x"), key=12)])  # type: ignore[arg-type]
+    assert journal.count() == 1
+
+
+def test_sqlite_group_commit_serves_many_threads_with_distinct_ids(tmp_path: Path) -> None:
+    journal = SQLiteJournal(tmp_path / "j.db")
+    barrier = threading.Barrier(8)
+    ids: list[str] = []
+    lock = threading.Lock()
+
+    def work(thread: int) -> None:
+        barrier.wait()
+        for i in range(50):
+            mine = journal.add([entry(f"t{thread}-{i}", "pending")])
+            journal.remove(mine[:0])  # an empty remove is a no-op
+            with lock:
+                ids.extend(mine)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(ids)) == 400
+    assert journal.count() == 400
+    journal.remove(ids[:200])
+    assert journal.count() == 200
     journal.close()
