@@ -366,6 +366,7 @@ class SQLiteJournal:
         self._group = threading.Condition()
         self._waiting: list[_Op] = []
         self._leading = False
+        self._sleepers = 0
         self._writer: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._create()
@@ -467,25 +468,37 @@ class SQLiteJournal:
     def _commit(self, op: _Op) -> _Op:
         with self._group:
             self._waiting.append(op)
-            while self._leading and not op.done:
-                self._group.wait()
-            if op.done:
-                return op
+            if self._leading:
+                self._sleepers += 1
+                try:
+                    while self._leading and not op.done:
+                        self._group.wait()
+                finally:
+                    self._sleepers -= 1
+                if op.done:
+                    return op
             self._leading = True
+        # This thread leads: it runs transactions until no op is waiting, its own first.
         try:
             while True:
                 with self._group:
                     batch, self._waiting = self._waiting, []
                     if not batch:
+                        self._leading = False
                         break
                 self._run(batch)
                 with self._group:
-                    self._group.notify_all()
+                    if self._sleepers:
+                        self._group.notify_all()
+        except BaseException:
+            with self._group:
+                self._leading = False
+            raise
         finally:
             with self._group:
                 # A waiter that queued after the last batch wakes up and leads the next one.
-                self._leading = False
-                self._group.notify_all()
+                if self._sleepers:
+                    self._group.notify_all()
         return op
 
     def _run(self, batch: list[_Op]) -> None:
