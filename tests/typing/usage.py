@@ -5,7 +5,8 @@ from __future__ import annotations
 import boto3
 
 import dualwrite
-from dualwrite.events import Event, ShadowFailed
+from dualwrite.events import Event, JournalFailed, ShadowFailed
+from dualwrite.journal import MemoryJournal
 from dualwrite.testing import RecordingHook
 
 
@@ -16,6 +17,8 @@ def flag(write: dualwrite.Write) -> bool:
 def alert(event: Event) -> None:
     if isinstance(event, ShadowFailed):
         print(event.error_type, event.error_code, event.write.key)
+    if isinstance(event, JournalFailed):
+        print(event.problem, event.action, event.entries, event.reason)
 
 
 def tenant_from_key(write: dualwrite.Write) -> str | None:
@@ -41,6 +44,15 @@ def build() -> None:
     writer.close()
     with dualwrite.DualWriter(flag=True) as other:
         other.wrap(primary, shadow=boto3.client("s3"), names=lambda name: f"{name}-acct2")
+    timed = dualwrite.DualWriter(
+        flag=True,
+        mode="background",
+        journal=MemoryJournal(),
+        shadow_timeout=None,
+        close_timeout=2.5,
+    )
+    done: bool = timed.close(timeout=1.0)
+    print(done, timed.closed)
 
 
 def stage_of(write: dualwrite.Write) -> dualwrite.Stage:
