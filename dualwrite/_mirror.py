@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import os
 import queue
 import re
 import threading
@@ -1214,3 +1215,12 @@ class _Runner:
 
 
 _RUNNER = _Runner()
+
+
+def _after_fork() -> None:
+    # A forked child has none of the parent's threads: idle inboxes would never be served.
+    global _RUNNER  # noqa: PLW0603 - replaced once per fork
+    _RUNNER = _Runner()
+
+
+os.register_at_fork(after_in_child=_after_fork)

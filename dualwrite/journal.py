@@ -367,6 +367,9 @@ class SQLiteJournal:
         self._waiting: list[_Op] = []
         self._leading = False
         self._sleepers = 0
+        # Transactions run by the group commit, for benchmarks (ops per transaction).
+        self.transactions = 0
+        self._pid = os.getpid()
         self._writer: sqlite3.Connection | None = None
         self._identity: tuple[int, int] | None = None
         self._create()
@@ -466,6 +469,8 @@ class SQLiteJournal:
     # -- writes: group commit ------------------------------------------------------------------
 
     def _commit(self, op: _Op) -> _Op:
+        if self._pid != os.getpid():
+            self._forked()
         with self._group:
             self._waiting.append(op)
             if self._leading:
@@ -501,6 +506,18 @@ class SQLiteJournal:
                     self._group.notify_all()
         return op
 
+    def _forked(self) -> None:
+        """In a forked child: forget the parent's connections and leader (no thread of the
+        parent runs here, and an SQLite connection must not cross a fork)."""
+        self._pid = os.getpid()
+        self._group = threading.Condition()
+        self._waiting = []
+        self._leading = False
+        self._sleepers = 0
+        self._writer = None
+        self._lock = threading.Lock()
+        self._idle = []
+
     def _run(self, batch: list[_Op]) -> None:
         """One transaction for every op of ``batch``; each op gets its ids or the error."""
         try:
@@ -530,6 +547,7 @@ class SQLiteJournal:
             op.done = True
 
     def _transaction(self, connection: sqlite3.Connection, batch: list[_Op]) -> None:
+        self.transactions += 1
         connection.execute("BEGIN IMMEDIATE")
         try:
             for op in batch:

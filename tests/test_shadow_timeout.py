@@ -7,6 +7,7 @@ shadow call may finish later without removing the entry.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -124,3 +125,28 @@ def test_no_timeout_runs_the_shadow_in_the_callers_thread(s3: S3Env, tmp_path: P
 def test_shadow_timeout_is_checked_at_construction(bad: object) -> None:
     with pytest.raises(ConfigurationError, match="shadow_timeout"):
         dualwrite.DualWriter(flag=True, shadow_timeout=bad)  # type: ignore[arg-type]
+
+
+def test_a_forked_child_waits_for_its_own_shadow_calls(s3: S3Env, tmp_path: Path) -> None:
+    # The parent's helper threads do not exist in a forked child (a pre-fork server): the
+    # child's calls must not be handed to them and time out.
+    recorder = RecordingHook()
+    writer = dualwrite.DualWriter(
+        flag=True, journal=tmp_path / "j.db", hooks=[recorder], shadow_timeout=5.0
+    )
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    client.put_object(Bucket="photos", Key="parent", Body=b"p")  # starts a helper thread
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit status
+        code = 1
+        try:
+            recorder.events.clear()
+            client.put_object(Bucket="photos", Key="child", Body=b"c")
+            written = recorder.kinds() == ["shadow_written"]
+            # In-process moto: the child's accounts are its own copy.
+            code = 0 if written and s3.shadow_body("child") == b"c" else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    writer.close()
