@@ -105,6 +105,7 @@ def build_job(args: argparse.Namespace, mirror: Mirror, command: str) -> Job:
             delete_extra=copying and args.delete_extra,
             dry_run=copying and args.dry_run,
             owner=owner_params(mirror),
+            kms_keys=mirror.state["s3.options"].kms_keys,
         )
     return _dynamo_job(args, mirror, command)
 
