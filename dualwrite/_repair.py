@@ -172,7 +172,7 @@ def repair_journal(
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     owned: dict[tuple[str, str, str], list[Entry]] = {}
     acted = 0
-    for entry in _one_pass(journal):
+    for entry in one_pass(journal):
         if limit is not None and acted >= limit:
             break  # this entry is left for the next run
         run.count("entries")
@@ -201,7 +201,7 @@ def repair_journal(
     return run.report(started)
 
 
-def _one_pass(journal: Journal) -> Iterator[Entry]:
+def one_pass(journal: Journal) -> Iterator[Entry]:
     """The journal's entries, each once, until a run of entries already seen shows that the
     backlog went round (an SQS message reappears once its visibility timeout ran out)."""
     seen: set[str] = set()
