@@ -75,6 +75,7 @@ def converge_object(
     """
     expect: list[str | None] = [seen]
     copied_bytes = [0]
+    tagged = [False]
 
     def copy_once() -> tuple[str, object]:
         etag = expect[0]
@@ -103,9 +104,12 @@ def converge_object(
         # A second attempt (the primary changed meanwhile) is conditional on what was written.
         expect[0] = copied.shadow_etag
         copied_bytes[0] += copied.size
+        tagged[0] = copied.tagged
         return "copied", copied.fingerprint
 
-    outcome = retry_until_stable(copy_once, lambda: object_fingerprint(primary, bucket, key))
+    outcome = retry_until_stable(
+        copy_once, lambda: object_fingerprint(primary, bucket, key, tagged=tagged[0])
+    )
     return outcome, copied_bytes[0]
 
 

@@ -1011,12 +1011,14 @@ class CopiedObject:
         fingerprint: the copied state as :func:`object_fingerprint` reads it (ETag, attributes,
             tags, object lock, storage class, encryption): the primary still holds what was
             copied while its fingerprint is this one.
+        tagged: whether the copied object had tags.
     """
 
     primary_etag: str
     shadow_etag: str | None
     size: int
     fingerprint: object = None
+    tagged: bool = False
 
 
 # Object-lock, storage and checksum settings carried from the primary's object to the shadow's
@@ -1131,6 +1133,7 @@ def copy_object_state(
         shadow_etag=result.get("ETag"),
         size=size,
         fingerprint=_fingerprint(obj, tags),
+        tagged=bool(tags),
     )
 
 
@@ -1229,12 +1232,13 @@ def _fingerprint(obj: Mapping[str, Any], tags: tuple[tuple[str, str], ...]) -> o
     return tuple(values)
 
 
-def object_fingerprint(client: Any, bucket: str, key: str) -> object:
+def object_fingerprint(client: Any, bucket: str, key: str, *, tagged: bool = False) -> object:
     """The object's state now (see :func:`_fingerprint`), or ``None`` when there is none.
 
-    A ``HeadObject``, plus a ``GetObjectTagging`` when the object has tags: tags and metadata
-    change without the ETag (``PutObjectTagging``, a copy onto itself), so the ETag alone
-    cannot tell that a newer state arrived.
+    A ``HeadObject``, plus a ``GetObjectTagging`` when the object has tags (``TagCount``) or
+    ``tagged`` says it had some (a store that does not report ``TagCount`` on HEAD still
+    settles): tags and metadata change without the ETag (``PutObjectTagging``, a copy onto
+    itself), so the ETag alone cannot tell that a newer state arrived.
     """
     try:
         head = client.head_object(Bucket=bucket, Key=key)
@@ -1242,7 +1246,7 @@ def object_fingerprint(client: Any, bucket: str, key: str) -> object:
         if _error_code(exc) in MISSING_CODES:
             return None
         raise
-    tags = _tags(client, bucket, key) if head.get("TagCount") else ()
+    tags = _tags(client, bucket, key) if head.get("TagCount") or tagged else ()
     return _fingerprint(head, tags)
 
 
@@ -1362,6 +1366,7 @@ def repair_object(
     primary, shadow = mirror.primary, mirror.shadow
     owner = owner_params(mirror)
     options: Options = mirror.state["s3.options"]
+    tagged = [False]
 
     def copy_once() -> tuple[str, object]:
         copied = copy_object_state(
@@ -1369,12 +1374,14 @@ def repair_object(
         )
         if copied is None:
             shadow.delete_object(Bucket=shadow_bucket, Key=key, **owner)
+            tagged[0] = False
             return "deleted", None
+        tagged[0] = copied.tagged
         return "copied", copied.fingerprint
 
     return retry_until_stable(
         copy_once,
-        lambda: object_fingerprint(primary, bucket, key),
+        lambda: object_fingerprint(primary, bucket, key, tagged=tagged[0]),
         attempts=attempts,
         deadline=deadline,
     )

@@ -284,3 +284,22 @@ def test_newer_tags_or_metadata_with_the_same_etag_are_not_overwritten(
     p_tags = s3.primary.get_object_tagging(Bucket="photos", Key="cat.jpg")["TagSet"]
     s_tags = s3.shadow.get_object_tagging(Bucket="photos-acct2", Key="cat.jpg")["TagSet"]
     assert s_tags == p_tags
+
+
+def test_a_tagged_object_settles_on_a_store_whose_head_does_not_count_tags(
+    s3: S3Env, tmp_path: Path
+) -> None:
+    s3.primary.put_object(Bucket="photos", Key="t", Body=b"t", Tagging="a=1")
+
+    def no_tag_count(parsed: dict[str, Any], **_: Any) -> None:
+        parsed.pop("TagCount", None)
+
+    s3.primary.meta.events.register("after-call.s3.HeadObject", no_tag_count, unique_id="nocount")
+    with dualwrite.DualWriter(flag=True, journal=tmp_path / "j.db") as writer:
+        writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        assert writer.journal is not None
+        writer.journal.add([Entry(service="s3", resource="photos", key="t", reason="timeout")])
+        report = writer.repair()
+    assert (report.copied, report.failed, report.remaining) == (1, 0, 0), report.errors
+    tags = s3.shadow.get_object_tagging(Bucket="photos-acct2", Key="t")["TagSet"]
+    assert tags == [{"Key": "a", "Value": "1"}]
