@@ -143,7 +143,7 @@ def repair_journal(
         journal: the journal to read.
         mirrors: the wrapped pairs.
         limit: act on at most this many entries (entries left to live writers, of unwrapped
-            resources, or resource-level, do not count).
+            resources, of tenants at ``DONE``, or resource-level, do not count).
         progress: draw a progress bar on standard error when it is a terminal.
         workers: keys repaired at once.
         staged: the writer has a ``stage=`` callback.
@@ -185,8 +185,10 @@ def repair_journal(
         if left_to_owner(entry):
             owned.setdefault(ident, []).append(entry)
             continue
-        if _mirror_for(mirrors, entry.service, entry.resource) is None:
-            groups.setdefault(ident, []).append(entry)  # counted skipped, key by key
+        mirror = _mirror_for(mirrors, entry.service, entry.resource)
+        if mirror is None or (staged and _stage_now(mirror, entry) in (None, Stage.DONE)):
+            # Skipped, key by key (see _source): such entries do not use up the limit.
+            groups.setdefault(ident, []).append(entry)
             continue
         groups.setdefault(ident, []).append(entry)
         acted += 1

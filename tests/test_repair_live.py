@@ -400,3 +400,32 @@ def test_dynamodb_repair_does_not_hold_the_key_stripe(ddb: DynamoEnv, tmp_path: 
         repair.join(30)
         got = ddb.s_raw.get_item(TableName="orders", Key={"pk": {"S": neighbour}})
         assert "Item" in got
+
+
+def test_limit_is_not_used_up_by_tenants_at_done(s3: S3Env, tmp_path: Path) -> None:
+    stages = {"acme": dualwrite.Stage.DONE, "globex": dualwrite.Stage.DUAL_WRITE}
+    writer = dualwrite.DualWriter(
+        stage=lambda write: stages.get(write.tenant or "", dualwrite.Stage.OFF),
+        journal=tmp_path / "j.db",
+    )
+    try:
+        writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        assert writer.journal is not None
+        _put(s3, "acme/1", "acme/2", "acme/3", "globex/1", "globex/2")
+        writer.journal.add(
+            [
+                Entry(service="s3", resource="photos", key=key, reason="shadow_failed", tenant=t)
+                for t, key in [
+                    ("acme", "acme/1"),
+                    ("acme", "acme/2"),
+                    ("acme", "acme/3"),
+                    ("globex", "globex/1"),
+                    ("globex", "globex/2"),
+                ]
+            ]
+        )
+        report = writer.repair(limit=2)
+        assert (report.copied, report.skipped, report.remaining) == (2, 3, 3)
+        assert s3.keys("shadow") == ["globex/1", "globex/2"]
+    finally:
+        writer.close()
