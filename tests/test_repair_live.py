@@ -429,3 +429,39 @@ def test_limit_is_not_used_up_by_tenants_at_done(s3: S3Env, tmp_path: Path) -> N
         assert s3.keys("shadow") == ["globex/1", "globex/2"]
     finally:
         writer.close()
+
+
+def test_settling_a_table_removes_only_its_resource_level_entries_made_before(
+    tmp_path: Path,
+) -> None:
+    from dualwrite._backfill import settle_resource_entries  # noqa: PLC0415
+    from dualwrite.journal import SQLiteJournal  # noqa: PLC0415
+
+    journal = SQLiteJournal(tmp_path / "j.db")
+    arn = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"
+    started = time.time()
+    kept = journal.add(
+        [
+            Entry(
+                service="dynamodb", resource="orders", key={}, reason="unsupported", at=started + 1
+            ),
+            Entry(
+                service="dynamodb",
+                resource="orders",
+                key={"pk": {"S": "a"}},
+                reason="timeout",
+                at=0,
+            ),
+            Entry(service="dynamodb", resource="invoices", key={}, reason="unsupported", at=0),
+            Entry(service="s3", resource="orders", key="", reason="unsupported", at=0),
+        ]
+    )
+    journal.add(
+        [
+            Entry(service="dynamodb", resource="orders", key={}, reason="unsupported", at=0),
+            Entry(service="dynamodb", resource=arn, key={}, reason="uncertain", at=started - 1),
+        ]
+    )
+    assert settle_resource_entries(journal, "dynamodb", "orders", started) == 2
+    assert sorted(e.id or "" for e in journal.entries()) == sorted(kept)
+    journal.close()
