@@ -33,7 +33,9 @@ from typing import Any, Protocol, TextIO
 
 import attrs
 
-from dualwrite._mirror import describe_error
+from dualwrite._mirror import describe_error, table_name
+from dualwrite._repair import one_pass
+from dualwrite.journal import Journal
 
 _STATE_VERSION = 1
 _SAVE_EVERY = 0.5  # seconds between two writes of the state file
@@ -234,6 +236,9 @@ class StateFile:
         self._saved_at = 0.0
         self._dirty = False
         self.runs = 0
+        # When the job's first run started: entries journaled before it are covered by a
+        # complete run (None: unknown, a state file of an earlier release).
+        self.started: float | None = time.time()
         if path is not None and path.exists():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))
@@ -251,6 +256,8 @@ class StateFile:
                 raise BackfillError(msg)
             self._streams = dict(data.get("streams", {}))
             self.runs = int(data.get("runs", 0))
+            started = data.get("started")
+            self.started = float(started) if isinstance(started, (int, float)) else None
         self._resumed = bool(self._streams)
 
     @staticmethod
@@ -309,6 +316,8 @@ class StateFile:
                 "runs": self.runs,
                 "streams": self._streams,
             }
+            if self.started is not None:
+                data["started"] = self.started
             tmp = self.path.with_name(self.path.name + ".tmp")
             tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
             os.replace(tmp, self.path)
@@ -375,16 +384,47 @@ class RequestMeter:
 
 
 class Sink:
-    """Writes JSON Lines (differences, or copy actions) to a text stream, one line at a time."""
+    """Writes JSON Lines (differences, or copy actions) to a text stream, one line at a time.
 
-    def __init__(self, out: TextIO) -> None:
+    A reader that goes away (``diff ... | head``) closes the stream: the first write that
+    finds it closed marks the sink ``closed``, calls ``on_closed`` (the CLI stops the run
+    there) and later lines are dropped; nothing is raised into the workers.
+
+    Args:
+        out: the text stream.
+        on_closed: called once when the stream turns out to be closed.
+    """
+
+    def __init__(self, out: TextIO, on_closed: Callable[[], None] | None = None) -> None:
         self._out = out
         self._lock = threading.Lock()
+        self._on_closed = on_closed
+        self.closed = False
 
     def write(self, record: Mapping[str, Any]) -> None:
         line = json.dumps(record, sort_keys=True, default=str)
         with self._lock:
-            self._out.write(line + "\n")
+            if self.closed:
+                return
+            try:
+                self._out.write(line + "\n")
+            except BrokenPipeError:
+                self._close()
+
+    def flush(self) -> None:
+        """Flush the stream (a closed reader is found here when the lines fit its buffer)."""
+        with self._lock:
+            if self.closed:
+                return
+            try:
+                self._out.flush()
+            except BrokenPipeError:
+                self._close()
+
+    def _close(self) -> None:
+        self.closed = True
+        if self._on_closed is not None:
+            self._on_closed()
 
 
 class Tally:
@@ -844,3 +884,31 @@ def read_ahead(pages: Iterator[Any], depth: int = 2) -> Iterator[Any]:
                 return
     finally:
         gone.set()
+
+
+# -- the journal's resource-level entries ---------------------------------------------------------
+
+
+def settle_resource_entries(journal: Journal, service: str, resource: str, before: float) -> int:
+    """Remove the resource-level entries of ``resource`` made before ``before``.
+
+    Called after a complete copy of the whole bucket or table (every key compared and made
+    equal, extra keys deleted) that started at ``before``: a write whose key could not be read
+    and that was journaled before then is covered by it. Entries are compared by the time they
+    carry (the writer's clock).
+
+    Returns:
+        How many entries were removed.
+    """
+    name = table_name(resource)
+    ids = [
+        entry.id
+        for entry in one_pass(journal)
+        if entry.resource_level
+        and entry.id is not None
+        and entry.service == service
+        and table_name(entry.resource) == name
+        and entry.at < before
+    ]
+    journal.remove(ids)
+    return len(ids)

@@ -8,21 +8,24 @@ not content digests, e.g. SSE-KMS), and with ``metadata`` by a ``HeadObject`` of
 A copy never writes over a newer shadow value: the shadow's state as listed becomes the write's
 precondition (``IfNoneMatch="*"`` when the shadow lacked the key, ``IfMatch=<ETag listed>`` when
 it held another version), the primary is read after that state was seen, and after the write the
-primary is read again (:func:`dualwrite._repair.retry_until_stable`). A ``PreconditionFailed``
-means a live dual-write got there first: the key is left as it is and counted
-``skipped_changed``.
+primary's state (ETag, attributes, tags, object lock, storage class, encryption) is read again
+(:func:`dualwrite._repair.retry_until_stable`). What is copied with the body is what repair
+copies (:func:`dualwrite._s3.copy_object_state`): attributes, tags, object lock and legal hold,
+storage class, checksum algorithm, and the KMS key mapped through ``kms_keys``. A
+``PreconditionFailed`` means a live dual-write got there first: the key is left as it is and
+counted ``skipped_changed``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
 
 from dualwrite._backfill import Batch, Difference, StateFile, Tally, Unit, read_ahead
 from dualwrite._repair import retry_until_stable
-from dualwrite._s3 import COPIED_ATTRIBUTES, MISSING_CODES, copy_object_state, head_etag
+from dualwrite._s3 import COPIED_ATTRIBUTES, MISSING_CODES, copy_object_state, object_fingerprint
 
 _BATCH_KEYS = 100  # equal keys at most between two resume points
 _PREFIX = "prefix:"
@@ -52,12 +55,14 @@ def converge_object(
     *,
     seen: str | None,
     owner: Mapping[str, str],
+    kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None,
 ) -> tuple[str, int]:
     """Make ``shadow_bucket/key`` equal to the primary's current object, unless a live write wins.
 
     Args:
         seen: the shadow's ETag when it was listed, or ``None`` if it lacked the key.
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
+        kms_keys: the writer's ``kms_keys`` map, for SSE-KMS objects.
 
     Returns:
         ``(outcome, bytes copied)``; outcome ``"copied"``, ``"deleted"`` (the primary has no
@@ -70,13 +75,21 @@ def converge_object(
     """
     expect: list[str | None] = [seen]
     copied_bytes = [0]
+    tagged = [False]
 
-    def copy_once() -> tuple[str, str | None]:
+    def copy_once() -> tuple[str, object]:
         etag = expect[0]
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
             copied = copy_object_state(
-                primary, shadow, bucket, key, shadow_bucket, owner=owner, condition=condition
+                primary,
+                shadow,
+                bucket,
+                key,
+                shadow_bucket,
+                owner=owner,
+                condition=condition,
+                kms_keys=kms_keys,
             )
             if copied is None:
                 if etag is None:
@@ -91,9 +104,12 @@ def converge_object(
         # A second attempt (the primary changed meanwhile) is conditional on what was written.
         expect[0] = copied.shadow_etag
         copied_bytes[0] += copied.size
-        return "copied", copied.primary_etag
+        tagged[0] = copied.tagged
+        return "copied", copied.fingerprint
 
-    outcome = retry_until_stable(copy_once, lambda: head_etag(primary, bucket, key))
+    outcome = retry_until_stable(
+        copy_once, lambda: object_fingerprint(primary, bucket, key, tagged=tagged[0])
+    )
     return outcome, copied_bytes[0]
 
 
@@ -114,6 +130,8 @@ class S3Job:
         delete_extra: copy deletes the shadow's keys the primary lacks.
         dry_run: copy writes nothing and says what it would do.
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
+        kms_keys: the writer's ``kms_keys`` map: an SSE-KMS object is written with the mapped
+            key (unmapped: the shadow bucket's default encryption).
     """
 
     command: str
@@ -127,6 +145,7 @@ class S3Job:
     delete_extra: bool = False
     dry_run: bool = False
     owner: Mapping[str, str] = attrs.field(factory=dict)
+    kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None
     service: str = "s3"
 
     def identity(self) -> dict[str, Any]:
@@ -241,6 +260,7 @@ class S3Job:
                 str(diff.key),
                 seen=seen,
                 owner=self.owner,
+                kms_keys=self.kms_keys,
             )
         except ShadowChanged:
             outcome, size = "skipped_changed", 0

@@ -1194,24 +1194,37 @@ def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin
 # -- repair ---------------------------------------------------------------------------------------
 
 
-def repair_item(mirror: Mirror, table: str, key: str | Mapping[str, Any]) -> str:
+def repair_item(
+    mirror: Mirror,
+    table: str,
+    key: str | Mapping[str, Any],
+    *,
+    attempts: int | None = None,
+    deadline: float | None = None,
+) -> str:
     """Make the shadow's item of ``key`` equal to the primary's current item.
 
     Reads the key with a consistent read on the primary and puts the item on the shadow, or
     deletes the shadow's when the primary has none; then reads the primary again and redoes the
-    copy if a live write changed the item meanwhile. Idempotent and order-free.
+    copy if a live write changed the item meanwhile (at most ``attempts`` copies in all).
+    Idempotent and order-free. No lock of the live write path is held: a live write between
+    the read and the put changes the primary's item, so the copy is redone; one after it
+    reaches the shadow after the copy.
 
     Args:
         mirror: the wrapped pair the table belongs to.
         table: the primary table.
         key: the key, typed (``{"pk": {"S": "a"}}``, as the journal keeps it) or, for a
             resource-level pair, Python values.
+        attempts: copies at most (default: :data:`dualwrite._repair.ATTEMPTS`).
+        deadline: a ``time.monotonic()`` instant after which no new attempt starts.
 
     Returns:
         ``"copied"`` or ``"deleted"``.
 
     Raises:
-        RepairError: no shadow table name, or the item kept changing on the primary.
+        RepairError: no shadow table name, the item kept changing on the primary, or the
+            deadline passed.
         botocore.exceptions.ClientError: a read or write failed.
     """
     from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
@@ -1238,8 +1251,7 @@ def repair_item(mirror: Mirror, table: str, key: str | Mapping[str, Any]) -> str
             return "deleted", None
         return "copied", canonical(item, state.level)
 
-    with _holding(mirror, state.level, [(table, item_key)]):
-        return retry_until_stable(copy_once, version_now)
+    return retry_until_stable(copy_once, version_now, attempts=attempts, deadline=deadline)
 
 
 _DESERIALIZER = TypeDeserializer()

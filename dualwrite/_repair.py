@@ -3,17 +3,35 @@
 Repair never replays a request: it reads the key's current state on the primary and writes that
 state to the shadow (or deletes the shadow's copy when the primary has none). Replaying an entry
 twice, or entries in any order, or from two processes at once, gives the same result. After the
-write, the primary is read again: if the key changed meanwhile (a live write), the copy is redone,
-so a repair racing a live dual-write cannot leave the older value on the shadow.
+write, the primary's state is read again (S3: ETag, attributes, tags, object lock, storage class
+and encryption; DynamoDB: the whole item): if it moved meanwhile (a live write), the copy is
+redone, a bounded number of times, so a repair racing a live dual-write cannot leave an older
+value, tag or metadata on the shadow. A key that does not settle keeps its entries.
+
+Safe beside live writers:
+
+* A ``pending`` intent whose writer process is alive (:func:`dualwrite.journal.owner_alive`) is
+  left to that process, which removes it once its shadow write is done; a dead writer's intent
+  is repaired and removed. When liveness cannot be told (a writer on another host, or an entry
+  of an earlier release that recorded no owner), the intent is left while it is younger than
+  ``pending_grace`` seconds (:data:`PENDING_GRACE`) and repaired after that.
+* Entries are removed by id: an entry added for the same key while repair runs stays.
+* No lock of the live write path is held, so an unrelated key never waits behind a repair.
+* One pass: an entry seen twice in a run (an SQS message whose visibility timeout ran out) ends
+  the reading; ``limit`` counts only entries repair acts on; ``deadline`` bounds the run, and a
+  hung shadow call is abandoned at the deadline (its entries stay).
+* Resource-level entries (the write's key could not be read) cannot be settled key by key: they
+  stay, are counted ``unresolved``, and need a ``diff``/``copy`` of their bucket or table.
 """
 
 from __future__ import annotations
 
+import functools
+import queue
 import sys
 import threading
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -21,12 +39,20 @@ import attrs
 from dualwrite._mirror import describe_error, safe_invoke, table_name
 from dualwrite._stage import Stage
 from dualwrite.events import Write
+from dualwrite.journal import owner_alive
 
 if TYPE_CHECKING:
     from dualwrite._mirror import Mirror
     from dualwrite.journal import Entry, Journal
 
-_ATTEMPTS = 3
+ATTEMPTS = 3
+"""Copies of one key at most in one run, when the primary keeps changing under it."""
+
+PENDING_GRACE = 600.0
+"""Seconds a ``pending`` intent of unknown liveness is left to its writer (see module doc)."""
+
+_CHUNK = 1000  # keys read before they are repaired: SQS receipts stay fresh, memory bounded
+_REPEATS = 10  # consecutive entries seen before in this run: the backlog went round
 
 
 @attrs.frozen(kw_only=True)
@@ -35,11 +61,20 @@ class RepairReport:
 
     Attributes:
         entries: journal entries read.
-        keys: distinct keys among them.
+        keys: distinct keys among the entries repair acted on.
         copied: keys whose primary state was written to the shadow.
         deleted: keys deleted on the shadow because the primary has none.
-        failed: keys that could not be repaired (their entries stay in the journal).
-        skipped: keys of a bucket or table this writer has not wrapped (entries stay).
+        failed: keys that could not be repaired, or did not settle (the primary kept changing);
+            their entries stay in the journal.
+        skipped: keys of a bucket or table this writer has not wrapped, or of a tenant whose
+            stage forbids a repair (entries stay).
+        in_flight: keys whose only entries are ``pending`` intents of writer processes still
+            alive (or too recent to tell): left to those writers (entries stay).
+        unresolved: resource-level entries (no key: see ``Entry.resource_level``), left in the
+            journal until a ``copy`` of their bucket or table settles them.
+        unresolved_resources: ``"service resource"`` of each, sorted.
+        unfinished: keys not repaired because the deadline passed (entries stay).
+        timed_out: whether the deadline passed before the run was done.
         remaining: entries left in the journal afterwards.
         seconds: how long the run took.
         errors: one line per failed key (error type and code; never a payload).
@@ -51,6 +86,11 @@ class RepairReport:
     deleted: int = 0
     failed: int = 0
     skipped: int = 0
+    in_flight: int = 0
+    unresolved: int = 0
+    unresolved_resources: tuple[str, ...] = ()
+    unfinished: int = 0
+    timed_out: bool = False
     remaining: int = 0
     seconds: float = 0.0
     errors: tuple[str, ...] = ()
@@ -59,6 +99,17 @@ class RepairReport:
     def repaired(self) -> int:
         """Keys made equal (copied or deleted)."""
         return self.copied + self.deleted
+
+    @property
+    def settled(self) -> bool:
+        """Whether every entry read was settled or left to a live writer.
+
+        False while any key failed, was skipped or unfinished, or a resource-level entry
+        remains: the journal then still names data the shadow may lack.
+        """
+        return not (
+            self.failed or self.skipped or self.unresolved or self.unfinished or self.timed_out
+        )
 
 
 class RepairError(Exception):
@@ -73,82 +124,299 @@ def repair_journal(
     progress: bool,
     workers: int = 1,
     staged: bool = False,
+    deadline: float | None = None,
+    pending_grace: float = PENDING_GRACE,
+    attempts: int = ATTEMPTS,
 ) -> RepairReport:
     """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``.
 
-    With ``workers`` above 1, distinct keys are repaired by that many threads at once (one key
-    is never repaired by two threads: its entries are grouped first).
+    One pass over the journal, in chunks: distinct keys are repaired by ``workers`` threads
+    (one key is never repaired by two threads: its entries are grouped first). See the module
+    docstring for what is left to live writers and what ends a run.
 
     Each key is copied from the account its latest entry's write went to first (old to new,
     or new to old for a write made at ``CUTOVER``): see :func:`_source`. With ``staged`` (a
     ``stage=`` writer), a tenant at ``DONE`` is skipped and its entries stay (a rollback to
     ``CUTOVER`` can still repair it); so is one whose stage cannot be decided.
+
+    Args:
+        journal: the journal to read.
+        mirrors: the wrapped pairs.
+        limit: act on at most this many entries (entries left to live writers, of unwrapped
+            resources, of tenants at ``DONE``, or resource-level, do not count).
+        progress: draw a progress bar on standard error when it is a terminal.
+        workers: keys repaired at once.
+        staged: the writer has a ``stage=`` callback.
+        deadline: seconds the run may take: after them no key starts, keys in flight are
+            abandoned (their entries stay) and the report says ``timed_out``.
+        pending_grace: seconds a ``pending`` intent of unknown liveness is left to its writer.
+        attempts: copies of one key at most when the primary keeps changing under it.
     """
     started = time.perf_counter()
+    ends = None if deadline is None else time.monotonic() + deadline
+    run = _Run(journal, mirrors, staged=staged, ends=ends, attempts=attempts, workers=workers)
+    run.bar = _Progress() if progress and sys.stderr.isatty() else None
+    alive: dict[str | None, bool | None] = {}
+    now = time.time()
+
+    def left_to_owner(entry: Entry) -> bool:
+        if entry.reason != "pending":
+            return False
+        if entry.owner not in alive:
+            alive[entry.owner] = owner_alive(entry.owner)
+        known = alive[entry.owner]
+        if known is not None:
+            return known
+        return now - entry.at < pending_grace
+
     groups: dict[tuple[str, str, str], list[Entry]] = {}
-    count = 0
-    for entry in journal.entries(limit):
+    owned: dict[tuple[str, str, str], list[Entry]] = {}
+    acted = 0
+    for entry in one_pass(journal):
+        if limit is not None and acted >= limit:
+            break  # this entry is left for the next run
+        run.count("entries")
+        if entry.resource_level:
+            run.unresolved(entry)
+            continue
         # A table's ARN and its name are one table: one key, whichever the caller wrote.
         service, resource, key = entry.identity()
-        groups.setdefault((service, table_name(resource), key), []).append(entry)
-        count += 1
-    counts = {"copied": 0, "deleted": 0, "failed": 0, "skipped": 0}
-    errors: list[str] = []
-    lock = threading.Lock()
-    bar = _Progress(len(groups)) if progress and sys.stderr.isatty() else None
+        ident = (service, table_name(resource), key)
+        if left_to_owner(entry):
+            owned.setdefault(ident, []).append(entry)
+            continue
+        mirror = _mirror_for(mirrors, entry.service, entry.resource)
+        if mirror is None or (staged and _stage_now(mirror, entry) in (None, Stage.DONE)):
+            # Skipped, key by key (see _source): such entries do not use up the limit.
+            groups.setdefault(ident, []).append(entry)
+            continue
+        groups.setdefault(ident, []).append(entry)
+        acted += 1
+        if len(groups) >= _CHUNK:
+            run.repair(groups)
+            groups = {}
+        if run.expired():
+            break
+    run.repair(groups)
+    run.finish()
+    run.add("in_flight", len(set(owned) - run.attempted))
+    return run.report(started)
 
-    def repair_group(entries: list[Entry]) -> None:
-        first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
-        error = None
-        mirror = _mirror_for(mirrors, first.service, first.resource)
-        resource = first.resource
-        if mirror is not None and mirror.shadow_name(resource) is not None:
-            mirror, resource = _source(mirror, entries, staged=staged)
-        if mirror is None or mirror.shadow_name(resource) is None:
-            outcome = "skipped"
-        else:
-            try:
-                outcome = converge(mirror, first.service, resource, first.key)
-                journal.remove([e.id for e in entries if e.id is not None])
-            except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
-                info = describe_error(exc)
-                outcome = "failed"
-                error = (
-                    f"{first.service} {first.resource} {_show(first.key)}: "
-                    f"{info.type} {info.code or ''}".rstrip()
-                )
-        with lock:
-            counts[outcome] += 1
-            if error is not None:
-                errors.append(error)
-            if bar is not None:
-                bar.step()
 
-    if workers > 1 and len(groups) > 1:
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dualwrite-repair") as pool:
-            for _ in pool.map(repair_group, groups.values()):
-                pass
-    else:
+def one_pass(journal: Journal) -> Iterator[Entry]:
+    """The journal's entries, each once, until a run of entries already seen shows that the
+    backlog went round (an SQS message reappears once its visibility timeout ran out)."""
+    seen: set[str] = set()
+    repeats = 0
+    for entry in journal.entries(None):
+        if entry.id is not None and entry.id in seen:
+            repeats += 1
+            if repeats >= _REPEATS:
+                return
+            continue
+        repeats = 0
+        if entry.id is not None:
+            seen.add(entry.id)
+        yield entry
+
+
+class _Run:
+    """The counts of one repair run, and the daemon threads that repair its keys."""
+
+    def __init__(
+        self,
+        journal: Journal,
+        mirrors: Sequence[Mirror],
+        *,
+        staged: bool,
+        ends: float | None,
+        attempts: int,
+        workers: int,
+    ) -> None:
+        self.journal = journal
+        self.mirrors = mirrors
+        self.staged = staged
+        self.ends = ends
+        self.attempts = attempts
+        self.bar: _Progress | None = None
+        self.attempted: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._errors: list[str] = []
+        self._resources: set[str] = set()
+        self._timed_out = False
+        self._pool = _Pool(workers)
+
+    def count(self, name: str) -> None:
+        self.add(name, 1)
+
+    def add(self, name: str, value: int) -> None:
+        with self._lock:
+            self._counts[name] = self._counts.get(name, 0) + value
+
+    def unresolved(self, entry: Entry) -> None:
+        with self._lock:
+            self._counts["unresolved"] = self._counts.get("unresolved", 0) + 1
+            self._resources.add(f"{entry.service} {table_name(entry.resource)}")
+
+    def expired(self) -> bool:
+        if self.ends is not None and time.monotonic() >= self.ends:
+            self._timed_out = True
+        return self._timed_out
+
+    def repair(self, groups: dict[tuple[str, str, str], list[Entry]]) -> None:
+        """Repair ``groups`` (one per key) and wait for them, or for the deadline."""
+        if not groups:
+            return
+        self.attempted.update(groups)
+        if self.bar is not None:
+            self.bar.grow(len(groups))
         for entries in groups.values():
-            repair_group(entries)
-    if bar is not None:
-        bar.done()
-    return RepairReport(
-        entries=count,
-        keys=len(groups),
-        remaining=journal.count(),
-        seconds=time.perf_counter() - started,
-        errors=tuple(sorted(errors)),
-        **counts,
-    )
+            self._pool.submit(functools.partial(self._group, entries))
+        if not self._pool.wait(self.ends):
+            self._timed_out = True
+
+    def _group(self, entries: list[Entry]) -> None:
+        if self.expired():
+            self.count("unfinished")
+            return
+        outcome, error = _repair_group(
+            self.journal,
+            self.mirrors,
+            entries,
+            staged=self.staged,
+            attempts=self.attempts,
+            deadline=self.ends,
+        )
+        with self._lock:
+            self._counts[outcome] = self._counts.get(outcome, 0) + 1
+            if outcome != "skipped":
+                self._counts["keys"] = self._counts.get("keys", 0) + 1
+            if error is not None:
+                self._errors.append(error)
+        if self.bar is not None:
+            self.bar.step()
+
+    def finish(self) -> None:
+        self._pool.close()
+        if self.bar is not None:
+            self.bar.done()
+
+    def report(self, started: float) -> RepairReport:
+        try:
+            remaining = self.journal.count()
+        except Exception:  # noqa: BLE001 - the count is for the report only
+            remaining = -1
+        with self._lock:
+            counts = dict(self._counts)
+            unfinished = counts.get("unfinished", 0) + self._pool.abandoned()
+            return RepairReport(
+                entries=counts.get("entries", 0),
+                keys=counts.get("keys", 0),
+                copied=counts.get("copied", 0),
+                deleted=counts.get("deleted", 0),
+                failed=counts.get("failed", 0),
+                skipped=counts.get("skipped", 0),
+                in_flight=counts.get("in_flight", 0),
+                unresolved=counts.get("unresolved", 0),
+                unresolved_resources=tuple(sorted(self._resources)),
+                unfinished=unfinished,
+                timed_out=self._timed_out,
+                remaining=remaining,
+                seconds=time.perf_counter() - started,
+                errors=tuple(sorted(self._errors)),
+            )
+
+
+def _repair_group(
+    journal: Journal,
+    mirrors: Sequence[Mirror],
+    entries: list[Entry],
+    *,
+    staged: bool,
+    attempts: int,
+    deadline: float | None,
+) -> tuple[str, str | None]:
+    """Repair one key; remove its entries (by id) once the shadow holds the primary's state."""
+    first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
+    mirror = _mirror_for(mirrors, first.service, first.resource)
+    resource = first.resource
+    if mirror is not None and mirror.shadow_name(resource) is not None:
+        mirror, resource = _source(mirror, entries, staged=staged)
+    if mirror is None or mirror.shadow_name(resource) is None:
+        return "skipped", None
+    try:
+        outcome = converge(
+            mirror, first.service, resource, first.key, attempts=attempts, deadline=deadline
+        )
+        journal.remove([e.id for e in entries if e.id is not None])
+    except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
+        info = describe_error(exc)
+        detail = info.code or (info.message if isinstance(exc, RepairError) else "")
+        error = f"{first.service} {first.resource} {_show(first.key)}: {info.type} {detail}"
+        return "failed", error.rstrip()
+    return outcome, None
+
+
+class _Pool:
+    """Daemon worker threads: a key whose shadow call hangs is abandoned at the deadline
+    (``wait`` returns) instead of holding the run, or the interpreter's exit, with it."""
+
+    def __init__(self, workers: int) -> None:
+        self._size = max(1, workers)
+        self._tasks: queue.Queue[Callable[[], None] | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._cond = threading.Condition()
+        self._pending = 0
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._cond:
+            self._pending += 1
+        if len(self._threads) < self._size:
+            thread = threading.Thread(
+                target=self._loop, name=f"dualwrite-repair-{len(self._threads)}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+        self._tasks.put(task)
+
+    def _loop(self) -> None:
+        while True:
+            task = self._tasks.get()
+            if task is None:
+                return
+            try:
+                task()
+            except Exception:  # noqa: BLE001, S110 - a task reports its own failures
+                pass
+            finally:
+                with self._cond:
+                    self._pending -= 1
+                    self._cond.notify_all()
+
+    def wait(self, ends: float | None) -> bool:
+        """Wait until every task is done (``True``) or ``ends`` passed (``False``)."""
+        with self._cond:
+            while self._pending:
+                timeout = None if ends is None else ends - time.monotonic()
+                if timeout is not None and timeout <= 0:
+                    return False
+                self._cond.wait(timeout)
+            return True
+
+    def abandoned(self) -> int:
+        """Tasks still running or queued (past the deadline)."""
+        with self._cond:
+            return self._pending
+
+    def close(self) -> None:
+        for _ in self._threads:
+            self._tasks.put(None)
 
 
 def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirror | None:
     for mirror in mirrors:
         if mirror.service == service and mirror.shadow_name(resource) is not None:
-            return mirror
-    for mirror in mirrors:
-        if mirror.service == service:
             return mirror
     return None
 
@@ -195,23 +463,42 @@ def _stage_now(mirror: Mirror, entry: Entry) -> Stage | None:
     return None if exc is not None else Stage.coerce(value)
 
 
-def converge(mirror: Mirror, service: str, resource: str, key: Any) -> str:
+def converge(
+    mirror: Mirror,
+    service: str,
+    resource: str,
+    key: Any,
+    *,
+    attempts: int | None = None,
+    deadline: float | None = None,
+) -> str:
     """Copy the primary's current state of one key to the shadow, or delete it there.
 
     Used by repair, and by shadow actions that cannot trust a replay (a server-side copy whose
     source the shadow holds at another version).
 
+    Args:
+        mirror: the wrapped pair.
+        service: ``"s3"`` or ``"dynamodb"``.
+        resource: the primary bucket or table.
+        key: the S3 key, or the DynamoDB key.
+        attempts: copies at most when the primary keeps changing (default :data:`ATTEMPTS`).
+        deadline: a ``time.monotonic()`` instant after which no new attempt starts.
+
     Returns:
         ``"copied"`` or ``"deleted"``.
+
+    Raises:
+        RepairError: the key did not settle, or cannot be repaired (no shadow name).
     """
     if service == "s3":
         from dualwrite._s3 import repair_object  # noqa: PLC0415
 
-        return repair_object(mirror, resource, str(key))
+        return repair_object(mirror, resource, str(key), attempts=attempts, deadline=deadline)
     if service == "dynamodb":
         from dualwrite._dynamodb import repair_item  # noqa: PLC0415
 
-        return repair_item(mirror, resource, key)
+        return repair_item(mirror, resource, key, attempts=attempts, deadline=deadline)
     msg = f"unknown service {service!r} in the journal"
     raise RepairError(msg)
 
@@ -222,47 +509,67 @@ def _show(key: object) -> str:
 
 
 class _Progress:
-    """A one-line progress bar on standard error."""
+    """A one-line progress bar on standard error (the total grows as the journal is read)."""
 
-    def __init__(self, total: int) -> None:
-        self.total = max(total, 1)
+    def __init__(self) -> None:
+        self.total = 0
         self.done_count = 0
         self.started = time.monotonic()
+        self._lock = threading.Lock()
+
+    def grow(self, count: int) -> None:
+        with self._lock:
+            self.total += count
 
     def step(self) -> None:
-        self.done_count += 1
-        elapsed = time.monotonic() - self.started
-        rate = self.done_count / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - self.done_count) / rate if rate else 0.0
-        width = 30
-        filled = int(width * self.done_count / self.total)
-        sys.stderr.write(
-            f"\rrepair [{'#' * filled}{'.' * (width - filled)}] "
-            f"{self.done_count}/{self.total} keys, {rate:.0f}/s, ETA {eta:.0f}s "
-        )
-        sys.stderr.flush()
+        with self._lock:
+            self.done_count += 1
+            total = max(self.total, 1)
+            elapsed = time.monotonic() - self.started
+            rate = self.done_count / elapsed if elapsed > 0 else 0.0
+            eta = (total - self.done_count) / rate if rate else 0.0
+            width = 30
+            filled = int(width * min(self.done_count, total) / total)
+            sys.stderr.write(
+                f"\rrepair [{'#' * filled}{'.' * (width - filled)}] "
+                f"{self.done_count}/{total} keys, {rate:.0f}/s, ETA {eta:.0f}s "
+            )
+            sys.stderr.flush()
 
     def done(self) -> None:
         sys.stderr.write("\n")
         sys.stderr.flush()
 
 
-def retry_until_stable(copy_once: Any, version_now: Any) -> str:
+def retry_until_stable(
+    copy_once: Any,
+    version_now: Any,
+    *,
+    attempts: int | None = None,
+    deadline: float | None = None,
+) -> str:
     """Copy, then check the primary did not change meanwhile; redo at most a few times.
 
     Args:
         copy_once: copies the current state; returns ``(outcome, version it copied)``.
-        version_now: returns the primary's version now (ETag, or the item itself).
+        version_now: returns the primary's version now (a fingerprint of the object's state,
+            or the item itself).
+        attempts: copies at most (default :data:`ATTEMPTS`).
+        deadline: a ``time.monotonic()`` instant after which no new attempt starts.
 
     Returns:
         The outcome of the last copy (``"copied"`` or ``"deleted"``).
 
     Raises:
-        RepairError: the key kept changing.
+        RepairError: the key kept changing, or the deadline passed.
     """
-    for _ in range(_ATTEMPTS):
+    attempts = ATTEMPTS if attempts is None else attempts
+    for _ in range(max(1, attempts)):
+        if deadline is not None and time.monotonic() >= deadline:
+            msg = "the repair deadline passed before the key settled"
+            raise RepairError(msg)
         outcome, copied = copy_once()
         if version_now() == copied:
             return str(outcome)
-    msg = f"the key changed on the primary during {_ATTEMPTS} repair attempts"
+    msg = f"the key changed on the primary during {attempts} repair attempts"
     raise RepairError(msg)

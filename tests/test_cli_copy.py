@@ -454,3 +454,76 @@ def test_progress_bar_with_eta_on_a_terminal_only(env: Accounts) -> None:
     # Not a terminal: no bar on standard error.
     quiet = env.cli.run("diff", "s3", "--bucket", "photos")
     assert "ETA" not in quiet.stderr
+
+
+def test_only_a_complete_copy_of_the_whole_bucket_settles_its_resource_level_entries(
+    env: Accounts,
+) -> None:
+    from dualwrite.journal import Entry, SQLiteJournal  # noqa: PLC0415
+
+    _buckets(env)
+    env.p_s3.put_object(Bucket="photos", Key="acme/a", Body=b"a")
+    path = env.tmp / "journal.db"
+    journal = SQLiteJournal(path)
+    before = time.time() - 3600
+    journal.add(
+        [
+            Entry(service="s3", resource="photos", key="", reason="unsupported", at=before),
+            # Journaled after the copy started: the copy may have passed its key already.
+            Entry(service="s3", resource="photos", key="", reason="unsupported", at=2e9),
+            Entry(service="s3", resource="other", key="", reason="unsupported", at=before),
+            Entry(service="s3", resource="photos", key="acme/a", reason="shadow_failed"),
+        ]
+    )
+    journal.close()
+
+    def entries() -> list[tuple[str, str, float]]:
+        j = SQLiteJournal(path)
+        try:
+            return sorted((e.resource, str(e.key), e.at) for e in j.entries())
+        finally:
+            j.close()
+
+    everything = entries()
+    scoped = env.cli.run(
+        "copy",
+        "s3",
+        "--bucket",
+        "photos",
+        "--prefix",
+        "acme/",
+        "--delete-extra",
+        "--journal",
+        str(path),
+    )
+    assert scoped.returncode == 0, scoped.stderr
+    no_delete = env.cli.run("copy", "s3", "--bucket", "photos", "--journal", str(path))
+    assert no_delete.returncode == 0, no_delete.stderr
+    assert entries() == everything  # neither covers every key the unknown write may have touched
+
+    whole = env.cli.run(
+        "copy", "s3", "--bucket", "photos", "--delete-extra", "--journal", str(path)
+    )
+    assert whole.returncode == 0, whole.stderr
+    assert "1 resource-level entr(ies) of photos removed" in whole.stdout
+    assert entries() == [
+        e for e in everything if not (e[0] == "photos" and e[1] == "" and e[2] == before)
+    ]
+
+
+def test_copy_refuses_a_journal_path_that_does_not_exist(env: Accounts) -> None:
+    _buckets(env)
+    env.p_s3.put_object(Bucket="photos", Key="k", Body=b"k")
+    result = env.cli.run("copy", "s3", "--bucket", "photos", "--journal", str(env.tmp / "typo.db"))
+    assert result.returncode == 2
+    assert "no journal at" in result.stderr
+    assert _keys(env.s_s3, "photos-acct2") == []  # refused before copying anything
+    assert not (env.tmp / "typo.db").exists()
+
+
+def test_copy_exits_2_on_a_names_file_it_cannot_read(env: Accounts) -> None:
+    env.cli.names.write_text("not json")
+    result = env.cli.run("copy", "s3", "--bucket", "photos")
+    assert result.returncode == 2
+    assert "cannot read names file" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -180,3 +180,34 @@ def test_diff_dynamodb_by_full_item_whole_table_and_by_partition(env: Accounts) 
     assert _kinds(jsonl(filtered.stdout)) == {
         "extra_in_shadow": [{"pk": {"S": "acme"}, "sk": {"N": "9"}}]
     }
+
+
+@pytest.mark.parametrize("lines", [3, 2000])
+def test_diff_into_a_reader_that_goes_away_exits_quietly(env: Accounts, lines: int) -> None:
+    """``diff ... | head``: the reader closes the pipe; no traceback, no failures, exit 141.
+
+    3 differences fit the output buffer (the closed pipe is found at the final flush); 2,000
+    fill it (found by a worker's write).
+    """
+    env.p_s3.create_bucket(Bucket="photos")
+    env.s_s3.create_bucket(Bucket="photos-acct2")
+    for i in range(lines):
+        env.p_s3.put_object(Bucket="photos", Key=f"k{i:05d}", Body=b"x")
+    child = env.cli.start("diff", "s3", "--bucket", "photos", "--no-progress")
+    assert child.stdout is not None
+    assert child.stderr is not None
+    child.stdout.close()  # the reader is gone before the first difference is written
+    stderr = child.stderr.read()
+    child.stderr.close()
+    assert child.wait(120) == 141, stderr
+    assert "BrokenPipeError" not in stderr
+    assert "Traceback" not in stderr
+    assert "failed" not in stderr
+
+
+def test_diff_exits_2_on_a_names_file_it_cannot_read(env: Accounts) -> None:
+    env.cli.names.write_text("[1, 2]")
+    result = env.cli.run("diff", "s3", "--bucket", "photos")
+    assert result.returncode == 2
+    assert "must hold a JSON object" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -15,6 +15,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 import dualwrite
+import dualwrite.journal
+from dualwrite.journal import Entry
 
 SHADOW_ROLE = "arn:aws:iam::111111111111:role/dualwrite-repair"
 
@@ -117,6 +119,7 @@ def test_repair_command_restores_what_an_outage_missed(server: str, tmp_path: Pa
 def test_repair_command_rejects_a_bad_names_file(tmp_path: Path) -> None:
     names = tmp_path / "names.json"
     names.write_text("[1, 2]")
+    dualwrite.journal.SQLiteJournal(tmp_path / "j.db").close()
     result = subprocess.run(
         [
             sys.executable,
@@ -133,7 +136,7 @@ def test_repair_command_rejects_a_bad_names_file(tmp_path: Path) -> None:
         timeout=60,
         check=False,
     )
-    assert result.returncode != 0
+    assert result.returncode == 2  # a usage error, as docs/migration.md says
     assert "must hold a JSON object" in result.stderr
 
 
@@ -195,3 +198,96 @@ def test_repair_copies_a_write_made_at_cutover_new_to_old(server: str, tmp_path:
         assert s_s3.get_object(Bucket="album-acct2", Key=f"k{i}")["Body"].read() == (
             f"new{i}".encode()
         )
+
+
+def _repair(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "dualwrite", "repair", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("kind", ["missing", "not-a-journal"])
+def test_repair_refuses_a_journal_path_that_is_not_a_journal(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "typo.db"
+    if kind == "not-a-journal":
+        path.write_text("not sqlite at all, but some notes")
+    result = _repair("--journal", str(path))
+    assert result.returncode == 2, result.stderr
+    message = "no journal at" if kind == "missing" else "is not a dualwrite journal"
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    # Nothing was created: the playbook's "journal is empty" gate cannot pass on a typo.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ([] if kind == "missing" else ["typo.db"])
+
+
+def test_repair_exits_1_while_resource_level_entries_remain(server: str, tmp_path: Path) -> None:
+    primary, shadow = _sessions(server)
+    p_s3 = primary.client("s3", endpoint_url=server)
+    s_s3 = shadow.client("s3", endpoint_url=server)
+    p_s3.create_bucket(Bucket="docs")
+    s_s3.create_bucket(Bucket="docs-acct2")
+    p_s3.put_object(Bucket="docs", Key="known", Body=b"k")
+    journal_path = tmp_path / "journal.db"
+    journal = dualwrite.journal.SQLiteJournal(journal_path)
+    journal.add(
+        [
+            Entry(service="s3", resource="docs", key="known", reason="shadow_failed"),
+            Entry(service="s3", resource="docs", key="", reason="unsupported", detail="x"),
+        ]
+    )
+    journal.close()
+    names = tmp_path / "names.json"
+    names.write_text(json.dumps({"s3": {"docs": "docs-acct2"}}))
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    common = [
+        "--names",
+        str(names),
+        "--primary-endpoint-url",
+        server,
+        "--shadow-endpoint-url",
+        server,
+        "--shadow-role-arn",
+        SHADOW_ROLE,
+        "--primary-region",
+        "us-east-1",
+        "--shadow-region",
+        "us-east-1",
+    ]
+    result = _repair("--journal", str(journal_path), *common, env=env)
+    assert result.returncode == 1, result.stderr
+    assert "1 copied" in result.stdout
+    assert "1 resource-level" in result.stdout
+    assert "dualwrite copy s3 --bucket docs --delete-extra --journal" in result.stderr
+    assert s_s3.get_object(Bucket="docs-acct2", Key="known")["Body"].read() == b"k"
+
+    # A complete copy of the bucket settles the entry; repair then exits 0.
+    copy = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "dualwrite",
+            "copy",
+            "s3",
+            "--bucket",
+            "docs",
+            "--delete-extra",
+            "--journal",
+            str(journal_path),
+            *common,
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
+    assert copy.returncode == 0, copy.stderr
+    assert "1 resource-level entr(ies) of docs removed" in copy.stdout
+    again = _repair("--journal", str(journal_path), "--json", *common, env=env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads(again.stdout)["remaining"] == 0

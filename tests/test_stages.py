@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -975,6 +976,8 @@ def test_repair_after_a_crash_at_a_flip_copies_from_the_account_written_first(
                 reason="pending",
                 tenant="acme",
                 first=first,
+                # No owner recorded, made a while ago: an intent repair takes as abandoned.
+                at=time.time() - 3600,
             )
         ]
     )

@@ -6,6 +6,7 @@ import argparse
 import base64
 import binascii
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -26,6 +27,9 @@ from dualwrite._s3 import owner_params
 from dualwrite.cli._targets import targets_from
 
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED = 141
+"""Standard output was closed by its reader (``diff ... | head``): 128 + SIGPIPE, the status a
+shell shows for a command that SIGPIPE ended."""
 
 
 class UsageError(Exception):
@@ -41,7 +45,10 @@ def _config(workers: int) -> Config:
 
 def open_pair(args: argparse.Namespace, *, workers: int = 1) -> tuple[Mirror, RequestMeter]:
     """The wrapped primary/shadow pair of ``args.service``, its clients counted (and paced)."""
-    targets = targets_from(args)
+    try:
+        targets = targets_from(args)
+    except SystemExit as exc:  # a names file that cannot be read: a usage error, exit 2
+        raise UsageError(str(exc.code or "bad options").removeprefix("dualwrite: ")) from exc
     service = args.service
     config = _config(workers)
     primary = targets.client("primary", service, config)
@@ -105,6 +112,7 @@ def build_job(args: argparse.Namespace, mirror: Mirror, command: str) -> Job:
             delete_extra=copying and args.delete_extra,
             dry_run=copying and args.dry_run,
             owner=owner_params(mirror),
+            kms_keys=mirror.state["s3.options"].kms_keys,
         )
     return _dynamo_job(args, mirror, command)
 
@@ -238,3 +246,27 @@ def summary(report: BackfillReport) -> str:
             "same command (with the same --state file) to continue"
         )
     return head
+
+
+def silence_stdout() -> None:
+    """Point standard output at the null device once its reader is gone.
+
+    The interpreter flushes ``sys.stdout`` at exit; into a closed pipe that prints a
+    ``BrokenPipeError`` message. After this, the remaining buffered bytes go nowhere, quietly.
+    """
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def emit(text: str, stream: TextIO) -> bool:
+    """Print ``text`` to ``stream`` and flush; ``False`` when the stream's reader is gone."""
+    try:
+        print(text, file=stream)
+        stream.flush()
+    except BrokenPipeError:
+        if stream is sys.stdout:
+            silence_stdout()
+        return False
+    return True

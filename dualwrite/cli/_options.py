@@ -146,3 +146,10 @@ def _add_scope_options(parser: argparse.ArgumentParser, service: str, *, copy: b
         run.add_argument(
             "--dry-run", action="store_true", help="write nothing; say what would be done"
         )
+        run.add_argument(
+            "--journal",
+            metavar="PATH",
+            help="the writers' SQLite journal: a complete copy of the whole bucket or table "
+            "(no scope, --delete-extra, nothing failed) removes its resource-level entries "
+            "made before the copy started",
+        )
