@@ -7,6 +7,7 @@ import functools
 import logging
 import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar
@@ -829,20 +830,33 @@ class DualWriter:
         return self._pool.flush(timeout)
 
     def repair(
-        self, *, limit: int | None = None, progress: bool = False, workers: int = 8
+        self,
+        *,
+        limit: int | None = None,
+        progress: bool = False,
+        workers: int = 8,
+        deadline: float | None = None,
     ) -> RepairReport:
-        """Copy every journaled key's current state from the primary to the shadow.
+        """Copy every journaled key's current state from the account written first to the other.
 
-        For each distinct key in the journal: S3 copies the primary's object (body, metadata,
-        content type, tags; the ACL forced) or deletes the shadow's when the primary has none;
-        DynamoDB does a consistent read and puts or deletes the item. Entries of repaired keys
-        are removed. Idempotent and order-free: safe to run again, or from several processes.
-        Keys whose bucket or table this writer has not wrapped are left in the journal.
+        For each distinct key in the journal: S3 copies the object (body, metadata, content
+        type, tags, object lock, legal hold, storage class, checksum algorithm, the mapped KMS
+        key; the owner ACL forced) or deletes the other account's copy when the source has
+        none; DynamoDB does a consistent read and puts or deletes the item. Each copy is
+        re-checked against the source's full state and redone if a live write moved it on
+        (a bounded number of times). Entries of repaired keys are removed by id. Idempotent and
+        order-free: safe to run again, or from several processes. Left in the journal: keys
+        whose bucket or table this writer has not wrapped, ``pending`` intents of writer
+        processes still alive (their owners finish them), and resource-level entries (a
+        ``diff``/``copy`` of the resource settles those; see ``report.settled``).
 
         Args:
-            limit: repair at most this many entries.
+            limit: repair at most this many entries; entries left alone do not count.
             progress: draw a progress bar on standard error when it is a terminal.
             workers: keys repaired at once, by that many threads (each key by one thread).
+            deadline: seconds the whole call may take (the flush of queued writes included);
+                keys not reached stay journaled and ``report.timed_out`` is set. ``None``: no
+                bound but the bounded retries per key.
 
         Returns:
             A :class:`dualwrite.RepairReport` with the counts.
@@ -858,15 +872,29 @@ class DualWriter:
         if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
             msg = f"workers must be an int >= 1; got {workers!r}"
             raise ConfigurationError(msg)
-        self.flush()
-        return repair_journal(
+        if deadline is not None and (
+            isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0
+        ):
+            msg = f"deadline must be a number of seconds > 0, or None; got {deadline!r}"
+            raise ConfigurationError(msg)
+        started = time.monotonic()
+        # Queued writes go first (their intents would otherwise be left to this live process);
+        # a hung shadow must not hold repair forever.
+        flushed = self.flush(deadline if deadline is not None else self.close_timeout)
+        remaining = (
+            None if deadline is None else max(0.001, deadline - (time.monotonic() - started))
+        )
+        report = repair_journal(
             self.journal,
             self._mirrors,
             limit=limit,
             progress=progress,
             workers=workers,
             staged=self.stage is not None,
+            deadline=remaining,
         )
+        # Writes still queued (a hung shadow) keep their intents, left to this live process.
+        return report if flushed else attrs.evolve(report, timed_out=True)
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush for a bounded time, stop the workers and close the journal the writer opened.

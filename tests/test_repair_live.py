@@ -283,6 +283,32 @@ def test_a_hung_shadow_ends_the_run_at_its_deadline_and_keeps_the_entries(
     assert "stuck" in repairer.journaled()
 
 
+def test_writer_repair_deadline_bounds_the_flush_of_a_hung_background_shadow(
+    s3: S3Env, tmp_path: Path
+) -> None:
+    """DualWriter.repair() flushes queued writes first; a hung shadow must not hold it forever."""
+    writer = dualwrite.DualWriter(flag=True, mode="background", journal=tmp_path / "bg.db")
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    entered, release = _hang(s3.shadow, "stuck")
+    try:
+        client.put_object(Bucket="photos", Key="stuck", Body=b"1")
+        assert entered.wait(30)
+        report = writer.repair(deadline=1.0)
+        assert report.timed_out
+        assert not report.settled
+        assert report.in_flight == 1  # the queued write's intent, left to its live owner
+    finally:
+        release.set()
+        writer.close()
+    # The hung write's intent belongs to this live process: repair left it in the journal.
+    assert writer.pending == 0
+
+
+def test_writer_repair_refuses_a_bad_deadline(repairer: Repairer) -> None:
+    with pytest.raises(dualwrite.exceptions.ConfigurationError, match="deadline must be"):
+        repairer.writer.repair(deadline=0)
+
+
 def _sharing_a_stripe(mirror: Any, key: str) -> str:
     lock = mirror.key_lock("photos", key)
     return next(
