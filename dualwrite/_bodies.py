@@ -143,6 +143,11 @@ BACKGROUND_MEMORY = 16 * 1024 * 1024
 each body is spooled to a temporary file."""
 
 
+def _temporary_file(**options: Any) -> Any:
+    """A new temporary file for a spool (tests replace it with a full disk)."""
+    return tempfile.TemporaryFile(**options)
+
+
 class _Budget:
     """Process-wide memory budget for bodies held by queued background writes."""
 
@@ -180,6 +185,9 @@ class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
         expected: the body's size, when known.
     """
 
+    _rolled: bool  # SpooledTemporaryFile's own state, replaced by rollover() below
+    _file: Any
+
     def __init__(self, expected: int | None) -> None:
         super().__init__(max_size=SPOOL_MEMORY, prefix="dualwrite-body-")
         self._held = 0
@@ -191,7 +199,7 @@ class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
                 self.rollover()
 
     def write(self, data: bytes) -> int:  # type: ignore[override]
-        if not self._rolled:  # type: ignore[attr-defined]
+        if not self._rolled:
             need = self._size + len(data) - self._held
             if need > 0:
                 if self._held + need <= SPOOL_MEMORY and _BUDGET.take(need):
@@ -202,7 +210,21 @@ class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
         return super().write(data)
 
     def rollover(self) -> None:
-        super().rollover()
+        """Move the bytes to a temporary file (from :func:`_temporary_file`), then give back
+        the memory they held. A failure (a full disk) leaves the spool as it was, and raises."""
+        if self._rolled:
+            return
+        memory: Any = self._file
+        disk = _temporary_file(prefix="dualwrite-body-")
+        try:
+            disk.write(memory.getbuffer())
+            disk.seek(memory.tell())
+        except BaseException:
+            disk.close()
+            raise
+        self._file = disk
+        self._rolled = True
+        memory.close()
         self._release()
 
     def close(self) -> None:
@@ -279,7 +301,7 @@ def _spool_before_primary(stream: Any) -> tuple[Any, Any, str | None]:
             continue
         try:
             if disk is None:
-                disk = tempfile.TemporaryFile(prefix="dualwrite-body-", buffering=0)
+                disk = _temporary_file(prefix="dualwrite-body-", buffering=0)
             on_disk += _write_all(disk, memory)
             memory = bytearray()
         except OSError as exc:

@@ -263,9 +263,14 @@ def _frozen(params: Mapping[str, Any]) -> dict[str, Any]:
     """The request as it is now, for a shadow write that may run after the caller reused it.
 
     Every container (``Metadata``, ``Tagging``, ``CopySource``, ``Delete``, ``MultipartUpload``)
-    is copied (semantics 10); the body is :class:`Body`'s business.
+    is copied (semantics 10). The body is left out (:data:`BODY` in its place): it is
+    :class:`Body`'s business, and a reference to it would keep the caller's object alive.
     """
-    return {name: value if name == "Body" else snapshot(value) for name, value in params.items()}
+    return {name: BODY if name == "Body" else snapshot(value) for name, value in params.items()}
+
+
+BODY = object()
+"""Stands for the body in a snapshot: the queued job must not keep the caller's object."""
 
 
 def _shown(value: object) -> str:
