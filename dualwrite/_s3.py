@@ -1002,7 +1002,7 @@ class _Uploads:
         with self.lock:
             self.on[upload_id] = upload
             now = time.monotonic()
-            while self.on:
+            while len(self.on) > 1:  # never the upload just added
                 oldest_id, oldest = next(iter(self.on.items()))
                 if len(self.on) <= _MAX_UPLOADS and now - oldest.started <= _MAX_UPLOAD_AGE:
                     break
