@@ -144,7 +144,7 @@ def _other_account(options: Options, params: dict[str, Any]) -> None:
 
 def _map_kms(options: Options, key_id: str) -> str | None:
     keys = options.kms_keys
-    if keys is None:
+    if keys is None or not isinstance(key_id, str):
         return None
     if callable(keys):
         try:
@@ -1042,11 +1042,13 @@ def _uploads(mirror: Mirror) -> _Uploads:
     return mirror.state["s3.uploads"]  # type: ignore[no-any-return]
 
 
-def _report_evicted(mirror: Mirror, evicted: list[_Upload]) -> None:
+def _report_evicted(
+    mirror: Mirror, evicted: list[_Upload], operation: str = "CreateMultipartUpload"
+) -> None:
     for upload in evicted:
         upload.broken = upload.broken or "forgotten: too many or too old uploads in progress"
         mirror.unsupported(
-            attrs.evolve(upload.write, operation="CreateMultipartUpload"),
+            attrs.evolve(upload.write, operation=operation),
             "upload-evicted",
             f"a multipart upload in progress was forgotten (more than {_MAX_UPLOADS} uploads, or "
             f"older than {_MAX_UPLOAD_AGE:.0f} s); if it completes, the object is not mirrored",
@@ -1228,7 +1230,7 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
         response = call(**params)
         _uploads(mirror).forget(upload_id)
         if evicted is not None:
-            _report_evicted(mirror, [_Upload(write=evicted)])
+            _report_evicted(mirror, [_Upload(write=evicted)], "CompleteMultipartUpload")
         return response
     write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
     view = _frozen(params)
@@ -1460,14 +1462,11 @@ def written_keys(
     del mirror
     if params is None or api != "DeleteObjects" or not isinstance(params.get("Bucket"), str):
         return None
-    objects = (params.get("Delete") or {}).get("Objects")
+    delete = params.get("Delete")
+    objects = delete.get("Objects") if isinstance(delete, Mapping) else None
     if not isinstance(objects, list):
         return None
-    return [
-        (params["Bucket"], o["Key"])
-        for o in objects
-        if isinstance(o, Mapping) and isinstance(o.get("Key"), str)
-    ]
+    return [(params["Bucket"], key) for key in _requested_keys(delete)]
 
 
 def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
