@@ -245,3 +245,80 @@ def test_fleet_check_costs_one_head_per_put(aws: Accounts, raw: Any) -> None:
         tagged = ["PutObject", "HeadObject", "GetObjectTagging"] if not single_writer else None
         assert sent == (tagged or ["PutObject"])
         writer.writer.close()
+
+
+# -- two real processes over HTTP ---------------------------------------------------------------
+
+_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from conftest import Accounts
+import dualwrite
+
+accounts = Accounts(sys.argv[2])
+primary, shadow = accounts.client("primary", "s3"), accounts.client("shadow", "s3")
+
+held = []
+
+def hold(**_):
+    if held:
+        return                  # the first shadow call only (not the convergence's)
+    held.append(1)
+    print("held", flush=True)   # the parent now writes the key, primary and shadow
+    sys.stdin.readline()        # ... and lets this shadow call go on when it is done
+
+shadow.meta.events.register("before-call.s3.PutObject", hold, unique_id="hold")
+writer = dualwrite.DualWriter(flag=True, single_writer=sys.argv[3] == "1", journal=None)
+client = writer.wrap(primary, shadow=shadow, names={"photos": "photos-acct2"})
+client.put_object(Bucket="photos", Key="k", Body=b"first")
+writer.close()
+print("done", flush=True)
+"""
+
+
+@pytest.mark.slow  # a moto server and a second Python process: a few seconds
+@pytest.mark.parametrize("single_writer", [False, True], ids=["fleet-check", "no-check"])
+def test_two_processes_over_http_end_equal(single_writer: bool) -> None:
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+    from pathlib import Path  # noqa: PLC0415
+
+    from _support.servers import MotoServer  # noqa: PLC0415
+
+    server = MotoServer()
+    try:
+        accounts = Accounts(server.url)
+        primary, shadow = accounts.client("primary", "s3"), accounts.client("shadow", "s3")
+        primary.create_bucket(Bucket=BUCKET)
+        shadow.create_bucket(Bucket=SHADOW_BUCKET)
+        tests = str(Path(__file__).resolve().parent)
+        child = subprocess.Popen(
+            [sys.executable, "-c", _CHILD, tests, server.url, "1" if single_writer else "0"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        )
+        assert child.stdin is not None
+        assert child.stdout is not None
+        try:
+            assert child.stdout.readline().strip() == "held"
+            writer = dualwrite.DualWriter(flag=True, single_writer=single_writer, journal=None)
+            client = writer.wrap(primary, shadow=shadow, names={BUCKET: SHADOW_BUCKET})
+            client.put_object(Bucket=BUCKET, Key="k", Body=b"second")
+            writer.close()
+            child.stdin.write("go\n")
+            child.stdin.flush()
+            assert child.stdout.readline().strip() == "done"
+        finally:
+            child.stdin.close()
+            child.wait(30)
+            child.stdout.close()
+        assert child.returncode == 0
+        on_primary = primary.get_object(Bucket=BUCKET, Key="k")["Body"].read()
+        on_shadow = shadow.get_object(Bucket=SHADOW_BUCKET, Key="k")["Body"].read()
+        assert on_primary == b"second"
+        assert (on_shadow == on_primary) is not single_writer
+    finally:
+        server.stop()
