@@ -14,6 +14,7 @@ and sub-resources built from the copy use the proxy too.
 from __future__ import annotations
 
 import copy
+import inspect
 import logging
 import re
 from collections.abc import Callable, Mapping
@@ -424,6 +425,23 @@ def _describe(obj: Any) -> tuple[str, str] | None:
     return None
 
 
+_ASYNC_PACKAGES = ("aiobotocore", "aioboto3")
+
+
+def _is_async(obj: Any) -> bool:
+    """Whether ``obj`` is an aiobotocore client or aioboto3 resource, without importing either.
+
+    Known by the package its class (or a base class) comes from, or by an API call method that
+    is a coroutine function (an aiobotocore client's ``_make_api_call``).
+    """
+    for cls in type(obj).__mro__:
+        if str(getattr(cls, "__module__", "")).split(".", 1)[0] in _ASYNC_PACKAGES:
+            return True
+    target = getattr(getattr(obj, "meta", None), "client", None) or obj
+    call = getattr(type(target), "_make_api_call", None)
+    return inspect.iscoroutinefunction(call)
+
+
 def _client_of(obj: Any) -> Any:
     return obj if isinstance(obj, BaseClient) else obj.meta.client
 
@@ -461,6 +479,14 @@ def wrap_any(
     shadow_account: str | None,
 ) -> T:
     """Implement :meth:`DualWriter.wrap` (see there)."""
+    for side, obj in (("primary", primary), ("shadow", shadow)):
+        if _is_async(obj):
+            msg = (
+                f"the {side} is an asynchronous client ({type(obj).__module__}."
+                f"{type(obj).__name__}): aiobotocore/aioboto3 support is not there yet; wrap a "
+                "boto3 client (or resource) instead"
+            )
+            raise ConfigurationError(msg)
     p_kind = _describe(primary)
     if p_kind is None:
         msg = (

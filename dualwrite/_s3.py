@@ -16,13 +16,17 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import datetime
 import re
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 import attrs
+from botocore.utils import parse_timestamp
 
 from dualwrite._bodies import Body
 from dualwrite._mirror import (
@@ -33,6 +37,8 @@ from dualwrite._mirror import (
     UnsupportedWrite,
     describe_error,
 )
+from dualwrite._repair import RepairError
+from dualwrite._snapshot import snapshot
 from dualwrite._stage import Stage
 from dualwrite.events import Write
 
@@ -138,7 +144,7 @@ def _other_account(options: Options, params: dict[str, Any]) -> None:
 
 def _map_kms(options: Options, key_id: str) -> str | None:
     keys = options.kms_keys
-    if keys is None:
+    if keys is None or not isinstance(key_id, str):
         return None
     if callable(keys):
         try:
@@ -253,54 +259,420 @@ def _target(params: Mapping[str, Any]) -> tuple[str, str | None] | None:
     return bucket, key if isinstance(key, str) else None
 
 
-# -- handlers ----------------------------------------------------------------------------------
+def _frozen(params: Mapping[str, Any]) -> dict[str, Any]:
+    """The request as it is now, for a shadow write that may run after the caller reused it.
+
+    Every container (``Metadata``, ``Tagging``, ``CopySource``, ``Delete``, ``MultipartUpload``)
+    is copied (semantics 10). The body is left out (:data:`BODY` in its place): it is
+    :class:`Body`'s business, and a reference to it would keep the caller's object alive.
+    """
+    return {name: BODY if name == "Body" else snapshot(value) for name, value in params.items()}
+
+
+BODY = object()
+"""Stands for the body in a snapshot: the queued job must not keep the caller's object."""
+
+
+def _shown(value: object) -> str:
+    """A malformed parameter's type, for an event: never its value (it may be a secret)."""
+    return type(value).__name__
+
+
+def _unreadable(
+    mirror: Mirror, operation: str, call: Call, params: Mapping[str, Any], pin: Pin | None
+) -> Any:
+    """Call the primary with a request whose target cannot be read; report what it stored.
+
+    With ``Config(parameter_validation=False)`` botocore sends what it is given (``Key=123``
+    names the key ``"123"``): the primary decides. When it accepts the write, the shadow cannot
+    follow (the key is not known for sure), so the write is reported ``unsupported`` with
+    reason ``malformed`` and journaled at bucket level. Nothing here raises after the primary.
+    """
+    response = call(**params)
+    bucket = params.get("Bucket")
+    resource = bucket if isinstance(bucket, str) else f"<{_shown(bucket)}>"
+    write, on = _decide(mirror, operation, resource, None, pin)
+    if on:
+        mirror.unsupported(
+            write,
+            "malformed",
+            f"{operation}: Bucket ({_shown(bucket)}) or Key ({_shown(params.get('Key'))}) is "
+            "not a str; the primary took the request as given, the shadow was not written",
+        )
+    return response
 
 
 def _decided(
     mirror: Mirror, operation: str, params: Mapping[str, Any], pin: Pin | None
 ) -> Write | None:
-    """The write to mirror, or ``None`` when the flag is off or the call lacks its target."""
+    """The write to mirror, or ``None`` when the flag is off (the target is readable)."""
     target = _target(params)
-    if target is None:
-        return None  # the primary call reports the missing parameter, as botocore would
+    assert target is not None
     write, on = _decide(mirror, operation, *target, pin)
     return write if on else None
 
 
+def _readable(params: Mapping[str, Any]) -> bool:
+    target = _target(params)
+    return target is not None and target[1] is not None
+
+
+# -- fleet convergence ---------------------------------------------------------------------------
+
+# Content headers a write sets and HeadObject returns as they were sent. ContentEncoding
+# (botocore may add aws-chunked, which S3 strips) and Expires (a date S3 reformats) are left out:
+# compared, they would make equal objects look different.
+_HEADERS = (
+    "CacheControl",
+    "ContentDisposition",
+    "ContentLanguage",
+    "ContentType",
+    "WebsiteRedirectLocation",
+)
+_DEFAULT_TYPE = "binary/octet-stream"  # what S3 stores for a write without ContentType
+# What reading the object back needs from the write: the SSE-C key, requester pays, the owner.
+_READ_PARAMS = (
+    "SSECustomerAlgorithm",
+    "SSECustomerKey",
+    "SSECustomerKeyMD5",
+    "RequestPayer",
+    "ExpectedBucketOwner",
+)
+_TAG_READ_PARAMS = ("RequestPayer", "ExpectedBucketOwner")
+_LOCK_FIELDS = ("ObjectLockMode", "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus")
+
+
+@attrs.frozen(kw_only=True)
+class Expected:
+    """What one mirrored write left on the primary, for the check that nobody wrote since.
+
+    Attributes:
+        present: whether the write leaves an object (``False``: a delete).
+        etag: the ETag the primary returned (compared when ``version_id`` is not known).
+        version_id: the version the write created; when known it names the object alone.
+        modified: a copy's ``LastModified`` in whole seconds (a copy's metadata is the source's).
+        headers: the content headers the object has, ``None`` for one the write did not set.
+        metadata: the user metadata, keys lowercased as S3 returns them; ``None``: not compared.
+        tags: the tag set the object has; ``None``: not known.
+        shadow_tags: compare the primary's tag set with the shadow's (a copy kept the source's).
+        lock: object-lock fields the write set, as ``(HeadObject field, value)``.
+        tags_only: a tagging write: only the tag set is compared (one GetObjectTagging).
+        read: parameters the primary needs to read the object back (SSE-C key, payer, owner).
+    """
+
+    present: bool = True
+    etag: str | None = None
+    version_id: str | None = None
+    modified: int | None = None
+    headers: tuple[tuple[str, Any], ...] | None = None
+    metadata: Mapping[str, str] | None = None
+    tags: frozenset[tuple[str, str]] | None = None
+    shadow_tags: bool = False
+    lock: tuple[tuple[str, Any], ...] = ()
+    tags_only: bool = False
+    read: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+def _read_params(
+    params: Mapping[str, Any], names: tuple[str, ...] = _READ_PARAMS
+) -> dict[str, Any]:
+    return {name: params[name] for name in names if params.get(name) is not None}
+
+
+def _version(response: Mapping[str, Any]) -> str | None:
+    version = response.get("VersionId")
+    return version if isinstance(version, str) and version != "null" else None
+
+
+def _tags_of_query(tagging: Any) -> frozenset[tuple[str, str]]:
+    """The tag set of a ``Tagging`` parameter (``"a=1&b=2"``) or a ``{"TagSet": [...]}``."""
+    if tagging is None or tagging == "":
+        return frozenset()
+    if isinstance(tagging, Mapping):
+        return _tag_set(tagging)
+    return frozenset(parse_qsl(str(tagging), keep_blank_values=True))
+
+
+def _written(params: Mapping[str, Any], response: Mapping[str, Any]) -> Expected:
+    """What a put (or a multipart upload created with ``params``) left on the primary."""
+    metadata = params.get("Metadata") or {}
+    return Expected(
+        etag=response.get("ETag"),
+        version_id=_version(response),
+        headers=tuple((name, params.get(name)) for name in _HEADERS),
+        metadata={str(k).lower(): str(v) for k, v in metadata.items()},
+        tags=_tags_of_query(params.get("Tagging")),
+        lock=tuple((name, params[name]) for name in _LOCK_FIELDS if name in params),
+        read=_read_params(params),
+    )
+
+
+def _copied(params: Mapping[str, Any], response: Mapping[str, Any]) -> Expected:
+    """What a CopyObject left on the primary: the new object, metadata and tags as directed."""
+    result = response.get("CopyObjectResult") or {}
+    replaced = params.get("MetadataDirective") == "REPLACE"
+    tags_replaced = params.get("TaggingDirective") == "REPLACE"
+    written = _written(params, {}) if replaced else None
+    return Expected(
+        etag=result.get("ETag"),
+        version_id=_version(response),
+        modified=_second(result.get("LastModified")),
+        headers=written.headers if written is not None else None,
+        metadata=written.metadata if written is not None else None,
+        tags=_tags_of_query(params.get("Tagging")) if tags_replaced else None,
+        shadow_tags=not tags_replaced,
+        lock=tuple((name, params[name]) for name in _LOCK_FIELDS if name in params),
+        read=_read_params(params),
+    )
+
+
+def settle(ctx: ShadowContext, expected: Expected, stamp: Stamp | None = None) -> None:
+    """After a shadow write: if the primary moved on (another process wrote the key since),
+    make the shadow equal to the primary's current state.
+
+    Several processes may write one key at once, and a later write's shadow call may land before
+    an earlier one's: the shadow would keep the older value. Whichever shadow write lands last
+    is followed by this check, so the shadow ends equal to the primary (or the key is journaled,
+    when the check or the convergence fails). Skipped with ``DualWriter(single_writer=True)``,
+    and for a write that this client wrote again since (``stamp``): the later write reaches the
+    shadow after this one and checks then. See docs/s3.md, "Fleets", for what it costs.
+    """
+    mirror = ctx.mirror
+    write = ctx.write
+
+    def superseded() -> bool:
+        # Asked again after each read: a later write of this client may have been acknowledged
+        # by the primary meanwhile (which is then why the primary moved on).
+        return stamp is not None and stamp.superseded(write.key)
+
+    try:
+        if mirror.writer.single_writer or superseded():
+            return
+        if primary_holds(mirror, write, expected) or superseded():
+            return
+        ctx.converge()
+    except RepairError as exc:
+        if superseded():
+            return
+        # The key kept changing while it was copied: journaled, but the shadow answered (this
+        # is no reason to open the circuit breaker).
+        ctx.failed(write, exc)
+    finally:
+        if stamp is not None:
+            stamp.done(write.key)
+
+
+class _Latest:
+    """Per key, the last write this client made that replaces the whole object (see Stamp).
+
+    Bounded: a key forgotten (past :data:`_MAX_LATEST` keys) is simply checked.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next = 0
+        self._keys: OrderedDict[tuple[str, str], int] = OrderedDict()
+
+    def stamp(self, resource: str, key: str) -> int:
+        with self._lock:
+            self._next += 1
+            self._keys[(resource, key)] = self._next
+            self._keys.move_to_end((resource, key))
+            while len(self._keys) > _MAX_LATEST:
+                self._keys.popitem(last=False)
+            return self._next
+
+    def superseded(self, resource: str, key: str, number: int) -> bool:
+        with self._lock:
+            latest = self._keys.get((resource, key))
+        return latest is not None and latest != number
+
+    def done(self, resource: str, key: str, number: int) -> None:
+        with self._lock:
+            if self._keys.get((resource, key)) == number:
+                del self._keys[(resource, key)]
+
+
+_MAX_LATEST = 100_000
+
+
+class Stamp:
+    """The order of one write of whole objects among this client's writes of the same keys.
+
+    Taken when the primary acknowledged the write, under the key's lock (so in the primary's
+    order). In background mode a later write of the same key is queued behind this one: its own
+    fleet check, which covers everything this one's would, runs after this write reached the
+    shadow, so this one's is skipped (without it every write of a busy key would converge).
+    """
+
+    def __init__(self, mirror: Mirror, resource: str) -> None:
+        self._latest: _Latest = mirror.state["s3.latest"]
+        self._resource = resource
+        self._numbers: dict[str, int] = {}
+
+    def primary(self, call: Call, keys: Callable[[], list[str]]) -> Call:
+        """``call``, stamping ``keys()`` once it succeeded."""
+
+        def stamped(**kwargs: Any) -> Any:
+            response = call(**kwargs)
+            for key in keys():
+                self._numbers[key] = self._latest.stamp(self._resource, key)
+            return response
+
+        return stamped
+
+    def superseded(self, key: Any) -> bool:
+        number = self._numbers.get(key)
+        return number is not None and self._latest.superseded(self._resource, key, number)
+
+    def done(self, key: Any) -> None:
+        number = self._numbers.get(key)
+        if number is not None:
+            self._latest.done(self._resource, key, number)
+
+
+def primary_holds(mirror: Mirror, write: Write, expected: Expected) -> bool:
+    """Whether the primary's object ``write.key`` is still what ``expected`` describes."""
+    primary = mirror.primary
+    target = {"Bucket": write.resource, "Key": write.key}
+    try:
+        if expected.tags_only:
+            tagging = primary.get_object_tagging(
+                **target, **_read_params(expected.read, _TAG_READ_PARAMS)
+            )
+            return _tag_set(tagging) == expected.tags
+        head = primary.head_object(**target, **expected.read)
+    except Exception as exc:
+        if _error_code(exc) in MISSING_CODES:
+            return not expected.present
+        raise
+    if not expected.present or head.get("DeleteMarker"):
+        return False
+    if expected.version_id is not None:
+        if head.get("VersionId") != expected.version_id:
+            return False
+    elif not _same_object(head, expected):
+        return False
+    for name, value in expected.lock:
+        if not _same_lock(head.get(name), value):
+            return False
+    count = int(head.get("TagCount") or 0)
+    if expected.tags is not None:
+        if count != len(expected.tags):
+            return False
+        if not count:
+            return True
+        tagging = primary.get_object_tagging(
+            **target, **_read_params(expected.read, _TAG_READ_PARAMS)
+        )
+        return _tag_set(tagging) == expected.tags
+    if expected.shadow_tags:
+        mine: frozenset[tuple[str, str]] = frozenset()
+        if count:
+            mine = _tag_set(
+                primary.get_object_tagging(
+                    **target, **_read_params(expected.read, _TAG_READ_PARAMS)
+                )
+            )
+        theirs = mirror.shadow.get_object_tagging(
+            Bucket=write.shadow_resource, Key=write.key, **owner_params(mirror)
+        )
+        return mine == _tag_set(theirs)
+    return True
+
+
+def _same_object(head: Mapping[str, Any], expected: Expected) -> bool:
+    """Whether a HeadObject shows the object ``expected`` describes (no version id known)."""
+    if expected.etag is not None and head.get("ETag") != expected.etag:
+        return False
+    if expected.modified is not None and _second(head.get("LastModified")) != expected.modified:
+        return False
+    if expected.metadata is not None:
+        metadata = head.get("Metadata") or {}
+        if {str(k).lower(): str(v) for k, v in metadata.items()} != expected.metadata:
+            return False
+    for name, value in expected.headers or ():
+        got = head.get(name)
+        if value is None and name == "ContentType":
+            if got not in (None, _DEFAULT_TYPE):
+                return False
+        elif got != value:
+            return False
+    return True
+
+
+def _second(value: Any) -> int | None:
+    """A timestamp in whole seconds (HeadObject's LastModified has no finer resolution)."""
+    if isinstance(value, datetime.datetime):
+        return int(value.timestamp())
+    return None
+
+
+def _same_lock(got: Any, want: Any) -> bool:
+    if isinstance(want, str) and not isinstance(got, datetime.datetime):
+        return (got or "OFF") == want if want in ("ON", "OFF") else got == want
+    try:
+        want_time = want if isinstance(want, datetime.datetime) else parse_timestamp(want)
+    except Exception:  # noqa: BLE001 - a value botocore would send as given: cannot compare
+        return True
+    if not isinstance(got, datetime.datetime):
+        return False
+    if want_time.tzinfo is None:
+        want_time = want_time.replace(tzinfo=datetime.timezone.utc)
+    return abs(got.timestamp() - want_time.timestamp()) < 1
+
+
+# -- handlers ----------------------------------------------------------------------------------
+
+
 def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    if not _readable(params):
+        return _unreadable(mirror, "PutObject", call, params, pin)
     write = _decided(mirror, "PutObject", params, pin)
     if write is None:
         return call(**params)
     body = Body(params.get("Body"))
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
-        if params.get("WriteOffsetBytes") is not None:
+        if view.get("WriteOffsetBytes") is not None:
             raise UnsupportedWrite(
                 "append", "an append (WriteOffsetBytes) depends on the shadow's current size"
             )
-        shadow_params = translate(mirror, write, params, creates=True)
-        if "Body" in params:
+        shadow_params = translate(mirror, write, view, creates=True)
+        if "Body" in view:
             shadow_params["Body"] = body.for_shadow()
         compare(ctx, response, ctx.shadow.put_object(**shadow_params))
+        settle(ctx, _written(view, response), stamp)
 
+    stamp = Stamp(mirror, write.resource)
+    primary = stamp.primary(call, lambda: [str(write.key)])
     primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
     return _call(
-        mirror, pin, write, call, primary_params, action, secrets=_secrets(params), body=body
+        mirror, pin, write, primary, primary_params, action, secrets=_secrets(params), body=body
     )
 
 
 def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    if not _readable(params):
+        return _unreadable(mirror, "CopyObject", call, params, pin)
     write = _decided(mirror, "CopyObject", params, pin)
     if write is None:
         return call(**params)
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
-        shadow_params = translate(mirror, write, params, creates=True)
-        shadow_params["CopySource"] = _map_copy_source(mirror, params)
+        shadow_params = translate(mirror, write, view, creates=True)
+        shadow_params["CopySource"] = _map_copy_source(mirror, view)
+        background = mirror.writer.background
         # The copy runs on the shadow's source, which may be at another version than the one
         # the primary copied (a concurrent write to the source; in background mode the source's
-        # writes wait in another key's queue) or missing. When the outcome differs, the key is
-        # converged from the primary's current state instead of being left different.
+        # writes wait in another key's queue) or missing. When the outcome differs, or cannot
+        # be told apart in background mode (SSE-KMS or SSE-C ETags are no digests, and no
+        # checksum came back), the key is converged from the primary's current state instead.
+        if background and not _verifiable(response):
+            ctx.converge()
+            return
         try:
             result = ctx.shadow.copy_object(**shadow_params)
         except Exception as exc:
@@ -308,12 +680,22 @@ def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | 
                 raise
             ctx.converge()
             return
-        if _copy_diverged(mirror, write, params, response, result):
+        diverged = _copy_diverged(response, result)
+        if diverged or (diverged is None and background):
             ctx.converge()
             return
-        compare(ctx, response.get("CopyObjectResult", {}), result.get("CopyObjectResult", {}))
+        expected = _copied(view, response)
+        if mirror.writer.single_writer:
+            # No other process writes the key, but in background mode the source's tagging may
+            # still be queued: the tags the copy took from it are checked (two reads).
+            if background and expected.shadow_tags and not _same_tags(mirror, write):
+                ctx.converge()
+            return
+        settle(ctx, expected, stamp)
 
-    return _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
+    stamp = Stamp(mirror, write.resource)
+    primary = stamp.primary(call, lambda: [str(write.key)])
+    return _call(mirror, pin, write, primary, params, action, secrets=_secrets(params))
 
 
 def _error_code(exc: BaseException) -> str | None:
@@ -322,51 +704,117 @@ def _error_code(exc: BaseException) -> str | None:
     return str(error.get("Code")) if isinstance(error, Mapping) else None
 
 
-def _copy_diverged(
-    mirror: Mirror,
-    write: Write,
-    params: Mapping[str, Any],
-    primary: Mapping[str, Any],
-    shadow: Mapping[str, Any],
-) -> bool:
-    """Whether a server-side copy left the shadow's object different from the primary's."""
-    if _etag_is_digest(primary) and _etag_is_digest(shadow):
-        etags = (r.get("CopyObjectResult", {}).get("ETag") for r in (primary, shadow))
-        if next(etags) != next(etags):
-            return True
-    if not mirror.writer.background or params.get("TaggingDirective") == "REPLACE":
-        return False
-    # The tags came from the source too; in background mode the source's tagging may still be
-    # queued. Two reads, on background workers only.
+def _digests(response: Mapping[str, Any]) -> dict[str, Any]:
+    """The content digests of a copy's result: its ETag when it is an MD5, and its checksums."""
+    result = response.get("CopyObjectResult") or {}
+    found = {
+        name: value
+        for name, value in result.items()
+        if name.startswith("Checksum") and name != "ChecksumType"
+    }
+    if _etag_is_digest(response) and result.get("ETag"):
+        found["ETag"] = result["ETag"]
+    return found
+
+
+def _verifiable(response: Mapping[str, Any]) -> bool:
+    """Whether a copy's result carries a digest of its content to compare with the shadow's."""
+    return bool(_digests(response))
+
+
+def _copy_diverged(primary: Mapping[str, Any], shadow: Mapping[str, Any]) -> bool | None:
+    """Whether a server-side copy left the shadow's object different from the primary's.
+
+    ``None`` when the two results share no digest of the content: an SSE-KMS or SSE-C ETag is
+    not an MD5 of the bytes (and differs between accounts for equal bytes), so it is never
+    compared; a checksum is, on either side.
+    """
+    mine, theirs = _digests(primary), _digests(shadow)
+    common = mine.keys() & theirs.keys()
+    if not common:
+        return None
+    return any(mine[name] != theirs[name] for name in common)
+
+
+def _same_tags(mirror: Mirror, write: Write) -> bool:
     tags = mirror.primary.get_object_tagging(Bucket=write.resource, Key=write.key)
     shadow_tags = mirror.shadow.get_object_tagging(Bucket=write.shadow_resource, Key=write.key)
-    return _tag_set(tags) != _tag_set(shadow_tags)
+    return _tag_set(tags) == _tag_set(shadow_tags)
 
 
-def _tag_set(response: Mapping[str, Any]) -> set[tuple[str, str]]:
-    return {(str(t.get("Key")), str(t.get("Value"))) for t in response.get("TagSet", [])}
+def _tag_set(response: Mapping[str, Any]) -> frozenset[tuple[str, str]]:
+    return frozenset((str(t.get("Key")), str(t.get("Value"))) for t in response.get("TagSet", []))
 
 
-def _simple(operation: str, method: str) -> Handler:
+def _simple(
+    operation: str,
+    method: str,
+    expect: Callable[[Mapping[str, Any]], Expected | None],
+    *,
+    whole: bool = False,
+) -> Handler:
     """A write on one existing object, mirrored as the same call on the shadow.
 
     A call naming a ``VersionId`` is reported ``unsupported``: the shadow's version ids are its
-    own.
+    own. ``expect`` says what the write leaves on the primary, for the fleet check
+    (:func:`settle`); ``None``: nothing to check. ``whole``: the write replaces (or removes) the
+    whole object, so a later one of the same key makes its check unnecessary (:class:`Stamp`).
     """
 
     def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+        if not _readable(params):
+            return _unreadable(mirror, operation, call, params, pin)
         write = _decided(mirror, operation, params, pin)
         if write is None:
             return call(**params)
+        view = _frozen(params)
 
         def action(ctx: ShadowContext, response: Any) -> None:
-            _refuse_version(operation, params)
-            getattr(ctx.shadow, method)(**translate(mirror, write, params, creates=False))
+            _refuse_version(operation, view)
+            getattr(ctx.shadow, method)(**translate(mirror, write, view, creates=False))
+            expected = expect(view)
+            if expected is not None:
+                settle(ctx, expected, stamp)
 
-        return _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
+        stamp = Stamp(mirror, write.resource) if whole else None
+        primary = stamp.primary(call, lambda: [str(write.key)]) if stamp is not None else call
+        return _call(mirror, pin, write, primary, params, action, secrets=_secrets(params))
 
     handler.__name__ = f"_{method}"
     return handler
+
+
+def _deleted(params: Mapping[str, Any]) -> Expected:
+    return Expected(present=False, read=_read_params(params))
+
+
+def _tagged(params: Mapping[str, Any]) -> Expected:
+    return Expected(
+        tags=_tags_of_query(params.get("Tagging")), tags_only=True, read=_read_params(params)
+    )
+
+
+def _untagged(params: Mapping[str, Any]) -> Expected:
+    return Expected(tags=frozenset(), tags_only=True, read=_read_params(params))
+
+
+def _retained(params: Mapping[str, Any]) -> Expected:
+    retention = params.get("Retention") or {}
+    lock = (
+        ("ObjectLockMode", retention.get("Mode")),
+        ("ObjectLockRetainUntilDate", retention.get("RetainUntilDate")),
+    )
+    return Expected(lock=lock, read=_read_params(params))
+
+
+def _held(params: Mapping[str, Any]) -> Expected:
+    status = (params.get("LegalHold") or {}).get("Status")
+    return Expected(lock=(("ObjectLockLegalHoldStatus", status),), read=_read_params(params))
+
+
+def _unchecked(params: Mapping[str, Any]) -> None:
+    """Annotations: HeadObject does not show them, so a write of one is not fleet-checked."""
+    del params
 
 
 def _refuse_version(operation: str, params: Mapping[str, Any]) -> None:
@@ -378,16 +826,20 @@ def _refuse_version(operation: str, params: Mapping[str, Any]) -> None:
 
 
 def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
+    if not _readable(params):
+        return _unreadable(mirror, "PutObjectAcl", call, params, pin)
     write = _decided(mirror, "PutObjectAcl", params, pin)
     if write is None:
         return call(**params)
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
-        _refuse_version("PutObjectAcl", params)
+        _refuse_version("PutObjectAcl", view)
         # The caller's grants name the primary's principals; on the shadow the only meaningful
         # ACL is the bucket owner's, which keeps the object readable by the shadow account.
+        # Being the same for every write, it needs no fleet check.
         kept: dict[str, Any] = {
-            k: params[k] for k in ("Key", "ExpectedBucketOwner", "RequestPayer") if k in params
+            k: view[k] for k in ("Key", "ExpectedBucketOwner", "RequestPayer") if k in view
         }
         shadow_params = translate(mirror, write, kept, creates=False)
         ctx.shadow.put_object_acl(**shadow_params, ACL=OWNER_ACL)
@@ -395,21 +847,32 @@ def _put_object_acl(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
     return _call(mirror, pin, write, call, params, action)
 
 
+def _requested_keys(delete: Any) -> list[str]:
+    """The keys a ``Delete`` parameter names; never raises, whatever its shape."""
+    objects = delete.get("Objects") if isinstance(delete, Mapping) else None
+    if not isinstance(objects, (list, tuple)):
+        return []
+    return [o["Key"] for o in objects if isinstance(o, Mapping) and isinstance(o.get("Key"), str)]
+
+
 def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
     bucket = params.get("Bucket")
     delete = params.get("Delete")
-    if not isinstance(bucket, str) or not isinstance(delete, Mapping):
-        return call(**params)
+    requested = _requested_keys(delete)
+    if not isinstance(bucket, str) or not requested:
+        return _unreadable_delete(mirror, call, params, pin)
     write, on = _decide(mirror, "DeleteObjects", bucket, None, pin)
     if not on:
         return call(**params)
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
-        requested = [o for o in delete.get("Objects", []) if isinstance(o, Mapping)]
-        if delete.get("Quiet"):
+        objects = view["Delete"].get("Objects", [])
+        asked = [o for o in objects if isinstance(o, Mapping)]
+        if view["Delete"].get("Quiet"):
             # A quiet response lists only the errors: everything else was deleted.
             failed = {(e.get("Key"), e.get("VersionId")) for e in response.get("Errors", [])}
-            done = [o for o in requested if (o.get("Key"), o.get("VersionId")) not in failed]
+            done = [o for o in asked if (o.get("Key"), o.get("VersionId")) not in failed]
         else:
             done = list(response.get("Deleted", []))
         keys: list[str] = []
@@ -428,10 +891,12 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
                 keys.append(key)
         if not keys:
             return
-        shadow_params = translate(mirror, write, params, creates=False)
+        shadow_params = translate(mirror, write, view, creates=False)
         shadow_params["Delete"] = {"Objects": [{"Key": k} for k in keys], "Quiet": True}
         result = ctx.shadow.delete_objects(**shadow_params)
+        errors = set()
         for error in result.get("Errors", []):
+            errors.add(error.get("Key"))
             ctx.failed(
                 attrs.evolve(write, key=error.get("Key")),
                 ErrorInfo(
@@ -440,10 +905,48 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
                     message=str(error.get("Message", "")),
                 ),
             )
+        if mirror.writer.single_writer:
+            return
+        for key in keys:
+            if key not in errors:
+                _settle_key(ctx, attrs.evolve(write, key=key), _deleted(view), stamp)
 
     # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md.
-    requested = [o.get("Key") for o in delete.get("Objects", []) if isinstance(o, Mapping)]
-    return _call(mirror, pin, write, call, params, action, ordered=False, keys=requested)
+    stamp = Stamp(mirror, bucket)
+    primary = stamp.primary(call, lambda: requested)
+    return _call(mirror, pin, write, primary, params, action, ordered=False, keys=requested)
+
+
+def _settle_key(ctx: ShadowContext, write: Write, expected: Expected, stamp: Stamp) -> None:
+    """:func:`settle` for one key of a multi-key write; a failure is that key's alone."""
+    one = ShadowContext(ctx.mirror, write, ())
+    try:
+        settle(one, expected, stamp)
+    except Exception as exc:  # noqa: BLE001 - reported for this key; the others go on
+        ctx.failed(write, exc)
+    ctx.events.extend(one.events)
+
+
+def _unreadable_delete(
+    mirror: Mirror, call: Call, params: Mapping[str, Any], pin: Pin | None
+) -> Any:
+    """DeleteObjects whose bucket or keys cannot be read: the primary decides, as given."""
+    response = call(**params)
+    bucket = params.get("Bucket")
+    resource = bucket if isinstance(bucket, str) else f"<{_shown(bucket)}>"
+    deleted = response.get("Deleted") if isinstance(response, Mapping) else None
+    if not deleted:
+        return response  # nothing was deleted: nothing for the shadow to follow
+    write, on = _decide(mirror, "DeleteObjects", resource, None, pin)
+    if on:
+        mirror.unsupported(
+            write,
+            "malformed",
+            f"DeleteObjects: Bucket ({_shown(bucket)}) or Delete "
+            f"({_shown(params.get('Delete'))}) could not be read; the primary deleted what it "
+            "read, the shadow was not written",
+        )
+    return response
 
 
 # -- multipart ---------------------------------------------------------------------------------
@@ -453,32 +956,66 @@ class IncompleteShadowUpload(Exception):  # noqa: N818 - its name is the event's
     """The shadow's copy of a multipart upload is incomplete; the object is not on the shadow."""
 
 
+_MAX_UPLOADS = 10_000
+"""Multipart uploads in progress remembered per wrapped client (the oldest is forgotten first)."""
+_MAX_UPLOAD_AGE = 7 * 24 * 3600.0
+"""Seconds after which an upload that was neither completed nor aborted is forgotten."""
+
+
 @attrs.define
 class _Upload:
     """One multipart upload the primary accepted while the flag was on."""
 
     write: Write
+    params: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
     shadow_id: str | None = None
     parts: dict[Any, dict[str, Any]] = attrs.field(factory=dict)
     broken: str | None = None
+    started: float = attrs.field(factory=time.monotonic)
 
 
 class _Uploads:
-    """Primary UploadId -> shadow upload, per wrapped client."""
+    """Primary UploadId -> shadow upload, per wrapped client; bounded in size and age.
+
+    An upload that is never completed or aborted (its process gave up) would stay forever: past
+    :data:`_MAX_UPLOADS` entries or :data:`_MAX_UPLOAD_AGE` seconds the oldest is forgotten, its
+    key journaled (it may still complete), and its later calls go to the primary only.
+    """
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.on: dict[str, _Upload] = {}
-        self.off: OrderedDict[str, None] = OrderedDict()
+        self.on: OrderedDict[str, _Upload] = OrderedDict()
+        self.off: OrderedDict[str, Write | None] = OrderedDict()
 
-    def remember_off(self, upload_id: str) -> None:
+    def remember_off(self, upload_id: str, write: Write | None = None) -> None:
         with self.lock:
-            self.off[upload_id] = None
-            while len(self.off) > _MAX_OFF_UPLOADS:
-                self.off.popitem(last=False)
+            self._off(upload_id, write)
+
+    def _off(self, upload_id: str, write: Write | None) -> None:
+        self.off[upload_id] = write
+        while len(self.off) > _MAX_OFF_UPLOADS:
+            self.off.popitem(last=False)
+
+    def add(self, upload_id: str, upload: _Upload) -> list[_Upload]:
+        """Remember a mirrored upload; return those forgotten to make room (in progress)."""
+        evicted = []
+        with self.lock:
+            self.on[upload_id] = upload
+            now = time.monotonic()
+            while len(self.on) > 1:  # never the upload just added
+                oldest_id, oldest = next(iter(self.on.items()))
+                if len(self.on) <= _MAX_UPLOADS and now - oldest.started <= _MAX_UPLOAD_AGE:
+                    break
+                del self.on[oldest_id]
+                self._off(oldest_id, oldest.write)
+                evicted.append(oldest)
+        return evicted
 
     def lookup(self, upload_id: Any) -> _Upload | bool | None:
-        """The upload if mirrored, ``False`` if it started flag-off, ``None`` if unknown."""
+        """The upload if mirrored, ``False`` if it started flag-off (or was forgotten),
+        ``None`` if unknown."""
+        if not isinstance(upload_id, str):
+            return None
         with self.lock:
             if upload_id in self.on:
                 return self.on[upload_id]
@@ -486,7 +1023,16 @@ class _Uploads:
                 return False
         return None
 
+    def evicted(self, upload_id: Any) -> Write | None:
+        """The write of a mirrored upload that was forgotten while in progress, if it was."""
+        if not isinstance(upload_id, str):
+            return None
+        with self.lock:
+            return self.off.get(upload_id)
+
     def forget(self, upload_id: Any) -> None:
+        if not isinstance(upload_id, str):
+            return
         with self.lock:
             self.on.pop(upload_id, None)
             self.off.pop(upload_id, None)
@@ -496,29 +1042,41 @@ def _uploads(mirror: Mirror) -> _Uploads:
     return mirror.state["s3.uploads"]  # type: ignore[no-any-return]
 
 
+def _report_evicted(
+    mirror: Mirror, evicted: list[_Upload], operation: str = "CreateMultipartUpload"
+) -> None:
+    for upload in evicted:
+        upload.broken = upload.broken or "forgotten: too many or too old uploads in progress"
+        mirror.unsupported(
+            attrs.evolve(upload.write, operation=operation),
+            "upload-evicted",
+            f"a multipart upload in progress was forgotten (more than {_MAX_UPLOADS} uploads, or "
+            f"older than {_MAX_UPLOAD_AGE:.0f} s); if it completes, the object is not mirrored",
+        )
+
+
 def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-    target = _target(params)
-    if target is None:
-        return call(**params)
-    write, on = _decide(mirror, "CreateMultipartUpload", *target, pin)
-    if not on:
+    if not _readable(params):
+        return _unreadable(mirror, "CreateMultipartUpload", call, params, pin)
+    write = _decided(mirror, "CreateMultipartUpload", params, pin)
+    if write is None:
         response = call(**params)
         if isinstance(response.get("UploadId"), str):
             _uploads(mirror).remember_off(response["UploadId"])
         return response
-    upload = _Upload(write=write)
+    view = _frozen(params)
+    upload = _Upload(write=write, params=view)
 
     def primary(**kwargs: Any) -> Any:
         # Registered as soon as the primary answers, so that its parts find the decision even
         # when the shadow's create fails or the bucket has no shadow name.
         response = call(**kwargs)
         if isinstance(response.get("UploadId"), str):
-            with _uploads(mirror).lock:
-                _uploads(mirror).on[response["UploadId"]] = upload
+            _report_evicted(mirror, _uploads(mirror).add(response["UploadId"], upload))
         return response
 
     def action(ctx: ShadowContext, response: Any) -> None:
-        shadow_params = translate(mirror, write, params, creates=True)
+        shadow_params = translate(mirror, write, view, creates=True)
         try:
             upload.shadow_id = ctx.shadow.create_multipart_upload(**shadow_params)["UploadId"]
         except Exception:
@@ -545,10 +1103,15 @@ def _part(operation: str, method: str) -> Handler:
     copy = operation == "UploadPartCopy"
 
     def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-        target = _target(params)
-        if target is None:
-            return call(**params)
         upload = _uploads(mirror).lookup(params.get("UploadId"))
+        if not _readable(params):
+            response = call(**params)
+            if isinstance(upload, _Upload):
+                # Reported at the upload's completion, which finds this part missing.
+                upload.broken = upload.broken or f"{operation}: Key could not be read"
+            return response
+        target = _target(params)
+        assert target is not None
         if upload is None:
             response = call(**params)
             _unknown_upload(mirror, operation, target)
@@ -559,7 +1122,8 @@ def _part(operation: str, method: str) -> Handler:
             return call(**params)
         write = attrs.evolve(upload.write, operation=operation)
         body = Body(params.get("Body"))
-        part_number = params.get("PartNumber")
+        view = _frozen(params)
+        part_number = view.get("PartNumber")
 
         def action(ctx: ShadowContext, response: Any) -> None:
             # Read here, not in the caller's thread: in background mode the shadow's
@@ -567,24 +1131,24 @@ def _part(operation: str, method: str) -> Handler:
             shadow_id = upload.shadow_id
             if upload.broken or shadow_id is None:
                 raise SkipShadow  # reported when the upload broke, and again at its completion
-            shadow_params = translate(mirror, write, params, creates=False)
+            shadow_params = translate(mirror, write, view, creates=False)
             shadow_params["UploadId"] = shadow_id
             if copy:
                 try:
-                    shadow_params["CopySource"] = _map_copy_source(mirror, params)
+                    shadow_params["CopySource"] = _map_copy_source(mirror, view)
                 except UnsupportedWrite as signal:
                     # Without this part the object can never be completed on the shadow: abort
                     # its upload now rather than leave the parts billed until Complete.
                     _break(mirror, upload, f"{operation} {part_number}: {signal.detail}")
                     raise
-            if "Body" in params:
+            if "Body" in view:
                 shadow_params["Body"] = body.for_shadow()
             try:
                 result = getattr(ctx.shadow, method)(**shadow_params)
             except Exception as exc:
                 # Reported again at Complete, whose parameters may lack this part's SSE-C key:
                 # scrub the reason now, with the part's own secrets.
-                info = describe_error(exc, _secrets(params))
+                info = describe_error(exc, _secrets(view))
                 _break(
                     mirror,
                     upload,
@@ -596,7 +1160,17 @@ def _part(operation: str, method: str) -> Handler:
             upload.parts[part_number] = {
                 k: v for k, v in mine.items() if k == "ETag" or k.startswith("Checksum")
             }
-            compare(ctx, theirs, mine)
+            if copy:
+                # The encryption fields sit beside CopyPartResult: an SSE-KMS part's ETag is no
+                # digest, and is not compared.
+                both = dict(response, CopyObjectResult=theirs), dict(result, CopyObjectResult=mine)
+                if _copy_diverged(*both):
+                    _break(
+                        mirror, upload, f"{operation} {part_number}: the shadow's source differs"
+                    )
+                    raise IncompleteShadowUpload(f"part {part_number} copied another source")
+            else:
+                compare(ctx, theirs, mine)
 
         primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
         # Parts of one upload go in parallel (s3transfer's threads): no per-key ordering.
@@ -618,9 +1192,9 @@ def _part(operation: str, method: str) -> Handler:
 
 def _break(mirror: Mirror, upload: _Upload, reason: str) -> None:
     """Abort the shadow's upload so that no orphaned parts are billed in the shadow account."""
-    if upload.broken:
+    if upload.broken and upload.shadow_id is None:
         return
-    upload.broken = reason
+    upload.broken = upload.broken or reason
     shadow_id, upload.shadow_id = upload.shadow_id, None
     if shadow_id is None or upload.write.shadow_resource is None:
         return
@@ -633,29 +1207,45 @@ def _break(mirror: Mirror, upload: _Upload, reason: str) -> None:
 
 
 def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
-    target = _target(params)
-    if target is None:
-        return call(**params)
     upload_id = params.get("UploadId")
+    if not _readable(params):
+        response = call(**params)
+        upload = _uploads(mirror).lookup(upload_id)
+        if isinstance(upload, _Upload):
+            _uploads(mirror).forget(upload_id)
+            _break(mirror, upload, "CompleteMultipartUpload: Key could not be read")
+            mirror.unsupported(
+                attrs.evolve(upload.write, operation="CompleteMultipartUpload"),
+                "malformed",
+                f"CompleteMultipartUpload: Key ({_shown(params.get('Key'))}) is not a str",
+            )
+        return response
+    target = _target(params)
+    assert target is not None
     upload = _uploads(mirror).lookup(upload_id)
     if upload is None:
         response = call(**params)
         _unknown_upload(mirror, "CompleteMultipartUpload", target)
         return response
     if not isinstance(upload, _Upload):
+        evicted = _uploads(mirror).evicted(upload_id)
         response = call(**params)
         _uploads(mirror).forget(upload_id)
+        if evicted is not None:
+            _report_evicted(mirror, [_Upload(write=evicted)], "CompleteMultipartUpload")
         return response
     write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         _uploads(mirror).forget(upload_id)
         if upload.broken or upload.shadow_id is None:
+            _break(mirror, upload, upload.broken or "the shadow upload was not created")
             raise IncompleteShadowUpload(upload.broken or "the shadow upload was not created")
-        shadow_params = translate(mirror, write, params, creates=False)
+        shadow_params = translate(mirror, write, view, creates=False)
         shadow_params["UploadId"] = upload.shadow_id
         parts = []
-        for part in (params.get("MultipartUpload") or {}).get("Parts", []):
+        for part in (view.get("MultipartUpload") or {}).get("Parts", []):
             number = part.get("PartNumber")
             mirrored = upload.parts.get(number)
             if mirrored is None:
@@ -669,11 +1259,14 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
             _break(mirror, upload, "the shadow's CompleteMultipartUpload failed")
             raise
         compare(ctx, response, result)
+        settle(ctx, _written({**upload.params, **_read_params(view)}, response), stamp)
 
     # A primary failure leaves the upload registered: the caller may retry or abort it. A
     # success forgets it here as well as in the action, which never runs for a bucket without
     # a shadow name: the table would otherwise grow with every such upload.
-    response = _call(mirror, pin, write, call, params, action, secrets=_secrets(params))
+    stamp = Stamp(mirror, write.resource)
+    primary = stamp.primary(call, lambda: [str(write.key)])
+    response = _call(mirror, pin, write, primary, params, action, secrets=_secrets(params))
     _uploads(mirror).forget(upload_id)
     return response
 
@@ -681,18 +1274,21 @@ def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin:
 def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
     upload_id = params.get("UploadId")
     upload = _uploads(mirror).lookup(upload_id)
-    if not isinstance(upload, _Upload):
+    if not isinstance(upload, _Upload) or not _readable(params):
         response = call(**params)
         _uploads(mirror).forget(upload_id)
+        if isinstance(upload, _Upload):
+            _break(mirror, upload, "aborted")
         return response
     write = attrs.evolve(upload.write, operation="AbortMultipartUpload")
+    view = _frozen(params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         _uploads(mirror).forget(upload_id)
         shadow_id, upload.shadow_id = upload.shadow_id, None
         upload.broken = upload.broken or "aborted"
         if shadow_id is not None:
-            shadow_params = translate(mirror, write, params, creates=False)
+            shadow_params = translate(mirror, write, view, creates=False)
             ctx.shadow.abort_multipart_upload(**{**shadow_params, "UploadId": shadow_id})
 
     response = _call(mirror, pin, write, call, params, action, ordered=False)
@@ -706,8 +1302,8 @@ def _abort_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pi
 def _reported(operation: str, reason: str, detail: str) -> Handler:
     def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
         target = _target(params)
-        if target is None:
-            return call(**params)
+        if target is None:  # a bucket-level write names no key: only the bucket must be read
+            return _unreadable(mirror, operation, call, params, pin)
         write, on = _decide(mirror, operation, *target, pin)
         response = call(**params)
         if on:
@@ -721,15 +1317,17 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
 HANDLERS: dict[str, Handler] = {
     "PutObject": _put_object,
     "CopyObject": _copy_object,
-    "DeleteObject": _simple("DeleteObject", "delete_object"),
+    "DeleteObject": _simple("DeleteObject", "delete_object", _deleted, whole=True),
     "DeleteObjects": _delete_objects,
-    "PutObjectTagging": _simple("PutObjectTagging", "put_object_tagging"),
-    "DeleteObjectTagging": _simple("DeleteObjectTagging", "delete_object_tagging"),
+    "PutObjectTagging": _simple("PutObjectTagging", "put_object_tagging", _tagged),
+    "DeleteObjectTagging": _simple("DeleteObjectTagging", "delete_object_tagging", _untagged),
     "PutObjectAcl": _put_object_acl,
-    "PutObjectRetention": _simple("PutObjectRetention", "put_object_retention"),
-    "PutObjectLegalHold": _simple("PutObjectLegalHold", "put_object_legal_hold"),
-    "PutObjectAnnotation": _simple("PutObjectAnnotation", "put_object_annotation"),
-    "DeleteObjectAnnotation": _simple("DeleteObjectAnnotation", "delete_object_annotation"),
+    "PutObjectRetention": _simple("PutObjectRetention", "put_object_retention", _retained),
+    "PutObjectLegalHold": _simple("PutObjectLegalHold", "put_object_legal_hold", _held),
+    "PutObjectAnnotation": _simple("PutObjectAnnotation", "put_object_annotation", _unchecked),
+    "DeleteObjectAnnotation": _simple(
+        "DeleteObjectAnnotation", "delete_object_annotation", _unchecked
+    ),
     "CreateMultipartUpload": _create_multipart,
     "UploadPart": _part("UploadPart", "upload_part"),
     "UploadPartCopy": _part("UploadPartCopy", "upload_part_copy"),
@@ -822,7 +1420,7 @@ def unclassified(api_name: str, http_method: str) -> Handler | None:
 
 def new_state(options: Options) -> dict[str, Any]:
     """The per-client state this module keeps on a :class:`Mirror`."""
-    return {"s3.options": options, "s3.uploads": _Uploads()}
+    return {"s3.options": options, "s3.uploads": _Uploads(), "s3.latest": _Latest()}
 
 
 # -- stages: routing a call to the new account first ---------------------------------------------
@@ -866,14 +1464,11 @@ def written_keys(
     del mirror
     if params is None or api != "DeleteObjects" or not isinstance(params.get("Bucket"), str):
         return None
-    objects = (params.get("Delete") or {}).get("Objects")
+    delete = params.get("Delete")
+    objects = delete.get("Objects") if isinstance(delete, Mapping) else None
     if not isinstance(objects, list):
         return None
-    return [
-        (params["Bucket"], o["Key"])
-        for o in objects
-        if isinstance(o, Mapping) and isinstance(o.get("Key"), str)
-    ]
+    return [(params["Bucket"], key) for key in _requested_keys(delete)]
 
 
 def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:

@@ -237,3 +237,36 @@ def test_unknown_attributes_raise_like_the_client(s3: S3Env) -> None:
     assert hasattr(client, "put_object")
     original: Any = s3.primary
     assert set(dir(original)) <= set(dir(client))
+
+
+# -- asynchronous clients (issue 11): refused until they are supported ------------------------
+
+
+class AioBaseClient:
+    """A stand-in for aiobotocore's client class: only what the check looks at."""
+
+    __module__ = "aiobotocore.client"
+
+    async def _make_api_call(self, operation_name: str, api_params: dict[str, Any]) -> Any:
+        return {}
+
+
+class CoroutineClient:
+    """An async client from a package the check does not know by name."""
+
+    async def _make_api_call(self, operation_name: str, api_params: dict[str, Any]) -> Any:
+        return {}
+
+
+@pytest.mark.parametrize("async_client", [AioBaseClient, CoroutineClient])
+@pytest.mark.parametrize("side", ["primary", "shadow"])
+def test_async_client_is_refused_with_a_configuration_error(
+    s3: S3Env, async_client: type, side: str
+) -> None:
+    primary = async_client() if side == "primary" else s3.primary
+    shadow = async_client() if side == "shadow" else s3.shadow
+    with pytest.raises(dualwrite.exceptions.ConfigurationError, match="not there yet") as info:
+        dualwrite.wrap(primary, shadow=shadow, names=s3.names, flag=True)
+    assert isinstance(info.value, ValueError)
+    assert side in str(info.value)
+    assert "async" in str(info.value)

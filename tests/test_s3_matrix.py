@@ -58,12 +58,12 @@ def test_matrix(s3: S3Env, flag: bool, primary_ok: bool, shadow_ok: bool) -> Non
 
     if primary_ok:
         response = client.put_object(Bucket=bucket, Key="k", Body=b"payload")
-        assert response is parsed[-1]  # the very object botocore returned
+        assert response is parsed[0]  # the very object botocore returned
         assert s3.primary_body("k") == b"payload"
     else:
         with pytest.raises(ClientError) as info:
             client.put_object(Bucket=bucket, Key="k", Body=b"payload")
-        assert info.value.response is parsed[-1]
+        assert info.value.response is parsed[0]
         assert info.value.response["Error"]["Code"] == "NoSuchBucket"
     assert primary_sent[0] == "PutObject"
     assert flag_calls == ["PutObject"]  # evaluated once, even when the primary then fails
@@ -74,6 +74,8 @@ def test_matrix(s3: S3Env, flag: bool, primary_ok: bool, shadow_ok: bool) -> Non
         assert s3.keys("shadow") == []
     elif shadow_ok:
         assert shadow_sent == ["PutObject"]
+        # The fleet check: one HeadObject of the primary after the shadow write (docs/s3.md).
+        assert primary_sent[:2] == ["PutObject", "HeadObject"]
         assert rec.kinds() == ["shadow_written"]
         assert s3.shadow_body("k") == b"payload"
     else:
