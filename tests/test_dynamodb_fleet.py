@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.shadow import Gate
 from boto3.dynamodb.types import TypeSerializer
 from conftest import Accounts, DynamoEnv, drop_tables
 
 import dualwrite
 from dualwrite.testing import RecordingHook
-from _support.shadow import Gate
 
 SERIALIZER = TypeSerializer()
 SHADOW_WRITES = ("PutItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems")
@@ -274,8 +274,9 @@ def test_hot_keys_written_by_several_processes_end_equal(
                 )
         # A last burst, every thread at once: the writes whose shadow calls decide the end.
         burst.wait()
+        mark = int(seed * 1e9)
         for k in local.sample(range(3), 3):
-            p.client.put_item(TableName="orders", Item=typed({"pk": f"hot{k}", "last": int(seed * 1e9)}))
+            p.client.put_item(TableName="orders", Item=typed({"pk": f"hot{k}", "last": mark}))
 
     threads = [
         threading.Thread(target=work, args=(p, rng.random())) for p in processes for _ in range(2)
