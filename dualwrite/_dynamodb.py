@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -136,6 +137,10 @@ class KeySchemas:
             self._known[table] = names
             self._failed.pop(table, None)
         return names
+
+    def known(self, table: str) -> tuple[str, ...] | None:
+        """The key attribute names of ``table`` if already described; never calls DynamoDB."""
+        return self._known.get(table)
 
     def key_of(self, table: str, item: Any) -> dict[str, Any] | None:
         """Return the key of ``item`` in ``table``, or ``None`` if it cannot be known."""
@@ -275,6 +280,36 @@ def _bytes(value: Any) -> bytes:
     return _repr(value).encode(errors="surrogatepass")
 
 
+def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = None) -> bool:
+    """Whether ``key`` is a key DynamoDB could accept: a map of key attribute names (those of
+    ``schema`` when known) to a string, number or binary value in the format of ``level``.
+
+    A key that is not well formed cannot be read back, locked sensibly or journaled for repair;
+    the service refuses it, and should it not, the write is reported ``unsupported``.
+    """
+    try:
+        if not isinstance(key, Mapping) or not key:
+            return False
+        if schema is not None and set(key) != set(schema):
+            return False
+        return all(isinstance(name, str) and _key_value(v, level) for name, v in key.items())
+    except Exception:  # noqa: BLE001 - a mapping that misbehaves is no key
+        return False
+
+
+def _key_value(value: Any, level: Level) -> bool:
+    if level == "client":
+        if not isinstance(value, Mapping) or len(value) != 1:
+            return False
+        ((tag, inner),) = value.items()
+        if tag in ("S", "N"):
+            return isinstance(inner, str)
+        return tag == "B" and isinstance(inner, (bytes, bytearray, str))
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (str, int, Decimal, bytes, bytearray, Binary))
+
+
 def _canon_key(key: Mapping[str, Any] | None, level: Level) -> Hashable:
     """A hashable form of a key, equal for equal keys at either level; never raises."""
     if key is None:
@@ -388,6 +423,8 @@ class _Change:
     table: str
     key: Mapping[str, Any] | None
     item: Any
+    # This process's count of primary writes of the key when this one was made (see _Later).
+    generation: int = -1
 
 
 READ_BACK = object()
@@ -546,6 +583,70 @@ def _shadow_transaction(
 
 # -- fleet convergence ----------------------------------------------------------------------------
 
+
+class _Later:
+    """Per writer, how many primary writes of each key this process made so far.
+
+    In background mode a key's shadow jobs run in order on the key's queue, after the callers
+    returned: when a job settles its key, a later write of the same key by this process may
+    already be on the primary, with its own job (which writes the newest state and settles it
+    again) queued behind. That job makes further rounds here redundant, and without this
+    count a key written continuously by many threads of one process would be reported
+    unsettled. Another process's writes are not counted: they are what the rounds are for.
+    The counts are dropped wholesale past a bound: a missing count only means the rounds run.
+    """
+
+    _BOUND = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: weakref.WeakKeyDictionary[Any, dict[Hashable, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def bump(self, mirror: Mirror, level: Level, table: str, key: Mapping[str, Any]) -> int:
+        """Count one primary write of ``key``; return the new count."""
+        ident = (_lock_name(table), _canon_key(key, level))
+        with self._lock:
+            counts = self._counts.setdefault(mirror.writer, {})
+            if len(counts) >= self._BOUND:
+                counts.clear()
+            counts[ident] = counts.get(ident, 0) + 1
+            return counts[ident]
+
+    def after(self, mirror: Mirror, level: Level, change: _Change) -> bool:
+        """Whether this process wrote ``change``'s key on the primary again since."""
+        if change.generation < 0 or change.key is None:
+            return False
+        ident = (_lock_name(change.table), _canon_key(change.key, level))
+        with self._lock:
+            counts = self._counts.get(mirror.writer)
+            return counts is not None and counts.get(ident, 0) > change.generation
+
+
+_LATER = _Later()
+
+
+def _counting(
+    mirror: Mirror, level: Level, call: Call, targets: Sequence[tuple[str, Any]]
+) -> tuple[Call, list[int]]:
+    """``call``, counting each of ``targets`` as written once it succeeded (see :class:`_Later`).
+
+    Returns the call and the list that receives the counts (in ``targets`` order).
+    """
+    counted: list[int] = []
+
+    def counting(**kwargs: Any) -> Any:
+        response = call(**kwargs)
+        counted.extend(
+            _LATER.bump(mirror, level, table, key) if key is not None else -1
+            for table, key in targets
+        )
+        return response
+
+    return counting, counted
+
+
 # Rounds of "the primary moved on: give the shadow its current state" before a key is reported
 # (journaled) as unsettled; each round is one consistent read and one shadow write of that key.
 _SETTLE_ROUNDS = 3
@@ -572,18 +673,23 @@ def _settle(ctx: ShadowContext, level: Level, changes: Sequence[_Change]) -> Non
     """
     if ctx.mirror.writer.single_writer:
         return
+    mirror = ctx.mirror
     pending = [c for c in changes if c.key is not None and c.write.shadow_resource is not None]
     for round_ in range(_SETTLE_ROUNDS + 1):
+        # A later same-key write of this process settles the key after this one (_Later).
+        pending = [c for c in pending if not _LATER.after(mirror, level, c)]
         if not pending:
             return
         targets = [(c.table, c.key) for c in pending if c.key is not None]
-        found = _read_many(ctx.mirror.primary, level, targets)
+        found = _read_many(mirror.primary, level, targets)
         moved = []
         for change in pending:
             now = found[(change.table, _canon_key(change.key, level))]
             if not _same_item(now, change.item, level):
                 moved.append(attrs.evolve(change, item=now))
         pending = moved
+        if pending and round_ == _SETTLE_ROUNDS:
+            pending = [c for c in pending if not _LATER.after(mirror, level, c)]
         if round_ < _SETTLE_ROUNDS:
             for change in pending:
                 assert change.key is not None
@@ -732,18 +838,21 @@ def _call_keys(
         )
         return response
     for change in mapped:
+        acked, counted = _counting(
+            mirror, state.level, lambda **_: response, [(change.table, change.key)]
+        )
         mirror.call(
             change.write,
-            lambda **_: response,
+            acked,
             params,
-            _converge_key(mirror, state, change),
+            _converge_key(mirror, state, change, counted),
             hold=_holding(mirror, state.level, [(change.table, change.key)]),
         )
     return response
 
 
 def _converge_key(
-    mirror: Mirror, state: _State, change: _Change
+    mirror: Mirror, state: _State, change: _Change, counted: list[int]
 ) -> Callable[[ShadowContext, Any], None]:
     def action(ctx: ShadowContext, response: Any) -> None:
         shadow_table = str(ctx.write.shadow_resource)
@@ -752,7 +861,7 @@ def _converge_key(
             raise UnsupportedWrite(*_unknown_key(change.table))
         item = read_item(mirror.primary, change.table, change.key)
         _converge_one(ctx.shadow, shadow_table, change.key, item)
-        _settle(ctx, state.level, [attrs.evolve(change, item=item)])
+        _settle(ctx, state.level, [attrs.evolve(change, item=item, generation=counted[0])])
 
     return action
 
@@ -816,6 +925,7 @@ def _guarded(operation: str, handler: Handler) -> Handler:
             return response
 
     guarded.__name__ = handler.__name__
+    guarded.__wrapped__ = handler  # type: ignore[attr-defined] # for tests: the bare handler
     return guarded
 
 
@@ -892,7 +1002,10 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
     # The request as it is now: the caller may reuse its dict the moment the call returns.
     item = snapshot(item)
     state = _state(mirror)
-    key = state.schemas.key_of(table, item)
+    schema = state.schemas.get(table)
+    key = None if schema is None else state.schemas.key_of(table, item)
+    if schema is not None and not well_formed_key(key, state.level, schema):
+        return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
     write = _decided(mirror, "PutItem", table, key)
     if write is None:
         return call(**params)
@@ -903,10 +1016,12 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
         ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
         if key is None:
             raise UnsupportedWrite(*_unknown_key(table))
-        _settle(ctx, state.level, [_Change(write=ctx.write, table=table, key=key, item=item)])
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
     return mirror.call(
-        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
 
 
@@ -916,16 +1031,20 @@ def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
         return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
     key = snapshot(key)
     state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "DeleteItem", table, key)
     if write is None:
         return call(**params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
-        _settle(ctx, state.level, [_Change(write=ctx.write, table=table, key=key, item=None)])
+        image = _Change(write=ctx.write, table=table, key=key, item=None, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
     return mirror.call(
-        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
 
 
@@ -938,6 +1057,8 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
         return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
     key = snapshot(key)
     state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "UpdateItem", table, key)
     if write is None:
         return call(**params)
@@ -972,8 +1093,10 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
         if item is _ABSENT:
             item = read_item(mirror.primary, table, key)
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
-        _settle(ctx, state.level, [_Change(write=ctx.write, table=table, key=key, item=item)])
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, primary, [(table, key)])
     return mirror.call(
         write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
@@ -999,6 +1122,8 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
             changes.extend(c for c in (_batch_change(state, write, table, e) for e in entries) if c)
     if not flagged:
         return call(**params)
+    if not _well_formed(state, changes):
+        return _malformed(mirror, "BatchWriteItem", call, params, "a key is not well formed")
 
     def done(response: Any) -> list[_Change]:
         # Only what the primary processed: the caller retries the rest through this wrapper,
@@ -1018,6 +1143,15 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
 
+def _well_formed(state: _State, changes: Sequence[_Change]) -> bool:
+    """Whether every known key of ``changes`` is well formed (an unknown one is reported as
+    such: its table's key schema could not be read)."""
+    return all(
+        c.key is None or well_formed_key(c.key, state.level, state.schemas.known(c.table))
+        for c in changes
+    )
+
+
 def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Change | None:
     if not isinstance(entry, Mapping):
         return None
@@ -1025,6 +1159,8 @@ def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Chang
     if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
         item = put["Item"]
         key = state.schemas.key_of(table, item)
+        if key is None and state.schemas.known(table) is not None:
+            key = {}  # the key schema is known and the item lacks a key attribute: malformed
         return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item)
     if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
         key = dict(delete["Key"])
@@ -1059,6 +1195,8 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
             continue
         if kind == "Put":
             key = state.schemas.key_of(table, body.get("Item"))
+            if key is None and state.schemas.known(table) is not None:
+                key = {}  # the key schema is known and the item lacks a key attribute
             item: Any = body.get("Item")
         elif isinstance(body.get("Key"), Mapping):
             key = dict(body["Key"])
@@ -1069,6 +1207,8 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
     flagged = {table: write for table, write in decisions.items() if write is not None}
     if not changes:
         return call(**params)
+    if not _well_formed(state, changes):
+        return _malformed(mirror, "TransactWriteItems", call, params, "a key is not well formed")
     return _transaction(mirror, state, call, params, flagged, changes, [])
 
 
@@ -1385,6 +1525,8 @@ def _plan_statements(
         # A copy of the parameters as they are now: the key must not follow the caller's dicts.
         key = parsed.key(schema, snapshot(entry.get("Parameters")), state.level)
         change = None
+        if key is not None and not well_formed_key(key, state.level, schema):
+            key = None  # a parameter of the wrong type: reported, never read back
         if key is not None:
             write = attrs.evolve(write, key=key)
             item = None if parsed.verb == "DELETE" else READ_BACK
@@ -1418,10 +1560,11 @@ def _execute_one(
     def action(ctx: ShadowContext, response: Any) -> None:
         (resolved,) = _resolve(mirror, state.level, [change])
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), change.key or {}, resolved.item)
-        _settle(ctx, state.level, [resolved])
+        _settle(ctx, state.level, [attrs.evolve(resolved, generation=counted[0])])
 
+    primary, counted = _counting(mirror, state.level, call, [(change.table, change.key)])
     hold = _holding(mirror, state.level, [(change.table, change.key)])
-    return mirror.call(planned.write, call, params, action, hold=hold)
+    return mirror.call(planned.write, primary, params, action, hold=hold)
 
 
 def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
