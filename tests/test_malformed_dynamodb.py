@@ -237,6 +237,15 @@ def test_a_malformed_request_gets_the_unwrapped_clients_outcome(
     assert got == expected
     if got[0] == "error":  # refused by the primary: the shadow side did nothing at all
         assert fresh.recorder.events == []
+        return
+    # moto accepted what AWS would refuse: the shadow side reports it, never raises. A key it
+    # cannot read is reported unsupported with no key (a table-level journal entry); a well-
+    # formed key with a value the shadow refuses is a shadow failure of that key.
+    kinds = fresh.recorder.kinds()
+    assert kinds
+    assert set(kinds) <= {"unsupported", "shadow_failed", "circuit_opened"}
+    for event in fresh.recorder.of_kind("unsupported"):
+        assert (event.reason, event.write.key) == ("unreadable-request", None)  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("case", CASES, ids=[_id(c) for c in CASES])
