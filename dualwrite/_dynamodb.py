@@ -929,12 +929,22 @@ def _guarded(operation: str, handler: Handler) -> Handler:
     return guarded
 
 
-def _report_unreadable(mirror: Mirror, operation: str, params: Mapping[str, Any], why: str) -> None:
-    """Report a write the wrapper could not read, for its table as far as one can be told."""
+def _report_unreadable(
+    mirror: Mirror,
+    operation: str,
+    params: Mapping[str, Any],
+    why: str,
+    decided: Write | None = None,
+) -> None:
+    """Report a write the wrapper could not read, for its table as far as one can be told.
+
+    ``decided``: the write as already decided flag-on, so that the flag is not asked twice.
+    """
 
     def report() -> None:
-        table = _any_table(operation, params)
-        write = _decided(mirror, operation, table, None)
+        write = decided
+        if write is None:
+            write = _decided(mirror, operation, _any_table(operation, params), None)
         if write is not None:
             mirror.unsupported(write, *_unreadable(operation, why))
 
@@ -980,15 +990,21 @@ def _any_table(operation: str, params: Mapping[str, Any]) -> str:
 
 
 def _malformed(
-    mirror: Mirror, operation: str, call: Call, params: Mapping[str, Any], why: str
+    mirror: Mirror,
+    operation: str,
+    call: Call,
+    params: Mapping[str, Any],
+    why: str,
+    decided: Write | None = None,
 ) -> Any:
     """A request whose shape the wrapper cannot mirror: the primary judges it.
 
     AWS rejects such a request, and then nothing happens; should it ever succeed, it is
     reported ``unsupported`` (no key: a table-level journal entry), never skipped silently.
+    ``decided``: the write, if the flag was already asked (on) for it.
     """
     response = call(**params)
-    _report_unreadable(mirror, operation, params, why)
+    _report_unreadable(mirror, operation, params, why, decided)
     return response
 
 
@@ -1123,7 +1139,9 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     if not flagged:
         return call(**params)
     if not _well_formed(state, changes):
-        return _malformed(mirror, "BatchWriteItem", call, params, "a key is not well formed")
+        return _malformed(
+            mirror, "BatchWriteItem", call, params, "a key is not well formed", _main_write(flagged)
+        )
 
     def done(response: Any) -> list[_Change]:
         # Only what the primary processed: the caller retries the rest through this wrapper,
@@ -1208,7 +1226,14 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
     if not changes:
         return call(**params)
     if not _well_formed(state, changes):
-        return _malformed(mirror, "TransactWriteItems", call, params, "a key is not well formed")
+        return _malformed(
+            mirror,
+            "TransactWriteItems",
+            call,
+            params,
+            "a key is not well formed",
+            _main_write(flagged),
+        )
     return _transaction(mirror, state, call, params, flagged, changes, [])
 
 
