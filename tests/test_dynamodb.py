@@ -491,6 +491,23 @@ def test_the_key_schema_comes_from_the_shadow_when_the_primary_denies_it(
     assert shadow_calls == ["DescribeTable", "PutItem", "PutItem"]
 
 
+def test_at_cutover_the_key_schema_comes_from_the_old_account_when_the_new_denies_it(
+    ddb: DynamoEnv,
+) -> None:
+    _deny_describe(ddb.shadow)  # the new account, written first at CUTOVER
+    old_calls = record_requests(ddb.primary)
+    rec = RecordingHook()
+    writer = dualwrite.DualWriter(
+        stage=lambda write: dualwrite.Stage.CUTOVER, hooks=[rec], journal=None
+    )
+    wrapped = writer.wrap(ddb.primary, shadow=ddb.shadow)
+    wrapped.put_item(TableName="orders", Item=typed({"pk": "a", "n": 1}))
+    assert ddb.scan("shadow") == ddb.scan("primary") == [typed({"pk": "a", "n": 1})]
+    assert [(e.kind, e.write.key) for e in rec.events] == [("shadow_written", typed({"pk": "a"}))]
+    assert old_calls[0] == "DescribeTable"
+    writer.close()
+
+
 @pytest.mark.parametrize("mode", ["sync", "background"])
 def test_a_put_whose_key_schema_neither_account_tells_is_mirrored_and_reported(
     ddb: DynamoEnv, caplog: pytest.LogCaptureFixture, mode: str
