@@ -27,6 +27,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
@@ -34,10 +35,18 @@ from typing import Any, Literal
 import attrs
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
-from dualwrite._mirror import ErrorInfo, Mirror, ShadowContext, SkipShadow, safe_invoke
+from dualwrite._mirror import (
+    ErrorInfo,
+    Mirror,
+    ShadowContext,
+    SkipShadow,
+    UnsupportedWrite,
+    safe_invoke,
+)
 from dualwrite._proxy import ClientProxy, _install, rebind
+from dualwrite._snapshot import snapshot
 from dualwrite.events import Write
-from dualwrite.exceptions import ConfigurationError
+from dualwrite.exceptions import ConfigurationError, ShadowWriteError
 
 logger = logging.getLogger("dualwrite")
 
@@ -72,13 +81,27 @@ class KeySchemas:
 
     A ``PutItem`` names no key: the key is the item's key attributes, which only the table's key
     schema tells. The first write to each table through a wrapped client describes it once on
-    the primary. When DescribeTable fails (no ``dynamodb:DescribeTable`` permission), the write
-    is still mirrored, with ``Write.key`` set to ``None`` and a table-wide lock for ordering; the
-    table is described again after a minute.
+    the primary; where that is denied (no ``dynamodb:DescribeTable`` permission), on the other
+    account's table of the same name mapping (both tables share their key schema). When
+    neither can be described, the write's key is unknown (``None``): it is still mirrored as
+    well as can be and reported ``unsupported`` (a table-level journal entry); the table is
+    described again after a minute.
+
+    Args:
+        client: the client of the account written first.
+        other: the other account's client, asked when ``client`` cannot describe the table.
+        other_name: the other account's name of a table, or ``None`` when it has none.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(
+        self,
+        client: Any,
+        other: Any = None,
+        other_name: Callable[[str], str | None] | None = None,
+    ) -> None:
         self._client = client
+        self._other = other
+        self._other_name = other_name
         self._lock = threading.Lock()
         self._known: dict[str, tuple[str, ...]] = {}
         self._failed: dict[str, float] = {}
@@ -91,20 +114,19 @@ class KeySchemas:
         failed_at = self._failed.get(table)
         if failed_at is not None and time.monotonic() - failed_at < _SCHEMA_RETRY:
             return None
-        try:
-            schema = self._client.describe_table(TableName=table)["Table"]["KeySchema"]
-            names = tuple(
-                str(entry["AttributeName"])
-                for entry in sorted(schema, key=lambda entry: entry["KeyType"] != "HASH")
-            )
-        except Exception as exc:  # noqa: BLE001 - the write goes on without the schema
-            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
-            log = logger.debug if code == "ResourceNotFoundException" else logger.warning
+        names, code = _describe_key(self._client, table)
+        if names is None and self._other is not None:
+            other_table, exc = safe_invoke(self._other_name or _same_name, table)
+            if exc is None and isinstance(other_table, str) and other_table:
+                names, other_code = _describe_key(self._other, other_table)
+                code = f"{code}; the other account's: {other_code}"
+        if names is None:
+            log = logger.debug if code.startswith("ResourceNotFoundException") else logger.warning
             log(
-                "dualwrite: DescribeTable of primary table %r failed (%s); its puts are mirrored "
-                "without a known key (Write.key=None, table-wide ordering)",
+                "dualwrite: DescribeTable of table %r failed (%s); its writes whose key cannot "
+                "be read otherwise are reported unsupported (a table-level journal entry)",
                 table,
-                code or type(exc).__name__,
+                code,
             )
             with self._lock:
                 if len(self._failed) >= _SCHEMA_FAILURES_MAX:
@@ -116,6 +138,10 @@ class KeySchemas:
             self._failed.pop(table, None)
         return names
 
+    def known(self, table: str) -> tuple[str, ...] | None:
+        """The key attribute names of ``table`` if already described; never calls DynamoDB."""
+        return self._known.get(table)
+
     def key_of(self, table: str, item: Any) -> dict[str, Any] | None:
         """Return the key of ``item`` in ``table``, or ``None`` if it cannot be known."""
         if not isinstance(item, Mapping):
@@ -125,8 +151,25 @@ class KeySchemas:
             return None
         try:
             return {name: item[name] for name in names}
-        except KeyError:
-            return None  # the primary rejects an item without its key
+        except Exception:  # noqa: BLE001 - a missing attribute: the primary rejects the item
+            return None
+
+
+def _same_name(table: str) -> str:
+    return table
+
+
+def _describe_key(client: Any, table: str) -> tuple[tuple[str, ...] | None, str]:
+    """The key attribute names of ``table`` (hash first), or ``None`` and why not."""
+    try:
+        schema = client.describe_table(TableName=table)["Table"]["KeySchema"]
+        return tuple(
+            str(entry["AttributeName"])
+            for entry in sorted(schema, key=lambda entry: entry["KeyType"] != "HASH")
+        ), ""
+    except Exception as exc:  # noqa: BLE001 - the write goes on without the schema
+        code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+        return None, str(code or type(exc).__name__)
 
 
 @attrs.frozen
@@ -148,16 +191,21 @@ def canonical(value: Any, level: Level) -> Hashable:
     ``{"N": "1.0"}`` (client level), ``1`` and ``Decimal("1")`` (resource level) all give the
     same result; booleans and numbers stay distinct.
     """
-    if level == "client":
-        return _canon_typed(value)
-    return _canon_python(value)
+    try:
+        if level == "client":
+            return _canon_typed(value)
+        return _canon_python(value)
+    except Exception:  # noqa: BLE001 - a malformed value: the primary judges it, not the wrapper
+        return ("?", id(value))
 
 
 def _number(text: Any) -> Hashable:
+    if not isinstance(text, (str, int, Decimal, float)) or isinstance(text, bool):
+        return ("N?", _repr(text))
     try:
         return ("N", Decimal(str(text)))
     except (InvalidOperation, ValueError):
-        return ("N?", repr(text))
+        return ("N?", _repr(text))
 
 
 def _canon_typed(value: Any) -> Hashable:
@@ -167,7 +215,7 @@ def _canon_typed(value: Any) -> Hashable:
             return ("S", inner)
     if isinstance(value, Mapping) and len(value) == 1:
         ((tag, inner),) = value.items()
-        if tag == "S":
+        if tag == "S" and isinstance(inner, str):
             return ("S", inner)
         if tag == "N":
             return _number(inner)
@@ -184,7 +232,15 @@ def _canon_typed(value: Any) -> Hashable:
             return ("L", tuple(_canon_typed(e) for e in inner))
         if tag == "M" and isinstance(inner, Mapping):
             return ("M", _canon_map(inner, _canon_typed))
-    return ("?", repr(value))
+    return ("?", _repr(value))
+
+
+def _repr(value: Any) -> str:
+    """``repr(value)``, or its type's name when even that raises (a malformed request)."""
+    try:
+        return repr(value)
+    except Exception:  # noqa: BLE001 - an object whose __repr__ raises
+        return f"<{type(value).__name__}>"
 
 
 def _canon_python(value: Any) -> Hashable:
@@ -206,7 +262,7 @@ def _canon_python(value: Any) -> Hashable:
         return ("L", tuple(_canon_python(e) for e in value))
     if isinstance(value, Mapping):
         return ("M", _canon_map(value, _canon_python))
-    return ("?", repr(value))
+    return ("?", _repr(value))
 
 
 def _canon_map(value: Mapping[Any, Any], canon: Callable[[Any], Hashable]) -> Hashable:
@@ -220,14 +276,48 @@ def _bytes(value: Any) -> bytes:
     if isinstance(value, (bytes, bytearray, memoryview)):
         return bytes(value)
     if isinstance(value, str):
-        return value.encode()
-    return repr(value).encode()
+        return value.encode(errors="surrogatepass")
+    return _repr(value).encode(errors="surrogatepass")
+
+
+def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = None) -> bool:
+    """Whether ``key`` is a key DynamoDB could accept: a map of key attribute names (those of
+    ``schema`` when known) to a string, number or binary value in the format of ``level``.
+
+    A key that is not well formed cannot be read back, locked sensibly or journaled for repair;
+    the service refuses it, and should it not, the write is reported ``unsupported``.
+    """
+    try:
+        if not isinstance(key, Mapping) or not key:
+            return False
+        if schema is not None and set(key) != set(schema):
+            return False
+        return all(isinstance(name, str) and _key_value(v, level) for name, v in key.items())
+    except Exception:  # noqa: BLE001 - a mapping that misbehaves is no key
+        return False
+
+
+def _key_value(value: Any, level: Level) -> bool:
+    if level == "client":
+        if not isinstance(value, Mapping) or len(value) != 1:
+            return False
+        ((tag, inner),) = value.items()
+        if tag in ("S", "N"):
+            return isinstance(inner, str)
+        return tag == "B" and isinstance(inner, (bytes, bytearray, str))
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, (str, int, Decimal, bytes, bytearray, Binary))
 
 
 def _canon_key(key: Mapping[str, Any] | None, level: Level) -> Hashable:
+    """A hashable form of a key, equal for equal keys at either level; never raises."""
     if key is None:
         return None
-    return _canon_map(key, _canon_typed if level == "client" else _canon_python)
+    try:
+        return _canon_map(key, _canon_typed if level == "client" else _canon_python)
+    except Exception:  # noqa: BLE001 - a malformed key: one lock for all such, never an error
+        return ("?",)
 
 
 # -- locks --------------------------------------------------------------------------------------
@@ -333,6 +423,8 @@ class _Change:
     table: str
     key: Mapping[str, Any] | None
     item: Any
+    # This process's count of primary writes of the key when this one was made (see _Later).
+    generation: int = -1
 
 
 READ_BACK = object()
@@ -408,13 +500,30 @@ def _read_many(
     return found
 
 
-def _shadow_batch(
-    ctx: ShadowContext, level: Level, shadow_table: str, changes: list[_Change]
-) -> None:
+class ShadowUnprocessed(Exception):  # noqa: N818 - botocore names it so: UnprocessedItems
+    """The shadow left items of a batch unprocessed after every retry (throttling).
+
+    Raised out of the shadow action, so that the write fails as a whole: every key of the call
+    is journaled, and the circuit breaker counts the failure (a shadow that keeps throttling is
+    a failing shadow).
+    """
+
+    def __init__(self, table: str, left: int, attempts: int) -> None:
+        super().__init__(
+            f"the shadow table {table!r} left {left} item(s) unprocessed after {attempts} "
+            "attempts (throttled)"
+        )
+        self.response = {"Error": {"Code": "UnprocessedItems", "Message": str(self)}}
+
+
+def _shadow_batch(ctx: ShadowContext, shadow_table: str, changes: list[_Change]) -> None:
     """Write resolved changes of one table to the shadow with BatchWriteItem.
 
-    The shadow's own ``UnprocessedItems`` are retried with backoff; what is still left is
-    reported per key as ``shadow_failed``. A failing call raises.
+    The shadow's own ``UnprocessedItems`` are retried with backoff.
+
+    Raises:
+        ShadowUnprocessed: items were still unprocessed after the last attempt.
+        Exception: what a failing call raises.
     """
     for start in range(0, len(changes), _BATCH_WRITE_MAX):
         chunk = changes[start : start + _BATCH_WRITE_MAX]
@@ -427,18 +536,7 @@ def _shadow_batch(
             if attempt < _RETRY_ATTEMPTS:
                 time.sleep(_RETRY_BASE * 2**attempt)
         if pending:
-            info = ErrorInfo(
-                type="UnprocessedItems",
-                code="UnprocessedItems",
-                message=(
-                    f"the shadow table left the item unprocessed after {_RETRY_ATTEMPTS + 1} "
-                    "attempts"
-                ),
-            )
-            left = {_request_ident(r, level) for r in pending}
-            for change in chunk:
-                if _change_ident(change, level) in left:
-                    ctx.failed(change.write, info)
+            raise ShadowUnprocessed(shadow_table, len(pending), _RETRY_ATTEMPTS + 1)
 
 
 def _request_of(change: _Change) -> dict[str, Any]:
@@ -483,6 +581,160 @@ def _shadow_transaction(
         ctx.shadow.transact_write_items(TransactItems=operations[start : start + _TRANSACTION_MAX])
 
 
+# -- fleet convergence ----------------------------------------------------------------------------
+
+
+class _Later:
+    """Per writer, how many primary writes of each key this process made so far.
+
+    In background mode a key's shadow jobs run in order on the key's queue, after the callers
+    returned: when a job settles its key, a later write of the same key by this process may
+    already be on the primary, with its own job (which writes the newest state and settles it
+    again) queued behind. That job makes further rounds here redundant, and without this
+    count a key written continuously by many threads of one process would be reported
+    unsettled. Another process's writes are not counted: they are what the rounds are for.
+    The counts are dropped wholesale past a bound: a missing count only means the rounds run.
+    """
+
+    _BOUND = 100_000
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: weakref.WeakKeyDictionary[Any, dict[Hashable, int]] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def bump(self, mirror: Mirror, level: Level, table: str, key: Mapping[str, Any]) -> int:
+        """Count one primary write of ``key``; return the new count."""
+        ident = (_lock_name(table), _canon_key(key, level))
+        with self._lock:
+            counts = self._counts.setdefault(mirror.writer, {})
+            if len(counts) >= self._BOUND:
+                counts.clear()
+            counts[ident] = counts.get(ident, 0) + 1
+            return counts[ident]
+
+    def after(self, mirror: Mirror, level: Level, change: _Change) -> bool:
+        """Whether this process wrote ``change``'s key on the primary again since."""
+        if change.generation < 0 or change.key is None:
+            return False
+        ident = (_lock_name(change.table), _canon_key(change.key, level))
+        with self._lock:
+            counts = self._counts.get(mirror.writer)
+            return counts is not None and counts.get(ident, 0) > change.generation
+
+
+_LATER = _Later()
+
+
+def _counting(
+    mirror: Mirror, level: Level, call: Call, targets: Sequence[tuple[str, Any]]
+) -> tuple[Call, list[int]]:
+    """``call``, counting each of ``targets`` as written once it succeeded (see :class:`_Later`).
+
+    Returns the call and the list that receives the counts (in ``targets`` order).
+    """
+    counted: list[int] = []
+
+    def counting(**kwargs: Any) -> Any:
+        response = call(**kwargs)
+        counted.extend(
+            _LATER.bump(mirror, level, table, key) if key is not None else -1
+            for table, key in targets
+        )
+        return response
+
+    return counting, counted
+
+
+# Rounds of "the primary moved on: give the shadow its current state" before a key is reported
+# (journaled) as unsettled; each round is one consistent read and one shadow write of that key.
+_SETTLE_ROUNDS = 3
+
+
+def _settle(ctx: ShadowContext, level: Level, changes: Sequence[_Change]) -> None:
+    """Converge every key whose primary moved on while its image was written to the shadow.
+
+    Several processes may write one key at once, and a later write's shadow call may land
+    before an earlier one's, leaving the older image on the shadow with no error anywhere. So
+    after the shadow write, the primary is read once more with a consistent read (GetItem for
+    one key, BatchGetItem for several) and compared with the image just written. Where the
+    primary moved on, the shadow gets the primary's current state and the primary is read
+    again, until they agree (at most :data:`_SETTLE_ROUNDS` rounds; a key still moving after
+    that is reported ``shadow_failed`` and so journaled). Every shadow write is followed by such
+    a read, so whichever writer's shadow write lands last also leaves the shadow equal.
+
+    Skipped with ``DualWriter(single_writer=True)``. ``changes`` carry their resolved item
+    (``None``: deleted) and their shadow table in ``change.write.shadow_resource``; a change
+    whose key is unknown cannot be read back and is left out (it is reported ``unsupported``).
+
+    Raises:
+        Exception: what a read of the primary or a write of the shadow raises.
+    """
+    if ctx.mirror.writer.single_writer:
+        return
+    mirror = ctx.mirror
+    pending = [c for c in changes if c.key is not None and c.write.shadow_resource is not None]
+    for round_ in range(_SETTLE_ROUNDS + 1):
+        # A later same-key write of this process settles the key after this one (_Later).
+        pending = [c for c in pending if not _LATER.after(mirror, level, c)]
+        if not pending:
+            return
+        targets = [(c.table, c.key) for c in pending if c.key is not None]
+        found = _read_many(mirror.primary, level, targets)
+        moved = []
+        for change in pending:
+            now = found[(change.table, _canon_key(change.key, level))]
+            if not _same_item(now, change.item, level):
+                moved.append(attrs.evolve(change, item=now))
+        pending = moved
+        if pending and round_ == _SETTLE_ROUNDS:
+            pending = [c for c in pending if not _LATER.after(mirror, level, c)]
+        if round_ < _SETTLE_ROUNDS:
+            for change in pending:
+                assert change.key is not None
+                _converge_one(
+                    ctx.shadow, str(change.write.shadow_resource), change.key, change.item
+                )
+    info = ErrorInfo(
+        type="Unsettled",
+        code="Unsettled",
+        message=(
+            f"the item kept changing on the primary during {_SETTLE_ROUNDS} rounds of "
+            "convergence; journaled for repair"
+        ),
+    )
+    for change in pending:
+        ctx.failed(change.write, info)
+
+
+def _same_item(primary: Any, image: Any, level: Level) -> bool:
+    """Whether the primary's item (``None``: absent) equals the image written to the shadow."""
+    if primary is None or image is None:
+        return primary is None and image is None
+    return canonical(primary, level) == canonical(image, level)
+
+
+def _unknown_keys(mirror: Mirror, changes: Sequence[_Change]) -> None:
+    """Report the changes whose key could not be read (no key schema from either account).
+
+    Their items went to the shadow as well as can be, but neither ordered by key nor checked:
+    each is reported ``unsupported`` with no key, which the journal keeps as a table-level
+    entry until a ``diff``/``copy`` of the table settles it.
+    """
+    for change in changes:
+        if change.key is None:
+            mirror.unsupported(change.write, *_unknown_key(change.table))
+
+
+def _unknown_key(table: str) -> tuple[str, str]:
+    return "unknown-key", (
+        f"the key schema of table {table!r} could not be read from either account "
+        "(DescribeTable denied or failed), so the item's key is unknown; the item was written "
+        "to the shadow unordered and unchecked: run `dualwrite diff`/`copy` on the table"
+    )
+
+
 def _main_write(flagged: Mapping[str, Write]) -> Write:
     """The write a call spanning tables is reported under: its first table with a shadow name."""
     for write in flagged.values():
@@ -505,32 +757,31 @@ def _mapped(mirror: Mirror, flagged: Mapping[str, Write], changes: list[_Change]
 
 
 def _batches_by_table(
-    ctx: ShadowContext, level: Level, flagged: Mapping[str, Write], changes: list[_Change]
+    ctx: ShadowContext, flagged: Mapping[str, Write], changes: list[_Change]
 ) -> None:
     """Write resolved changes with one BatchWriteItem per table.
 
-    With one table, a failing call fails the whole write (the mirror journals every key). With
-    several, each table's failure is reported for its own keys and the other tables go on.
+    Every table is written even when another fails; then the first failure is raised, so the
+    write fails as a whole (every key of the call journaled, the circuit breaker told).
     """
     by_table: dict[str, list[_Change]] = {}
     for change in changes:
         by_table.setdefault(change.table, []).append(change)
+    failure: Exception | None = None
     for table, table_changes in by_table.items():
-        shadow_table = str(flagged[table].shadow_resource)
-        if len(by_table) == 1:
-            _shadow_batch(ctx, level, shadow_table, table_changes)
-            continue
         try:
-            _shadow_batch(ctx, level, shadow_table, table_changes)
-        except Exception as exc:  # noqa: BLE001 - reported per key; the other tables go on
-            for change in table_changes:
-                ctx.failed(change.write, exc)
+            _shadow_batch(ctx, str(flagged[table].shadow_resource), table_changes)
+        except Exception as exc:  # noqa: BLE001 - raised below, once every table was tried
+            failure = failure or exc
+    if failure is not None:
+        raise failure
 
 
 Done = Callable[[Any], list[_Change]]
 """Given the primary's response, the changes it made (e.g. a batch minus its UnprocessedItems)."""
-ToShadow = Callable[[ShadowContext, list[_Change]], None]
-"""Writes resolved changes, all with a shadow name, to the shadow in one go (sync mode)."""
+ToShadow = Callable[[ShadowContext, list[_Change]], list[_Change]]
+"""Writes changes, all with a shadow name, to the shadow in one go (sync mode); returns them
+resolved (every item read back where it had to be), for :func:`_settle`."""
 
 
 def _call_keys(
@@ -546,14 +797,14 @@ def _call_keys(
     """Call the primary once for a write of several keys, then give the shadow what it changed.
 
     Sync mode: one shadow call for all the changes (a batch, a transaction), under the locks of
-    every key, reported under the call's first table; each key is journaled with its own table
-    if that call fails.
+    every key, reported under the call's first table, then one read of the primary to settle
+    them (:func:`_settle`); every key is journaled with its own table if that fails.
 
     Background mode: one job per changed key, queued on that key's own worker queue (a call's
     keys do not share one queue, so a batch cannot overtake, or be overtaken by, another write
     of one of its keys). Each job reads its key back from the primary when it runs, with a
-    consistent read, and puts or deletes it: a job that runs later than it was queued still
-    writes the newest state, so the key's queue order is all that ordering needs.
+    consistent read, puts or deletes it, and settles it: a job that runs later than it was
+    queued still writes the newest state, so the key's queue order is all that ordering needs.
     """
     if not mirror.writer.background:
 
@@ -561,7 +812,9 @@ def _call_keys(
             mapped = _mapped(mirror, flagged, done(response))
             if not mapped:
                 raise SkipShadow
-            to_shadow(ctx, mapped)
+            written = to_shadow(ctx, mapped)
+            _unknown_keys(mirror, written)
+            _settle(ctx, state.level, written)
 
         hold = _holding(mirror, state.level, [(c.table, c.key) for c in changes])
         keys = [c.write for c in changes]
@@ -588,11 +841,14 @@ def _call_keys(
             )
             return response
         for change in mapped:
+            acked, counted = _counting(
+                mirror, state.level, lambda **_: response, [(change.table, change.key)]
+            )
             mirror.call(
                 change.write,
-                lambda **_: response,
+                acked,
                 params,
-                _converge_key(mirror, state, change),
+                _converge_key(mirror, state, change, counted),
                 hold=_holding(mirror, state.level, [(change.table, change.key)]),
                 intent=intent.part(change.write),
             )
@@ -600,15 +856,16 @@ def _call_keys(
 
 
 def _converge_key(
-    mirror: Mirror, state: _State, change: _Change
+    mirror: Mirror, state: _State, change: _Change, counted: list[int]
 ) -> Callable[[ShadowContext, Any], None]:
     def action(ctx: ShadowContext, response: Any) -> None:
         shadow_table = str(ctx.write.shadow_resource)
         if change.key is None:  # a put whose key schema is unknown: its item is all there is
             ctx.shadow.put_item(TableName=shadow_table, Item=change.item)
-            return
+            raise UnsupportedWrite(*_unknown_key(change.table))
         item = read_item(mirror.primary, change.table, change.key)
         _converge_one(ctx.shadow, shadow_table, change.key, item)
+        _settle(ctx, state.level, [attrs.evolve(change, item=item, generation=counted[0])])
 
     return action
 
@@ -620,15 +877,155 @@ def _raising(exc: BaseException) -> Callable[[ShadowContext], None]:
     return action
 
 
+# -- requests the wrapper cannot read --------------------------------------------------------------
+
+
+class _Outcome:
+    """What the primary did during one handler call (see :func:`_guarded`)."""
+
+    __slots__ = ("called", "error", "response")
+
+    def __init__(self) -> None:
+        self.called = False
+        self.response: Any = None
+        self.error: BaseException | None = None
+
+
+def _guarded(operation: str, handler: Handler) -> Handler:
+    """``handler``, made unable to change the caller's outcome whatever the request holds.
+
+    Every handler reads the request before the primary call (table, key, tenant, locks). It is
+    written never to raise for any shape, but a request is the caller's to get wrong (a client
+    with ``parameter_validation=False`` sends anything): should anything the wrapper derives
+    raise all the same, the primary is called with the request exactly as given (if it was not
+    yet), its response or exception reaches the caller, and the write is reported
+    ``unsupported`` (``unreadable-request``) for its table, with no key.
+    """
+
+    def guarded(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+        outcome = _Outcome()
+
+        def primary(**kwargs: Any) -> Any:
+            outcome.called = True
+            try:
+                outcome.response = call(**kwargs)
+            except BaseException as exc:
+                outcome.error = exc
+                raise
+            return outcome.response
+
+        try:
+            return handler(mirror, primary, params, pin)
+        except ShadowWriteError:
+            raise  # the caller asked for shadow failures to be raised
+        except Exception as exc:
+            if outcome.error is not None:
+                if outcome.error is exc:
+                    raise
+                raise outcome.error from None
+            # Called already: the wrapper failed after the primary's success; return it.
+            response = outcome.response if outcome.called else call(**params)
+            _report_unreadable(mirror, operation, params, f"{type(exc).__name__} reading it")
+            return response
+
+    guarded.__name__ = handler.__name__
+    guarded.__wrapped__ = handler  # type: ignore[attr-defined] # for tests: the bare handler
+    return guarded
+
+
+def _report_unreadable(
+    mirror: Mirror,
+    operation: str,
+    params: Mapping[str, Any],
+    why: str,
+    decided: Write | None = None,
+) -> None:
+    """Report a write the wrapper could not read, for its table as far as one can be told.
+
+    ``decided``: the write as already decided flag-on, so that the flag is not asked twice.
+    """
+
+    def report() -> None:
+        write = decided
+        if write is None:
+            write = _decided(mirror, operation, _any_table(operation, params), None)
+        if write is not None:
+            mirror.unsupported(write, *_unreadable(operation, why))
+
+    _, failed = safe_invoke(report)
+    if failed is not None:
+        logger.error(
+            "dualwrite: could not report an unreadable %s request: %s",
+            operation,
+            type(failed).__name__,
+        )
+
+
+def _unreadable(operation: str, why: str) -> tuple[str, str]:
+    return "unreadable-request", (
+        f"dualwrite could not read this {operation} request ({why}); it went to the primary "
+        "only: run `dualwrite diff`/`copy` on the table"
+    )
+
+
+def _any_table(operation: str, params: Mapping[str, Any]) -> str:
+    """The first table a request names, whatever its operation; :data:`UNKNOWN_TABLE` if none."""
+    table = _table_of(params)
+    if table is not None:
+        return table
+    request = params.get("RequestItems")
+    if isinstance(request, Mapping):
+        for name in request:
+            if isinstance(name, str) and name:
+                return name
+    items = params.get("TransactItems")
+    if isinstance(items, Sequence) and not isinstance(items, (str, bytes)):
+        for entry in items:
+            body = next(iter(entry.values()), None) if isinstance(entry, Mapping) else None
+            if isinstance(body, Mapping) and isinstance(body.get("TableName"), str):
+                return str(body["TableName"])
+    if operation in _PARTIQL:
+        for entry in _statements(operation, params):
+            if isinstance(entry, Mapping):
+                name = statement_table(entry.get("Statement"))
+                if name:
+                    return name
+    return UNKNOWN_TABLE
+
+
+def _malformed(
+    mirror: Mirror,
+    operation: str,
+    call: Call,
+    params: Mapping[str, Any],
+    why: str,
+    decided: Write | None = None,
+) -> Any:
+    """A request whose shape the wrapper cannot mirror: the primary judges it.
+
+    AWS rejects such a request, and then nothing happens; should it ever succeed, it is
+    reported ``unsupported`` (no key: a table-level journal entry), never skipped silently.
+    ``decided``: the write, if the flag was already asked (on) for it.
+    """
+    response = call(**params)
+    _report_unreadable(mirror, operation, params, why, decided)
+    return response
+
+
 # -- single-item handlers ---------------------------------------------------------------------
 
 
 def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, item = params.get("TableName"), params.get("Item")
     if not isinstance(table, str) or not isinstance(item, Mapping):
-        return call(**params)  # botocore reports the missing parameter, as without the wrapper
+        return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
+    # The request as it is now: the caller may reuse its dict the moment the call returns.
+    item = snapshot(item)
     state = _state(mirror)
-    key = state.schemas.key_of(table, item)
+    schema = state.schemas.get(table)
+    key = None if schema is None else state.schemas.key_of(table, item)
+    if schema is not None and not well_formed_key(key, state.level, schema):
+        return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
     write = _decided(mirror, "PutItem", table, key)
     if write is None:
         return call(**params)
@@ -637,26 +1034,37 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
         # The item as the caller wrote it, without ConditionExpression/Expected: the primary
         # alone decided that the put happens.
         ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
+        if key is None:
+            raise UnsupportedWrite(*_unknown_key(table))
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
     return mirror.call(
-        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
 
 
 def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, key = params.get("TableName"), params.get("Key")
     if not isinstance(table, str) or not isinstance(key, Mapping):
-        return call(**params)
+        return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
+    key = snapshot(key)
     state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "DeleteItem", table, key)
     if write is None:
         return call(**params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
+        image = _Change(write=ctx.write, table=table, key=key, item=None, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
     return mirror.call(
-        write, call, params, action, hold=_holding(mirror, state.level, [(table, key)])
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
 
 
@@ -666,8 +1074,11 @@ _ABSENT = object()
 def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, key = params.get("TableName"), params.get("Key")
     if not isinstance(table, str) or not isinstance(key, Mapping):
-        return call(**params)
+        return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
+    key = snapshot(key)
     state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "UpdateItem", table, key)
     if write is None:
         return call(**params)
@@ -689,7 +1100,8 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
 
         def primary(**kwargs: Any) -> Any:
             response = call(**kwargs)
-            result.append(response.get("Attributes", _ABSENT))
+            # A copy: the caller owns the response and may change it the moment it returns.
+            result.append(snapshot(response.get("Attributes", _ABSENT)))
             return response
 
     # Otherwise (ALL_OLD, UPDATED_OLD, UPDATED_NEW) the same call cannot also return the new
@@ -701,7 +1113,10 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
         if item is _ABSENT:
             item = read_item(mirror.primary, table, key)
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
 
+    primary, counted = _counting(mirror, state.level, primary, [(table, key)])
     return mirror.call(
         write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
     )
@@ -713,7 +1128,8 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
 def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     request = params.get("RequestItems")
     if not isinstance(request, Mapping):
-        return call(**params)
+        return _malformed(mirror, "BatchWriteItem", call, params, "RequestItems is not a map")
+    request = snapshot(request)
     state = _state(mirror)
     flagged: dict[str, Write] = {}
     changes: list[_Change] = []
@@ -726,6 +1142,10 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
             changes.extend(c for c in (_batch_change(state, write, table, e) for e in entries) if c)
     if not flagged:
         return call(**params)
+    if not _well_formed(state, changes):
+        return _malformed(
+            mirror, "BatchWriteItem", call, params, "a key is not well formed", _main_write(flagged)
+        )
 
     def done(response: Any) -> list[_Change]:
         # Only what the primary processed: the caller retries the rest through this wrapper,
@@ -738,10 +1158,20 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
         }
         return [c for c in changes if (c.table, _change_ident(c, state.level)) not in skipped]
 
-    def to_shadow(ctx: ShadowContext, done: list[_Change]) -> None:
-        _batches_by_table(ctx, state.level, flagged, done)
+    def to_shadow(ctx: ShadowContext, done: list[_Change]) -> list[_Change]:
+        _batches_by_table(ctx, flagged, done)
+        return done
 
     return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
+
+
+def _well_formed(state: _State, changes: Sequence[_Change]) -> bool:
+    """Whether every known key of ``changes`` is well formed (an unknown one is reported as
+    such: its table's key schema could not be read)."""
+    return all(
+        c.key is None or well_formed_key(c.key, state.level, state.schemas.known(c.table))
+        for c in changes
+    )
 
 
 def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Change | None:
@@ -751,6 +1181,8 @@ def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Chang
     if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
         item = put["Item"]
         key = state.schemas.key_of(table, item)
+        if key is None and state.schemas.known(table) is not None:
+            key = {}  # the key schema is known and the item lacks a key attribute: malformed
         return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item)
     if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
         key = dict(delete["Key"])
@@ -764,7 +1196,8 @@ def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Chang
 def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     items = params.get("TransactItems")
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
-        return call(**params)
+        return _malformed(mirror, "TransactWriteItems", call, params, "TransactItems not a list")
+    items = snapshot(items)
     state = _state(mirror)
     decisions: dict[str, Write | None] = {}
     changes: list[_Change] = []
@@ -784,6 +1217,8 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
             continue
         if kind == "Put":
             key = state.schemas.key_of(table, body.get("Item"))
+            if key is None and state.schemas.known(table) is not None:
+                key = {}  # the key schema is known and the item lacks a key attribute
             item: Any = body.get("Item")
         elif isinstance(body.get("Key"), Mapping):
             key = dict(body["Key"])
@@ -794,6 +1229,15 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
     flagged = {table: write for table, write in decisions.items() if write is not None}
     if not changes:
         return call(**params)
+    if not _well_formed(state, changes):
+        return _malformed(
+            mirror,
+            "TransactWriteItems",
+            call,
+            params,
+            "a key is not well formed",
+            _main_write(flagged),
+        )
     return _transaction(mirror, state, call, params, flagged, changes, [])
 
 
@@ -817,9 +1261,11 @@ def _transaction(
             mirror.unsupported(planned.write, *planned.unsupported())
         return changes  # all or nothing: the primary committed them all
 
-    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> None:
+    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> list[_Change]:
         names = {c.table: str(flagged[c.table].shadow_resource) for c in mapped}
-        _shadow_transaction(ctx, _resolve(mirror, state.level, mapped), names)
+        resolved = _resolve(mirror, state.level, mapped)
+        _shadow_transaction(ctx, resolved, names)
+        return resolved
 
     return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
@@ -1105,8 +1551,11 @@ def _plan_statements(
         if write is None:
             continue
         schema = state.schemas.get(parsed.table) if parsed.table else None
-        key = parsed.key(schema, entry.get("Parameters"), state.level)
+        # A copy of the parameters as they are now: the key must not follow the caller's dicts.
+        key = parsed.key(schema, snapshot(entry.get("Parameters")), state.level)
         change = None
+        if key is not None and not well_formed_key(key, state.level, schema):
+            key = None  # a parameter of the wrong type: reported, never read back
         if key is not None:
             write = attrs.evolve(write, key=key)
             item = None if parsed.verb == "DELETE" else READ_BACK
@@ -1117,7 +1566,9 @@ def _plan_statements(
 
 def _execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     statement = params.get("Statement")
-    if not isinstance(statement, str) or parse_statement(statement).is_read:
+    if not isinstance(statement, str):
+        return _malformed(mirror, "ExecuteStatement", call, params, "Statement is not a string")
+    if parse_statement(statement).is_read:
         return call(**params)
     state = _state(mirror)
     planned, _ = _plan_statements(mirror, state, [params], "ExecuteStatement")
@@ -1138,15 +1589,17 @@ def _execute_one(
     def action(ctx: ShadowContext, response: Any) -> None:
         (resolved,) = _resolve(mirror, state.level, [change])
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), change.key or {}, resolved.item)
+        _settle(ctx, state.level, [attrs.evolve(resolved, generation=counted[0])])
 
+    primary, counted = _counting(mirror, state.level, call, [(change.table, change.key)])
     hold = _holding(mirror, state.level, [(change.table, change.key)])
-    return mirror.call(planned.write, call, params, action, hold=hold)
+    return mirror.call(planned.write, primary, params, action, hold=hold)
 
 
 def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     entries = params.get("Statements")
     if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
-        return call(**params)
+        return _malformed(mirror, "BatchExecuteStatement", call, params, "Statements not a list")
     state = _state(mirror)
     planned, decisions = _plan_statements(mirror, state, entries, "BatchExecuteStatement")
     if not planned:
@@ -1167,8 +1620,10 @@ def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any],
                 changes[ident] = entry.change
         return list(changes.values())
 
-    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> None:
-        _batches_by_table(ctx, state.level, flagged, _resolve(mirror, state.level, mapped))
+    def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> list[_Change]:
+        resolved = _resolve(mirror, state.level, mapped)
+        _batches_by_table(ctx, flagged, resolved)
+        return resolved
 
     changes = [e.change for e in planned if e.change is not None]
     return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
@@ -1177,7 +1632,9 @@ def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any],
 def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     entries = params.get("TransactStatements")
     if not isinstance(entries, Sequence) or isinstance(entries, (str, bytes)):
-        return call(**params)
+        return _malformed(
+            mirror, "ExecuteTransaction", call, params, "TransactStatements is not a list"
+        )
     state = _state(mirror)
     planned, decisions = _plan_statements(mirror, state, entries, "ExecuteTransaction")
     changes = [e.change for e in planned if e.change is not None]
@@ -1285,14 +1742,17 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
 
 
 HANDLERS: dict[str, Handler] = {
-    "PutItem": _put_item,
-    "UpdateItem": _update_item,
-    "DeleteItem": _delete_item,
-    "BatchWriteItem": _batch_write_item,
-    "TransactWriteItems": _transact_write_items,
-    "ExecuteStatement": _execute_statement,
-    "BatchExecuteStatement": _batch_execute_statement,
-    "ExecuteTransaction": _execute_transaction,
+    operation: _guarded(operation, handler)
+    for operation, handler in {
+        "PutItem": _put_item,
+        "UpdateItem": _update_item,
+        "DeleteItem": _delete_item,
+        "BatchWriteItem": _batch_write_item,
+        "TransactWriteItems": _transact_write_items,
+        "ExecuteStatement": _execute_statement,
+        "BatchExecuteStatement": _batch_execute_statement,
+        "ExecuteTransaction": _execute_transaction,
+    }.items()
 }
 """Item writes mirrored to the shadow."""
 
@@ -1317,7 +1777,7 @@ UNSUPPORTED: dict[str, str] = {
 """Writes that cannot be mirrored: each call is reported as an ``unsupported`` event."""
 
 for _operation, _detail in UNSUPPORTED.items():
-    HANDLERS[_operation] = _reported(_operation, "not-mirrorable", _detail)
+    HANDLERS[_operation] = _guarded(_operation, _reported(_operation, "not-mirrorable", _detail))
 
 PRIMARY_ONLY: frozenset[str] = frozenset(
     {
@@ -1594,7 +2054,9 @@ def build_reverse(mirror: Mirror) -> Mirror:
         forward=mirror,
     )
     reverse.lock_name = _lock_name
-    reverse.state[_STATE] = _State(level=state.level, schemas=KeySchemas(mirror.shadow))
+    reverse.state[_STATE] = _State(
+        level=state.level, schemas=KeySchemas(mirror.shadow, mirror.primary, reverse.shadow_name)
+    )
     return reverse
 
 
@@ -1719,7 +2181,10 @@ def wrap(writer: Any, primary: Any, *, shadow: Any, names: Any, levels: tuple[st
         names=names,
         identity_names=True,
     )
-    mirror.state[_STATE] = _State(level=p_level, schemas=KeySchemas(primary_client))
+    mirror.state[_STATE] = _State(
+        level=p_level,
+        schemas=KeySchemas(primary_client, shadow_client, lambda table: _route_name(mirror, table)),
+    )
     mirror.lock_name = _lock_name
     mirror.route_name = _route_name
     mirror.build_reverse = build_reverse

@@ -358,11 +358,14 @@ def record_bodies(client: Any) -> list[dict[str, Any]]:
         pytest.param("UPDATED_OLD", ["UpdateItem", "GetItem"], "UPDATED_OLD", id="UPDATED_OLD"),
     ],
 )
+@pytest.mark.parametrize("single_writer", [False, True], ids=["fleet", "single-writer"])
 def test_update_item_calls_and_what_the_primary_was_asked(
-    ddb: DynamoEnv, asked: str | None, primary_calls: list[str], sent: str
+    ddb: DynamoEnv, asked: str | None, primary_calls: list[str], sent: str, single_writer: bool
 ) -> None:
     ddb.p_raw.put_item(TableName="orders", Item=typed({"pk": "a", "n": 5}))
-    wrapped = ddb.wrap()
+    wrapped = ddb.wrap(single_writer=single_writer)
+    if not single_writer:  # one consistent read after the shadow write (fleet convergence)
+        primary_calls = [*primary_calls, "GetItem"]
     primary_bodies = record_bodies(ddb.primary)
     shadow_bodies = record_bodies(ddb.shadow)
     extra = {} if asked is None else {"ReturnValues": asked}
@@ -375,8 +378,8 @@ def test_update_item_calls_and_what_the_primary_was_asked(
     )
     assert [r["operation"] for r in primary_bodies] == primary_calls
     assert primary_bodies[0]["body"]["ReturnValues"] == sent
-    if len(primary_calls) == 2:
-        assert primary_bodies[1]["body"]["ConsistentRead"] is True
+    for read in primary_bodies[1:]:
+        assert read["body"]["ConsistentRead"] is True
     assert ("Attributes" in response) == (asked not in (None, "NONE"))
     # The shadow lacked the item: it gets the primary's resulting item, n = 6, not a replay (1).
     assert [r["operation"] for r in shadow_bodies] == ["PutItem"]
@@ -457,28 +460,81 @@ def test_the_key_schema_is_described_once_per_table(ddb: DynamoEnv) -> None:
     primary_calls = record_requests(ddb.primary)
     for n in range(3):
         wrapped.put_item(TableName="orders", Item=typed({"pk": f"k{n}"}))
-    assert primary_calls == ["DescribeTable", "PutItem", "PutItem", "PutItem"]
+    # Each put is followed by one consistent read (fleet convergence).
+    assert primary_calls == ["DescribeTable"] + ["PutItem", "GetItem"] * 3
 
 
-def test_a_put_is_mirrored_when_the_key_schema_cannot_be_read(
-    ddb: DynamoEnv, caplog: pytest.LogCaptureFixture
-) -> None:
+def _deny_describe(client: Any) -> None:
     def deny(**_: Any) -> None:
         raise ClientError(
             {"Error": {"Code": "AccessDeniedException", "Message": "no DescribeTable"}},
             "DescribeTable",
         )
 
-    ddb.primary.meta.events.register("before-call.dynamodb.DescribeTable", deny, unique_id="deny")
+    client.meta.events.register("before-call.dynamodb.DescribeTable", deny, unique_id="deny")
+
+
+def test_the_key_schema_comes_from_the_shadow_when_the_primary_denies_it(
+    ddb: DynamoEnv,
+) -> None:
+    _deny_describe(ddb.primary)
+    shadow_calls = record_requests(ddb.shadow)
     rec = RecordingHook()
     wrapped = ddb.wrap(hooks=[rec])
+    wrapped.put_item(TableName="orders", Item=typed({"pk": "a", "n": 1}))
+    wrapped.put_item(TableName="orders", Item=typed({"pk": "b", "n": 2}))
+    assert ddb.scan("shadow") == ddb.scan("primary")
+    assert [(e.kind, e.write.key) for e in rec.events] == [
+        ("shadow_written", typed({"pk": "a"})),
+        ("shadow_written", typed({"pk": "b"})),
+    ]
+    assert shadow_calls == ["DescribeTable", "PutItem", "PutItem"]
+
+
+def test_at_cutover_the_key_schema_comes_from_the_old_account_when_the_new_denies_it(
+    ddb: DynamoEnv,
+) -> None:
+    _deny_describe(ddb.shadow)  # the new account, written first at CUTOVER
+    old_calls = record_requests(ddb.primary)
+    rec = RecordingHook()
+    writer = dualwrite.DualWriter(
+        stage=lambda write: dualwrite.Stage.CUTOVER, hooks=[rec], journal=None
+    )
+    wrapped = writer.wrap(ddb.primary, shadow=ddb.shadow)
+    wrapped.put_item(TableName="orders", Item=typed({"pk": "a", "n": 1}))
+    assert ddb.scan("shadow") == ddb.scan("primary") == [typed({"pk": "a", "n": 1})]
+    assert [(e.kind, e.write.key) for e in rec.events] == [("shadow_written", typed({"pk": "a"}))]
+    assert old_calls[0] == "DescribeTable"
+    writer.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "background"])
+def test_a_put_whose_key_schema_neither_account_tells_is_mirrored_and_reported(
+    ddb: DynamoEnv, caplog: pytest.LogCaptureFixture, mode: str
+) -> None:
+    _deny_describe(ddb.primary)
+    _deny_describe(ddb.shadow)
+    rec = RecordingHook()
+    writer = dualwrite.DualWriter(flag=True, hooks=[rec], mode=mode, journal=None)
+    wrapped = writer.wrap(ddb.primary, shadow=ddb.shadow)
     with caplog.at_level(logging.WARNING, logger="dualwrite"):
         wrapped.put_item(TableName="orders", Item=typed({"pk": "a", "n": 1}))
-        wrapped.put_item(TableName="orders", Item=typed({"pk": "b", "n": 2}))
+        wrapped.batch_write_item(
+            RequestItems={"orders": [{"PutRequest": {"Item": typed({"pk": "b", "n": 2})}}]}
+        )
+        writer.flush()
+    # The items reach the shadow as well as can be, but unordered and unchecked: each write is
+    # reported unsupported, with no key (a table-level journal entry), never silently.
     assert ddb.scan("shadow") == ddb.scan("primary")
-    assert [e.write.key for e in rec.events] == [None, None]
-    # Described once, then left alone for a while: one warning, not one per write.
+    unknown = [e for e in rec.events if isinstance(e, Unsupported)]
+    assert [(e.reason, e.write.key, e.write.resource) for e in unknown] == [
+        ("unknown-key", None, "orders"),
+        ("unknown-key", None, "orders"),
+    ]
+    assert "shadow_failed" not in rec.kinds()
+    # Described once per account, then left alone for a while: one warning, not one per write.
     assert sum("DescribeTable" in r.getMessage() for r in caplog.records) == 1
+    writer.close()
 
 
 # -- BatchWriteItem --------------------------------------------------------------------------------
@@ -545,8 +601,8 @@ def test_the_shadows_own_unprocessed_items_are_retried(ddb: DynamoEnv) -> None:
     assert rec.kinds() == ["shadow_written"]
 
 
-def test_items_the_shadow_never_processes_are_reported_per_key(
-    ddb: DynamoEnv, monkeypatch: pytest.MonkeyPatch
+def test_items_the_shadow_never_processes_fail_the_write_and_journal_its_keys(
+    ddb: DynamoEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(_dynamodb, "_RETRY_BASE", 0.001)
     LeaveUnprocessed(ddb.shadow, ddb.s_raw).choose = lambda table, request: (
@@ -555,7 +611,8 @@ def test_items_the_shadow_never_processes_are_reported_per_key(
     ddb.p_raw.put_item(TableName="orders", Item=typed({"pk": "gone"}))
     ddb.s_raw.put_item(TableName="orders", Item=typed({"pk": "gone"}))
     rec = RecordingHook()
-    wrapped = ddb.wrap(hooks=[rec])
+    writer = dualwrite.DualWriter(flag=True, hooks=[rec], journal=str(tmp_path / "j.db"))
+    wrapped = writer.wrap(ddb.primary, shadow=ddb.shadow)
     wrapped.batch_write_item(
         RequestItems={
             "orders": [
@@ -564,13 +621,50 @@ def test_items_the_shadow_never_processes_are_reported_per_key(
             ]
         }
     )
-    failed = rec.of_kind("shadow_failed")
-    assert len(failed) == 1
-    assert isinstance(failed[0], ShadowFailed)
-    assert failed[0].error_code == "UnprocessedItems"
-    assert failed[0].write.key == typed({"pk": "gone"})
-    assert failed[0].write.operation == "BatchWriteItem"
+    (failed,) = rec.of_kind("shadow_failed")
+    assert isinstance(failed, ShadowFailed)
+    assert (failed.error_type, failed.error_code) == ("ShadowUnprocessed", "UnprocessedItems")
+    assert failed.write.operation == "BatchWriteItem"
     assert ddb.get("shadow", typed({"pk": "a"})) == typed({"pk": "a"})
+    assert ddb.get("shadow", typed({"pk": "gone"})) == typed({"pk": "gone"})
+    assert writer.journal is not None
+    assert sorted(json.dumps(e.key) for e in writer.journal.entries()) == [
+        json.dumps(typed({"pk": "a"})),
+        json.dumps(typed({"pk": "gone"})),
+    ]
+    LeaveUnprocessed(ddb.shadow, ddb.s_raw).choose = lambda table, request: False
+    assert writer.repair().remaining == 0
+    assert ddb.scan("shadow") == ddb.scan("primary")
+    writer.close()
+
+
+def test_a_shadow_that_keeps_throttling_batches_opens_the_circuit(
+    ddb: DynamoEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_dynamodb, "_RETRY_BASE", 0.0)
+    throttle = LeaveUnprocessed(ddb.shadow, ddb.s_raw)
+    throttle.choose = lambda table, request: True  # the shadow processes nothing
+    rec = RecordingHook()
+    breaker = dualwrite.CircuitBreaker(failures=3, reset_after=3600)
+    writer = dualwrite.DualWriter(flag=True, hooks=[rec], journal=None, circuit_breaker=breaker)
+    wrapped = writer.wrap(ddb.primary, shadow=ddb.shadow)
+    shadow_calls: list[str] = []
+    ddb.shadow.meta.events.register(
+        "provide-client-params.dynamodb",
+        lambda model, **_: shadow_calls.append(model.name),
+        unique_id="count-calls",
+    )
+    for n in range(5):
+        wrapped.batch_write_item(
+            RequestItems={"orders": [{"PutRequest": {"Item": typed({"pk": f"k{n}"})}}]}
+        )
+    # Three throttled writes (5 attempts each) open the circuit; the next two skip the shadow.
+    assert rec.kinds() == ["shadow_failed"] * 3 + ["circuit_opened"] + ["shadow_failed"] * 2
+    failed = rec.of_kind("shadow_failed")
+    assert [e.error_type for e in failed] == ["ShadowUnprocessed"] * 3 + ["CircuitOpen"] * 2  # type: ignore[attr-defined]
+    assert shadow_calls.count("BatchWriteItem") == 3 * (_dynamodb._RETRY_ATTEMPTS + 1)
+    assert len(ddb.scan("primary")) == 5
+    writer.close()
 
 
 def test_a_batch_over_two_tables(aws: Accounts, tmp_path: Path) -> None:
@@ -598,14 +692,16 @@ def test_a_batch_over_two_tables(aws: Accounts, tmp_path: Path) -> None:
             "audit": [{"PutRequest": {"Item": typed({"pk": "a1"})}}],
         }
     )
-    # The table the shadow lacks fails for its own keys; the other table is written.
+    # The table the shadow lacks fails the write as a whole (the circuit breaker counts it),
+    # after the other table was written; every key is journaled with its own table.
     assert [(e.kind, e.write.resource, e.write.key) for e in rec.events] == [
-        ("shadow_failed", "audit", typed({"pk": "a1"}))
+        ("shadow_failed", "orders", None)
     ]
     assert env.get("shadow", typed({"pk": "o2"})) == typed({"pk": "o2"})
     assert writer.journal is not None
-    assert [(e.resource, e.key) for e in writer.journal.entries()] == [
-        ("audit", typed({"pk": "a1"}))
+    assert sorted((e.resource, json.dumps(e.key)) for e in writer.journal.entries()) == [
+        ("audit", json.dumps(typed({"pk": "a1"}))),
+        ("orders", json.dumps(typed({"pk": "o2"}))),
     ]
     writer.close()
 
@@ -654,12 +750,17 @@ def test_a_transaction_reaches_the_shadow_as_its_result(aws: Accounts, level: st
         {"Put": {"TableName": "orders", "Item": typed({"pk": "new", "n": 7})}},
         {"Delete": {"TableName": "orders", "Key": typed({"pk": "del"})}},
     ]
-    # Only the updated key was read back from the primary.
+    # Only the updated key was read back from the primary; then every key the shadow got was
+    # read once more, in one consistent BatchGetItem (fleet convergence).
     assert [b["operation"] for b in primary_bodies] == [
         "DescribeTable",
         "TransactWriteItems",
         "GetItem",
+        "BatchGetItem",
     ]
+    (settle,) = [b["body"] for b in primary_bodies if b["operation"] == "BatchGetItem"]
+    assert settle["RequestItems"]["orders"]["ConsistentRead"] is True
+    assert len(settle["RequestItems"]["orders"]["Keys"]) == 3
     assert env.get("shadow", typed({"pk": "chk"})) is None
     assert [i for i in env.scan("primary") if i["pk"]["S"] != "chk"] == env.scan("shadow")
 
@@ -1094,7 +1195,7 @@ def test_background_mode_converges_after_flush(aws: Accounts) -> None:
         assert writer.flush(timeout=30)
     assert env.scan("shadow") == env.scan("primary")
     assert env.get("shadow", typed({"pk": "a"})) == typed({"pk": "a", "n": 15})
-    assert set(rec.kinds()) == {"shadow_written"}
+    assert set(rec.kinds()) == {"shadow_written"}, rec.of_kind("shadow_failed")
 
 
 def test_same_key_writes_reach_the_shadow_in_the_primarys_order(ddb: DynamoEnv) -> None:
