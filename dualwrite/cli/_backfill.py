@@ -56,7 +56,9 @@ def open_pair(args: argparse.Namespace, *, workers: int = 1) -> tuple[Mirror, Re
     meter = RequestMeter(getattr(args, "max_rps", None))
     meter.attach(primary, "primary")
     meter.attach(shadow, "shadow")
-    writer = dualwrite.DualWriter(flag=False, circuit_breaker=None)
+    # Only the wrapped pair's mirror is needed (names, KMS keys, owner); no write goes through it,
+    # so no journal is opened (the default would create one in the user's state directory).
+    writer = dualwrite.DualWriter(flag=False, circuit_breaker=None, journal=None)
     if service == "s3":
         wrapped = writer.wrap(
             primary,
