@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import queue
+import shutil
 import sys
 import threading
 import time
@@ -624,7 +625,11 @@ class Progress:
                 f" | differences {found} copied {t.get('copied')}"
                 f" skipped {t.get('skipped_changed')} failed {t.get('failed')}"
             )
-        self._out.write(f"\r{self._label} {bar}, {rate:.0f}/s{tail}{counts} ")
+        line = f"{self._label} {bar}, {rate:.0f}/s{tail}{counts}"
+        # A line wider than the terminal wraps, and "\r" then redraws only its last row: the
+        # bar would scroll. Cut it to the width (read each time: the window may be resized).
+        width = shutil.get_terminal_size(fallback=(80, 24)).columns - 1
+        self._out.write(f"\r{line[:width]:<{width}}" if width > 0 else f"\r{line}")
         self._out.flush()
 
     def close(self) -> None:
@@ -762,7 +767,9 @@ class _Runner:
                 while thread.is_alive():
                     thread.join(0.2)
         finally:
-            self._executor.shutdown(wait=True)
+            # Stopped: the queued units are dropped (their keys stay behind the watermark, so a
+            # rerun does them); only the units already running finish.
+            self._executor.shutdown(wait=True, cancel_futures=self.stop.is_set())
             self.interrupted = self.stop.is_set() and not self._fatal
             self.state.close()
             if self.progress is not None:
@@ -819,6 +826,8 @@ class _Runner:
     ) -> Callable[[Future[None]], None]:
         def callback(future: Future[None]) -> None:
             self._slots.release()
+            if future.cancelled():  # dropped at a stop: not done, so the watermark stays
+                return
             exc = future.exception()
             if exc is not None:  # a unit counts its own errors: this one escaped it
                 self.tally.error(f"{self.job.service} {self.job.resource}", exc)

@@ -61,6 +61,28 @@ def _code(exc: BaseException) -> str:
     return describe_error(exc).code or type(exc).__name__
 
 
+# Failures of the credentials themselves: no IAM grant fixes these.
+_CREDENTIAL_ERRORS = frozenset(
+    {
+        "NoCredentialsError", "PartialCredentialsError", "CredentialRetrievalError",
+        "NoAuthTokenError", "TokenRetrievalError", "SSOTokenLoadError", "UnauthorizedSSOTokenError",
+        "InvalidClientTokenId", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+        "ExpiredTokenException", "UnrecognizedClientException", "InvalidToken",
+        "AuthFailure", "RequestExpired",
+    }
+)  # fmt: skip
+
+
+def _access_fix(exc: BaseException, side: str, grant: str) -> str:
+    """What to fix for a denied or failed call of ``side``: its credentials, or a grant."""
+    if _code(exc) in _CREDENTIAL_ERRORS or type(exc).__name__ in _CREDENTIAL_ERRORS:
+        return (
+            f"the {side}'s credentials are missing, invalid or expired: set --{side}-profile "
+            f"or --{side}-role-arn, or the AWS_* environment of the {side} account"
+        )
+    return f"grant {grant} to the {side}'s credentials"
+
+
 # -- S3 ------------------------------------------------------------------------------------------
 
 _ACL_REJECTED = frozenset({"AccessControlListNotSupported", "InvalidRequest", "InvalidArgument"})
@@ -99,8 +121,8 @@ def check_s3(
         fix = (
             f"create bucket {shadow_bucket} in the shadow account"
             if code in _NOT_FOUND
-            else f"grant s3:ListBucket on arn:aws:s3:::{shadow_bucket} to the shadow's credentials"
-            " (and check --shadow-account, sent as ExpectedBucketOwner)"
+            else _access_fix(exc, "shadow", f"s3:ListBucket on arn:aws:s3:::{shadow_bucket}")
+            + (" (and check --shadow-account, sent as ExpectedBucketOwner)" if owner else "")
         )
         checks.append(
             Check(status="FAIL", name="shadow bucket reachable", detail=_error(exc), fix=fix)
@@ -121,7 +143,7 @@ def _check_s3_primary(primary: Any, bucket: str) -> list[Check]:
         fix = (
             f"bucket {bucket} does not exist in the primary account"
             if _code(exc) in _NOT_FOUND
-            else f"grant s3:ListBucket on arn:aws:s3:::{bucket} to the primary's credentials"
+            else _access_fix(exc, "primary", f"s3:ListBucket on arn:aws:s3:::{bucket}")
         )
         return [Check(status="FAIL", name="primary bucket listable", detail=_error(exc), fix=fix)]
     checks = [Check(status="PASS", name="primary bucket listable", detail=bucket)]
@@ -137,8 +159,12 @@ def _check_s3_primary(primary: Any, bucket: str) -> list[Check]:
                     status="FAIL",
                     name="primary objects readable",
                     detail=f"{key}: {_error(exc)}",
-                    fix=f"grant s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::{bucket}/* "
-                    "to the primary's credentials (SSE-KMS objects also need kms:Decrypt)",
+                    fix=_access_fix(
+                        exc,
+                        "primary",
+                        f"s3:GetObject and s3:GetObjectTagging on arn:aws:s3:::{bucket}/*",
+                    )
+                    + " (SSE-KMS objects also need kms:Decrypt)",
                 )
             )
         else:
@@ -152,12 +178,19 @@ def _check_s3_primary(primary: Any, bucket: str) -> list[Check]:
     return checks
 
 
+def ownership_command(bucket: str) -> str:
+    """The AWS CLI command that sets ``bucket``'s Object Ownership to BucketOwnerEnforced."""
+    return (
+        f"aws s3api put-bucket-ownership-controls --bucket {bucket} "
+        "--ownership-controls 'Rules=[{ObjectOwnership=BucketOwnerEnforced}]'"
+    )
+
+
 def _ownership(shadow: Any, shadow_bucket: str, owner: Mapping[str, str]) -> Check:
     name = "shadow Object Ownership"
     fix = (
-        f"set Object Ownership of {shadow_bucket} to BucketOwnerEnforced (aws s3api "
-        "put-bucket-ownership-controls --ownership-controls "
-        "Rules=[{ObjectOwnership=BucketOwnerEnforced}])"
+        f"set Object Ownership of {shadow_bucket} to BucketOwnerEnforced, with the shadow "
+        f"account's credentials: {ownership_command(shadow_bucket)}"
     )
     try:
         rules = shadow.get_bucket_ownership_controls(Bucket=shadow_bucket, **owner)[
@@ -469,7 +502,7 @@ def check_dynamodb(mirror: Mirror, table: str) -> list[Check]:
             fix = (
                 f"create table {name} in the {side} account with the primary's key schema"
                 if _code(exc) == "ResourceNotFoundException"
-                else f"grant dynamodb:DescribeTable on table {name} to the {side}'s credentials"
+                else _access_fix(exc, side, f"dynamodb:DescribeTable on table {name}")
             )
             checks.append(
                 Check(status="FAIL", name=f"{side} table exists", detail=_error(exc), fix=fix)

@@ -18,6 +18,7 @@ import boto3
 from moto import mock_aws
 
 import dualwrite
+from dualwrite.sessions import assume_role_session, shadow_config
 from dualwrite.testing import RecordingHook
 
 os.environ.update(
@@ -32,14 +33,10 @@ MIGRATING = {"acme"}
 
 def main() -> None:
     primary = boto3.Session()
-    # The new account, reached the way a service would: assume a role in it.
-    creds = primary.client("sts").assume_role(
-        RoleArn="arn:aws:iam::111111111111:role/migration", RoleSessionName="quickstart"
-    )["Credentials"]
-    shadow = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
+    # The new account, reached the way a service would: a role in it, whose credentials
+    # renew before they expire (a service dual-writes for weeks).
+    shadow = assume_role_session(
+        "arn:aws:iam::111111111111:role/migration", session_name="quickstart"
     )
     for session in (primary, shadow):  # table names are per account: the same name on both
         session.client("dynamodb").create_table(
@@ -60,7 +57,7 @@ def main() -> None:
     # Resource-level primary, resource-level shadow: like with like.
     orders = writer.wrap(
         primary.resource("dynamodb").Table("orders"),
-        shadow=shadow.resource("dynamodb").Table("orders"),
+        shadow=shadow.resource("dynamodb", config=shadow_config()).Table("orders"),
     )
 
     for tenant in ("acme", "globex"):

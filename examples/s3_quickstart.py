@@ -13,6 +13,7 @@ import boto3
 from moto import mock_aws
 
 import dualwrite
+from dualwrite.sessions import assume_role_session, shadow_config
 from dualwrite.testing import RecordingHook
 
 os.environ.update(
@@ -27,14 +28,10 @@ MIGRATING = {"acme"}
 
 def main() -> None:
     primary = boto3.Session()
-    # The new account, reached the way a service would: assume a role in it.
-    creds = primary.client("sts").assume_role(
-        RoleArn="arn:aws:iam::111111111111:role/migration", RoleSessionName="quickstart"
-    )["Credentials"]
-    shadow = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
+    # The new account, reached the way a service would: a role in it, whose credentials
+    # renew before they expire (a service dual-writes for weeks).
+    shadow = assume_role_session(
+        "arn:aws:iam::111111111111:role/migration", session_name="quickstart"
     )
     primary.client("s3").create_bucket(Bucket="photos")
     shadow.client("s3").create_bucket(Bucket="photos-acct2")
@@ -45,7 +42,9 @@ def main() -> None:
         hooks=[events, dualwrite.hooks.LoggingHook()],
     )
     s3 = writer.wrap(
-        primary.client("s3"), shadow=shadow.client("s3"), names={"photos": "photos-acct2"}
+        primary.client("s3"),
+        shadow=shadow.client("s3", config=shadow_config()),
+        names={"photos": "photos-acct2"},
     )
 
     for tenant in ("acme", "globex"):

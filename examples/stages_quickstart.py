@@ -14,6 +14,7 @@ from moto import mock_aws
 
 import dualwrite
 from dualwrite import Stage
+from dualwrite.sessions import assume_role_session, shadow_config
 
 os.environ.update(
     {
@@ -32,19 +33,18 @@ def keys(session: boto3.Session, bucket: str) -> list[str]:
 
 def main() -> None:
     old = boto3.Session()
-    creds = old.client("sts").assume_role(
-        RoleArn="arn:aws:iam::111111111111:role/migration", RoleSessionName="stages"
-    )["Credentials"]
-    new = boto3.Session(
-        aws_access_key_id=creds["AccessKeyId"],
-        aws_secret_access_key=creds["SecretAccessKey"],
-        aws_session_token=creds["SessionToken"],
-    )
+    # The new account, reached the way a service would: a role in it, whose credentials
+    # renew before they expire (a service dual-writes for weeks).
+    new = assume_role_session("arn:aws:iam::111111111111:role/migration", session_name="stages")
     old.client("s3").create_bucket(Bucket="photos")
     new.client("s3").create_bucket(Bucket="photos-acct2")
 
     writer = dualwrite.DualWriter(stage=lambda write: STAGES.get(write.tenant, Stage.OFF))
-    s3 = writer.wrap(old.client("s3"), shadow=new.client("s3"), names={"photos": "photos-acct2"})
+    s3 = writer.wrap(
+        old.client("s3"),
+        shadow=new.client("s3", config=shadow_config()),
+        names={"photos": "photos-acct2"},
+    )
 
     @writer.guard(account="primary", tenant="tenant")  # this deployment runs in the old account
     def nightly_report(tenant: str) -> str:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -177,3 +180,104 @@ def test_check_dynamodb_fails_on_a_different_key_schema_and_a_missing_index(
     assert "missing on the shadow: byTenant" in lines["same secondary indexes"]
     # No probe is written into a table whose keys do not match.
     assert "probe item written" not in lines
+
+
+# -- what the check says when the accounts cannot be reached ------------------------------------
+
+
+def _bare_env(tmp_path: Path) -> dict[str, str]:
+    """An environment with no AWS credentials anywhere (no profile, no instance role)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "no-credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_DEFAULT_REGION": "eu-west-3",
+    }
+    return env
+
+
+def test_check_without_credentials_says_so_and_names_the_side(
+    env: Accounts, tmp_path: Path
+) -> None:
+    """No "grant s3:ListBucket" when no grant would help; the error names side and region."""
+    _buckets(env)
+    argv = [sys.executable, "-m", "dualwrite", "check", "s3", "--bucket", "photos"]
+    argv += ["--names", str(env.cli.names), "--primary-endpoint-url", env.cli.url]
+    argv += ["--shadow-endpoint-url", env.cli.url]
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=_bare_env(tmp_path), timeout=60, check=False
+    )
+    assert result.returncode == 1, result.stdout + result.stderr
+    line = _lines(result.stdout)["primary bucket listable"]
+    assert line.startswith("FAIL")
+    assert "ListBucket" not in line
+    assert "credentials are missing, invalid or expired" in line
+    assert "--primary-profile" in line
+    assert "primary (account unknown: NoCredentialsError, region eu-west-3" in line
+
+
+def test_check_with_a_role_but_no_base_credentials_exits_two(env: Accounts, tmp_path: Path) -> None:
+    argv = env.cli.argv("check", "s3", "--bucket", "photos")
+    result = subprocess.run(
+        argv, capture_output=True, text=True, env=_bare_env(tmp_path), timeout=60, check=False
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--shadow-role-arn: no credentials to assume" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_check_ownership_fix_names_the_bucket(env: Accounts) -> None:
+    env.p_s3.create_bucket(Bucket="photos")
+    env.s_s3.create_bucket(Bucket="photos-acct2")
+    env.s_s3.put_bucket_ownership_controls(
+        Bucket="photos-acct2",
+        OwnershipControls={"Rules": [{"ObjectOwnership": "ObjectWriter"}]},
+    )
+    result = env.cli.run("check", "s3", "--bucket", "photos")
+    line = _lines(result.stdout)["shadow Object Ownership"]
+    assert line.startswith("WARN")
+    assert "aws s3api put-bucket-ownership-controls --bucket photos-acct2 " in line
+
+
+def test_check_names_each_side_account_and_region(env: Accounts) -> None:
+    """A failing check is read beside the account and region it ran against."""
+    env.p_s3.create_bucket(Bucket="photos")
+    result = env.cli.run("check", "s3", "--bucket", "photos", "--json")
+    report = json.loads(result.stdout)
+    assert report["accounts"] == {
+        "primary": f"primary (account 123456789012, region us-east-1, endpoint {env.cli.url})",
+        "shadow": f"shadow (account 111111111111, region us-east-1, endpoint {env.cli.url})",
+    }
+    (reach,) = [c for c in report["checks"] if c["name"] == "shadow bucket reachable"]
+    assert reach["status"] == "FAIL"
+    assert "create bucket photos-acct2 in the shadow account" in reach["fix"]
+    text = env.cli.run("check", "s3", "--bucket", "photos").stdout.splitlines()
+    assert text[1:3] == [
+        f"  primary (account 123456789012, region us-east-1, endpoint {env.cli.url})",
+        f"  shadow (account 111111111111, region us-east-1, endpoint {env.cli.url})",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        pytest.param(None, "cannot read names file", id="missing"),
+        pytest.param("{not json", "cannot read names file", id="not-json"),
+        pytest.param("[1, 2]", "must hold a JSON object", id="not-an-object"),
+        pytest.param('{"s3": {"photos": 3}}', "map must be string to string", id="bad-value"),
+    ],
+)
+def test_a_bad_names_file_is_a_usage_error(
+    env: Accounts, tmp_path: Path, content: str | None, message: str
+) -> None:
+    """Exit 2, as the docs say: a shell loop stopping on 2 then stops."""
+    names = tmp_path / "bad-names.json"
+    if content is not None:
+        names.write_text(content)
+    argv = env.cli.argv("check", "s3", "--bucket", "photos")
+    argv[argv.index("--names") + 1] = str(names)
+    result = subprocess.run(argv, capture_output=True, text=True, env=env.cli.env, check=False)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert result.stderr.startswith("dualwrite: error: ")

@@ -94,6 +94,8 @@ def test_repair_command_restores_what_an_outage_missed(server: str, tmp_path: Pa
         server,
         "--shadow-role-arn",
         SHADOW_ROLE,
+        "--shadow-sts-endpoint-url",
+        server,
     ]
     result = subprocess.run(args, capture_output=True, text=True, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stderr
@@ -179,6 +181,8 @@ def test_repair_copies_a_write_made_at_cutover_new_to_old(server: str, tmp_path:
             server,
             "--shadow-role-arn",
             SHADOW_ROLE,
+            "--shadow-sts-endpoint-url",
+            server,
             "--primary-region",
             "us-east-1",
             "--shadow-region",

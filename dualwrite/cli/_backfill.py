@@ -191,11 +191,21 @@ def progress_for(args: argparse.Namespace, label: str) -> Progress | None:
 
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[threading.Event]:
-    """An event set by SIGINT or SIGTERM (ECS and Batch stop a task with SIGTERM)."""
+    """An event set by SIGINT or SIGTERM (ECS and Batch stop a task with SIGTERM).
+
+    The first signal stops cleanly: the running requests finish and the state file is written.
+    A second one exits at once with status 130 (the state file keeps its last save, so a rerun
+    redoes a little more).
+    """
     stop = threading.Event()
 
     def handler(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            # os.write, not print: the handler may interrupt a print to the same stream.
+            os.write(2, b"\ndualwrite: interrupted again: exiting now\n")
+            os._exit(EXIT_INTERRUPTED)
         stop.set()
+        os.write(2, b"\ndualwrite: stopping (the running requests finish; again: exit now)\n")
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

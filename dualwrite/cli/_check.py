@@ -12,6 +12,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from dualwrite._check import check_dynamodb, check_s3
 from dualwrite.cli._backfill import open_pair
+from dualwrite.cli._targets import SIDES, targets_from
 
 
 def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
@@ -27,6 +28,9 @@ def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
     else:
         checks = check_dynamodb(mirror, args.table)
         target = f"dynamodb {args.table} -> {mirror.shadow_name(args.table) or args.table}"
+    # Which account and region each side reached: a FAIL is read against them.
+    targets = targets_from(args)
+    accounts = {side: targets.describe(side) for side in SIDES}
     failed = sum(1 for c in checks if c.status == "FAIL")
     warned = sum(1 for c in checks if c.status == "WARN")
     passed = sum(1 for c in checks if c.status == "PASS")
@@ -35,6 +39,7 @@ def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
             json.dumps(
                 {
                     "target": target,
+                    "accounts": accounts,
                     "ok": failed == 0,
                     "checks": [attrs.asdict(c) for c in checks],
                 }
@@ -43,6 +48,8 @@ def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
         )
     else:
         print(f"check {target}", file=out)
+        for side in SIDES:
+            print(f"  {accounts[side]}", file=out)
         for check in checks:
             print(check.line(), file=out)
         verdict = "FAILED" if failed else "ready"

@@ -13,6 +13,7 @@ from boto3.s3.transfer import TransferConfig
 
 import dualwrite
 from dualwrite.events import Event, Mismatch, ShadowFailed, ShadowWritten, Unsupported
+from dualwrite.sessions import assume_role_session
 from dualwrite.testing import RecordingHook
 
 REGION = "us-east-1"
@@ -47,14 +48,8 @@ def embedded_aws() -> Iterator[tuple[boto3.Session, boto3.Session]]:
     try:
         with mock_aws():
             primary = boto3.Session(region_name=REGION)
-            creds = primary.client("sts").assume_role(
-                RoleArn=SHADOW_ROLE, RoleSessionName="dualwrite-demo"
-            )["Credentials"]
-            shadow = boto3.Session(
-                aws_access_key_id=creds["AccessKeyId"],
-                aws_secret_access_key=creds["SecretAccessKey"],
-                aws_session_token=creds["SessionToken"],
-                region_name=REGION,
+            shadow = assume_role_session(
+                SHADOW_ROLE, session_name="dualwrite-demo", region=REGION, base_session=primary
             )
             yield primary, shadow
     finally:

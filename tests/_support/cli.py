@@ -73,6 +73,9 @@ class Cli:
             shadow_url or self.url,
             "--shadow-role-arn",
             SHADOW_ROLE,
+            # STS is the server's, whatever proxy stands in front of the shadow's S3/DynamoDB.
+            "--shadow-sts-endpoint-url",
+            self.url,
         ]
 
     def run(
