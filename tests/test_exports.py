@@ -8,6 +8,10 @@ import dualwrite
 import dualwrite.events
 import dualwrite.exceptions
 import dualwrite.hooks
+import dualwrite.integrations
+import dualwrite.journal
+import dualwrite.launchdarkly
+import dualwrite.sessions
 import dualwrite.testing
 import dualwrite.typing
 
@@ -35,6 +39,10 @@ def test_every_exported_name_resolves() -> None:
         dualwrite.events,
         dualwrite.exceptions,
         dualwrite.hooks,
+        dualwrite.integrations,
+        dualwrite.journal,
+        dualwrite.launchdarkly,
+        dualwrite.sessions,
         dualwrite.testing,
         dualwrite.typing,
     ):
