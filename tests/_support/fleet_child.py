@@ -1,0 +1,186 @@
+"""One process of a fleet: dual-writes hot keys that other processes write at the same time.
+
+Usage: ``python fleet_child.py CONFIG_JSON`` with keys ``world`` (a :class:`kill_world.World` as
+JSON), ``journal`` (path, shared by the fleet as processes of one host share the default
+journal), ``mode``, ``script`` and:
+
+- ``script="one"``: ``service`` (``"s3"``/``"dynamodb"``) and ``value``: one write of ``value``
+  to the key ``hot`` (S3: body and metadata; DynamoDB: ``SET v = :value ADD n :one``).
+- ``script="random"``: ``seed`` and ``ops``: that many seeded random writes (S3 puts and deletes,
+  DynamoDB puts, ADD updates and deletes) on three hot keys of each service.
+
+Environment (the test's levers on this process's shadow client, set per process):
+
+- ``FLEET_HOLD_SHADOW=DIR``: the first shadow write request waits, just before it is sent, until
+  ``DIR/release`` exists, after creating ``DIR/held``: another process can then write the same
+  key on both accounts first, and this (older) shadow write lands last.
+- ``FLEET_SHADOW_JITTER=SECONDS``: each shadow request waits a random time up to that.
+- ``FLEET_GO=FILE``: after printing ``ready``, wait until ``FILE`` exists (a start barrier).
+
+Prints ``ready`` when wrapped, ``done`` after ``flush()`` and ``close()`` returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from botocore.exceptions import ClientError
+from kill_world import World
+
+import dualwrite
+
+HOT = ["hot0", "hot1", "hot2"]
+WRITES = frozenset(
+    {
+        "PutObject",
+        "CopyObject",
+        "DeleteObject",
+        "DeleteObjects",
+        "PutObjectTagging",
+        "PutItem",
+        "UpdateItem",
+        "DeleteItem",
+        "BatchWriteItem",
+        "TransactWriteItems",
+    }
+)
+WAIT_LIMIT = 150.0  # never hang for ever: the test's own timeouts report the failure
+
+
+def say(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def wait_for(path: Path) -> None:
+    deadline = time.monotonic() + WAIT_LIMIT
+    while not path.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+def hold_first_write(clients: list[Any], hold: Path) -> None:
+    """Hold the first shadow write request (of any of ``clients``) until the test releases it."""
+    lock = threading.Lock()
+    held = False
+
+    def before_send(event_name: str, **_: Any) -> None:
+        nonlocal held
+        if event_name.rsplit(".", 1)[-1] not in WRITES:
+            return
+        with lock:
+            if held:
+                return
+            held = True
+        (hold / "held").touch()
+        wait_for(hold / "release")
+
+    for client in clients:
+        client.meta.events.register("before-send", before_send, unique_id="fleet-hold")
+
+
+def jitter(clients: list[Any], seconds: float, rng: random.Random) -> None:
+    lock = threading.Lock()
+
+    def before_send(**_: Any) -> None:
+        with lock:
+            pause = rng.uniform(0, seconds)
+        time.sleep(pause)
+
+    for client in clients:
+        client.meta.events.register("before-send", before_send, unique_id="fleet-jitter")
+
+
+def write_one(s3: Any, ddb: Any, world: World, service: str, value: str) -> None:
+    if service == "s3":
+        s3.put_object(
+            Bucket=world.bucket, Key="hot", Body=f"body {value}".encode(), Metadata={"by": value}
+        )
+    else:
+        ddb.update_item(
+            TableName=world.table,
+            Key={"pk": {"S": "hot"}},
+            UpdateExpression="SET v = :v ADD n :one",
+            ExpressionAttributeValues={":v": {"S": value}, ":one": {"N": "1"}},
+        )
+
+
+def write_random(s3: Any, ddb: Any, world: World, rng: random.Random, ops: int, me: str) -> None:
+    for n in range(ops):
+        key = rng.choice(HOT)
+        roll = rng.random()
+        try:
+            if roll < 0.35:
+                s3.put_object(
+                    Bucket=world.bucket,
+                    Key=key,
+                    Body=f"{me} {n} ".encode() + rng.randbytes(rng.randint(0, 200)),
+                    Metadata={"by": me, "op": str(n)},
+                )
+            elif roll < 0.45:
+                s3.delete_object(Bucket=world.bucket, Key=key)
+            elif roll < 0.65:
+                ddb.put_item(
+                    TableName=world.table,
+                    Item={"pk": {"S": key}, "by": {"S": me}, "op": {"N": str(n)}},
+                )
+            elif roll < 0.9:
+                ddb.update_item(
+                    TableName=world.table,
+                    Key={"pk": {"S": key}},
+                    UpdateExpression="SET #by = :me ADD n :one",
+                    ExpressionAttributeNames={"#by": "by"},
+                    ExpressionAttributeValues={":me": {"S": me}, ":one": {"N": "1"}},
+                )
+            else:
+                ddb.delete_item(TableName=world.table, Key={"pk": {"S": key}})
+        except ClientError:
+            pass  # the primary refused: nothing to mirror
+
+
+def main() -> None:
+    config = json.loads(sys.argv[1])
+    world = World.from_json(config["world"])
+    primary, shadow = world.sessions()
+    s_s3 = shadow.client("s3", endpoint_url=world.url)
+    s_ddb = shadow.client("dynamodb", endpoint_url=world.url)
+    if os.environ.get("FLEET_HOLD_SHADOW"):
+        hold_first_write([s_s3, s_ddb], Path(os.environ["FLEET_HOLD_SHADOW"]))
+    if os.environ.get("FLEET_SHADOW_JITTER"):
+        rng = random.Random(config.get("seed", 0) + 7)
+        jitter([s_s3, s_ddb], float(os.environ["FLEET_SHADOW_JITTER"]), rng)
+    writer = dualwrite.DualWriter(
+        flag=True,
+        mode=config["mode"],
+        journal=config["journal"],
+        # A held shadow write must wait for its release, not be cut short: the overtaking
+        # itself is what the test looks at (a timeout would journal the key instead).
+        shadow_timeout=None,
+    )
+    s3 = writer.wrap(
+        primary.client("s3", endpoint_url=world.url),
+        shadow=s_s3,
+        names={world.bucket: world.shadow_bucket},
+    )
+    ddb = writer.wrap(primary.client("dynamodb", endpoint_url=world.url), shadow=s_ddb)
+    say("ready")
+    if os.environ.get("FLEET_GO"):
+        wait_for(Path(os.environ["FLEET_GO"]))
+    if config["script"] == "one":
+        write_one(s3, ddb, world, config["service"], config["value"])
+    else:
+        me = f"w{config['seed']}"
+        write_random(s3, ddb, world, random.Random(config["seed"]), config["ops"], me)
+    writer.flush()
+    writer.close()
+    say("done")
+
+
+if __name__ == "__main__":
+    main()
