@@ -6,6 +6,7 @@ journal), ``mode``, ``script`` and:
 
 - ``script="one"``: ``service`` (``"s3"``/``"dynamodb"``) and ``value``: one write of ``value``
   to the key ``hot`` (S3: body and metadata; DynamoDB: ``SET v = :value ADD n :one``).
+  ``default_timeout`` keeps the writer's default ``shadow_timeout`` (else ``None``).
 - ``script="random"``: ``seed`` and ``ops``: that many seeded random writes (S3 puts and deletes,
   DynamoDB puts, ADD updates and deletes) on three hot keys of each service.
 
@@ -13,7 +14,8 @@ Environment (the test's levers on this process's shadow client, set per process)
 
 - ``FLEET_HOLD_SHADOW=DIR``: the first shadow write request waits, just before it is sent, until
   ``DIR/release`` exists, after creating ``DIR/held``: another process can then write the same
-  key on both accounts first, and this (older) shadow write lands last.
+  key on both accounts first, and this (older) shadow write lands last. ``DIR/returned`` is
+  created once the caller's write call returned.
 - ``FLEET_SHADOW_JITTER=SECONDS``: each shadow request waits a random time up to that.
 - ``FLEET_GO=FILE``: after printing ``ready``, wait until ``FILE`` exists (a start barrier).
 
@@ -155,13 +157,12 @@ def main() -> None:
     if os.environ.get("FLEET_SHADOW_JITTER"):
         rng = random.Random(config.get("seed", 0) + 7)
         jitter([s_s3, s_ddb], float(os.environ["FLEET_SHADOW_JITTER"]), rng)
+    # By default a held shadow write waits for its release, not cut short: the overtaking itself
+    # is what the test looks at. With "default_timeout", sync mode's shadow_timeout ends the
+    # caller's wait first (the key is journaled) while the held write still lands later.
+    timeout: dict[str, Any] = {} if config.get("default_timeout") else {"shadow_timeout": None}
     writer = dualwrite.DualWriter(
-        flag=True,
-        mode=config["mode"],
-        journal=config["journal"],
-        # A held shadow write must wait for its release, not be cut short: the overtaking
-        # itself is what the test looks at (a timeout would journal the key instead).
-        shadow_timeout=None,
+        flag=True, mode=config["mode"], journal=config["journal"], **timeout
     )
     s3 = writer.wrap(
         primary.client("s3", endpoint_url=world.url),
@@ -174,6 +175,8 @@ def main() -> None:
         wait_for(Path(os.environ["FLEET_GO"]))
     if config["script"] == "one":
         write_one(s3, ddb, world, config["service"], config["value"])
+        if os.environ.get("FLEET_HOLD_SHADOW"):
+            (Path(os.environ["FLEET_HOLD_SHADOW"]) / "returned").touch()
     else:
         me = f"w{config['seed']}"
         write_random(s3, ddb, world, random.Random(config["seed"]), config["ops"], me)
