@@ -4,8 +4,9 @@ Usage: ``python fleet_child.py CONFIG_JSON`` with keys ``world`` (a :class:`kill
 JSON), ``journal`` (path, shared by the fleet as processes of one host share the default
 journal), ``mode``, ``script`` and:
 
-- ``script="one"``: ``service`` (``"s3"``/``"dynamodb"``) and ``value``: one write of ``value``
-  to the key ``hot`` (S3: body and metadata; DynamoDB: ``SET v = :value ADD n :one``).
+- ``script="one"``: ``service`` (``"s3"``/``"dynamodb"``), ``op`` and ``value``: one write of
+  ``value`` to the key ``hot`` (see :func:`write_one`; ``put`` is, for S3, a body and metadata,
+  for DynamoDB ``SET v = :value ADD n :one``).
   ``default_timeout`` keeps the writer's default ``shadow_timeout`` (else ``None``).
 - ``script="random"``: ``seed`` and ``ops``: that many seeded random writes (S3 puts and deletes,
   DynamoDB puts, ADD updates and deletes) on three hot keys of each service.
@@ -99,17 +100,43 @@ def jitter(clients: list[Any], seconds: float, rng: random.Random) -> None:
         client.meta.events.register("before-send", before_send, unique_id="fleet-jitter")
 
 
-def write_one(s3: Any, ddb: Any, world: World, service: str, value: str) -> None:
+def write_one(s3: Any, ddb: Any, world: World, service: str, op: str, value: str) -> None:
+    """One write of ``op`` to the key ``hot`` (``batch``: with other keys, in one call)."""
     if service == "s3":
-        s3.put_object(
-            Bucket=world.bucket, Key="hot", Body=f"body {value}".encode(), Metadata={"by": value}
-        )
-    else:
+        if op == "put":
+            s3.put_object(
+                Bucket=world.bucket,
+                Key="hot",
+                Body=f"body {value}".encode(),
+                Metadata={"by": value},
+            )
+        elif op == "meta":  # the same bytes (the same ETag), other metadata
+            s3.put_object(Bucket=world.bucket, Key="hot", Body=b"same", Metadata={"by": value})
+        elif op == "tags":  # the same bytes (the same ETag), other tags
+            s3.put_object(Bucket=world.bucket, Key="hot", Body=b"same", Tagging=f"by={value}")
+        elif op == "delete":
+            s3.delete_object(Bucket=world.bucket, Key="hot")
+        else:  # batch
+            s3.delete_objects(
+                Bucket=world.bucket, Delete={"Objects": [{"Key": "hot"}, {"Key": "other"}]}
+            )
+    elif op == "put":
         ddb.update_item(
             TableName=world.table,
             Key={"pk": {"S": "hot"}},
             UpdateExpression="SET v = :v ADD n :one",
             ExpressionAttributeValues={":v": {"S": value}, ":one": {"N": "1"}},
+        )
+    elif op == "delete":
+        ddb.delete_item(TableName=world.table, Key={"pk": {"S": "hot"}})
+    else:  # batch: the hot key and 24 others
+        ddb.batch_write_item(
+            RequestItems={
+                world.table: [
+                    {"PutRequest": {"Item": {"pk": {"S": pk}, "v": {"S": value}}}}
+                    for pk in ["hot", *(f"cold{i:02d}" for i in range(24))]
+                ]
+            }
         )
 
 
@@ -174,7 +201,7 @@ def main() -> None:
     if os.environ.get("FLEET_GO"):
         wait_for(Path(os.environ["FLEET_GO"]))
     if config["script"] == "one":
-        write_one(s3, ddb, world, config["service"], config["value"])
+        write_one(s3, ddb, world, config["service"], config.get("op", "put"), config["value"])
         if os.environ.get("FLEET_HOLD_SHADOW"):
             (Path(os.environ["FLEET_HOLD_SHADOW"]) / "returned").touch()
     else:

@@ -12,9 +12,9 @@ Scripts:
   DynamoDB ``put_item``, ``update_item`` (ADD counters), ``delete_item``, a 25-item
   ``batch_write_item`` and a ``transact_write_items``. Prints ``ready``, then ``op N NAME`` after
   each call returned, forever (the parent kills it).
-- ``put`` / ``update`` / ``batch``: a few writes of that kind; the primary client SIGKILLs its own
-  process in an ``after-call`` handler of its ``kill_on``-th call of that operation: the
-  primary holds the write, the wrapper never saw its answer.
+- ``put`` / ``delete`` / ``update`` / ``batch`` / ``transact``: a few writes of that kind; the
+  process SIGKILLs itself during the ``kill_on``-th, at the point ``kill_at`` names (see
+  :class:`Trap`; by default right after the primary's ack).
 """
 
 from __future__ import annotations
@@ -35,10 +35,16 @@ import dualwrite
 
 S3_KEYS = [f"k{i:02d}" for i in range(24)]
 PKS = [f"p{i:02d}" for i in range(40)]
+SHADOW_WRITES = frozenset(
+    {"PutObject", "CopyObject", "DeleteObject", "PutItem", "UpdateItem", "DeleteItem"}
+    | {"BatchWriteItem", "TransactWriteItems", "PutObjectTagging"}
+)
 KILL_OPERATIONS = {
     "put": "s3.PutObject",
     "update": "dynamodb.UpdateItem",
     "batch": "dynamodb.BatchWriteItem",
+    "delete": "s3.DeleteObject",
+    "transact": "dynamodb.TransactWriteItems",
 }
 
 
@@ -56,19 +62,43 @@ def slow_shadow(client: Any, delay: float, rng: random.Random) -> None:
     client.meta.events.register("before-send", wait, unique_id="kill-child-slow-shadow")
 
 
-def kill_after_call(client: Any, operation: str, kill_on: int) -> None:
-    """SIGKILL this process in the ``after-call`` of the ``kill_on``-th ``operation`` call."""
-    calls = 0
+class Trap:
+    """SIGKILLs this process at one point of the ``kill_on``-th scripted call, once armed.
 
-    def on_after_call(http_response: Any, **_: Any) -> None:
-        nonlocal calls
-        if http_response.status_code >= 300:
-            return  # an error is not an ack
-        calls += 1
-        if calls == kill_on:
+    Points: ``primary-ack`` (the primary client's ``after-call`` of the script's operation: the
+    primary holds the write, the wrapper never saw its answer), ``shadow-send`` (the shadow
+    client's first write request, just before it is sent) and ``shadow-ack`` (the shadow
+    client's ``after-call`` of its first write: the shadow holds it, the wrapper does not know).
+    """
+
+    def __init__(self, point: str) -> None:
+        self.point = point
+        self.armed = False
+
+    def kill(self) -> None:
+        if self.armed:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    client.meta.events.register(f"after-call.{operation}", on_after_call, unique_id="kill-child")
+    def install(self, primary: Any, shadow: list[Any], operation: str) -> None:
+        def primary_ack(http_response: Any, **_: Any) -> None:
+            if http_response.status_code < 300:  # an error is not an ack
+                self.kill()
+
+        def shadow_send(event_name: str, **_: Any) -> None:
+            if event_name.rsplit(".", 1)[-1] in SHADOW_WRITES:
+                self.kill()
+
+        def shadow_ack(event_name: str, http_response: Any, **_: Any) -> None:
+            if event_name.rsplit(".", 1)[-1] in SHADOW_WRITES and http_response.status_code < 300:
+                self.kill()
+
+        if self.point == "primary-ack":
+            primary.meta.events.register(f"after-call.{operation}", primary_ack, unique_id="trap")
+        for client in shadow:
+            if self.point == "shadow-send":
+                client.meta.events.register("before-send", shadow_send, unique_id="trap")
+            elif self.point == "shadow-ack":
+                client.meta.events.register("after-call", shadow_ack, unique_id="trap")
 
 
 def body_for(rng: random.Random, n: int) -> tuple[Any, bytes]:
@@ -158,25 +188,47 @@ def random_burst(s3: Any, ddb: Any, world: World, rng: random.Random) -> None:
         say(f"op {n} {name}")
 
 
-def scripted(script: str, s3: Any, ddb: Any, world: World, writer: Any) -> None:
-    """A few writes of one kind; the primary's after-call handler kills the process.
+def scripted(
+    script: str, s3: Any, ddb: Any, world: World, writer: Any, trap: Trap, kill_on: int
+) -> None:
+    """A few writes of one kind; ``trap`` kills the process during the ``kill_on``-th.
 
     Each write is flushed before the next: the earlier writes are on the shadow (and out of the
     journal) when the kill comes, so only the killed write itself can be journaled.
     """
     for n in range(1, 6):
         writer.flush()
+        trap.armed = n == kill_on
         if script == "put":
             key = ["d0", "d1", "d0", "d1", "d0"][n - 1]
             s3.put_object(
                 Bucket=world.bucket, Key=key, Body=f"version {n}".encode(), Metadata={"n": str(n)}
             )
+        elif script == "delete":
+            if n == kill_on:
+                s3.delete_object(Bucket=world.bucket, Key="d0")
+            else:
+                s3.put_object(Bucket=world.bucket, Key="d0", Body=f"version {n}".encode())
         elif script == "update":
             ddb.update_item(
                 TableName=world.table,
                 Key={"pk": {"S": "u0"}},
                 UpdateExpression="ADD n :one SET last_op = :n",
                 ExpressionAttributeValues={":one": {"N": "1"}, ":n": {"N": str(n)}},
+            )
+        elif script == "transact":
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": world.table,
+                            "Key": {"pk": {"S": f"t{i}"}},
+                            "UpdateExpression": "ADD n :one",
+                            "ExpressionAttributeValues": {":one": {"N": "1"}},
+                        }
+                    }
+                    for i in range(3)
+                ]
             )
         else:
             ddb.batch_write_item(
@@ -204,9 +256,10 @@ def main() -> None:
         slow_shadow(s_s3, config["shadow_delay"], delays)
         slow_shadow(s_ddb, config["shadow_delay"], delays)
     script = config["script"]
+    trap = Trap(config.get("kill_at", "primary-ack"))
     if script in KILL_OPERATIONS:
-        client = p_s3 if script == "put" else p_ddb
-        kill_after_call(client, KILL_OPERATIONS[script], config["kill_on"])
+        client = p_s3 if KILL_OPERATIONS[script].startswith("s3.") else p_ddb
+        trap.install(client, [s_s3, s_ddb], KILL_OPERATIONS[script])
     writer = dualwrite.DualWriter(
         flag=True, mode=config["mode"], journal=config["journal"], workers=4, queue_size=64
     )
@@ -216,7 +269,7 @@ def main() -> None:
     if script == "random":
         random_burst(s3, ddb, world, rng)
     else:
-        scripted(script, s3, ddb, world, writer)
+        scripted(script, s3, ddb, world, writer, trap, config["kill_on"])
     writer.close()
     say("done")
 
