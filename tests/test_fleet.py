@@ -8,7 +8,9 @@ one host share the journal file.
 
 - Overtaking, made deterministic with a file barrier: process A writes the key on the primary,
   and its shadow request is held just before it is sent; process B then writes the same key on
-  both accounts; only then is A's (older) shadow write released.
+  both accounts; only then is A's (older) shadow write released. Puts and updates by default
+  (also past sync mode's ``shadow_timeout``, and S3 writes of the same bytes with other
+  metadata: one ETag for both); deletes, tags and multi-key writes with -m slow.
 - Hot keys: four processes at once, random writes on three keys of each service, each shadow
   request delayed at random.
 """
