@@ -18,6 +18,8 @@ one host share the journal file.
 from __future__ import annotations
 
 import json
+import random
+import signal
 import subprocess
 import sys
 import time
@@ -205,9 +207,20 @@ def test_overtaken_shadow_write_of_every_kind(
 
 
 def hot_keys(
-    server: MotoServer, tmp_path: Path, mode: str, seeds: list[int], ops: int, jitter: float
+    server: MotoServer,
+    tmp_path: Path,
+    mode: str,
+    seeds: list[int],
+    ops: int,
+    jitter: float,
+    *,
+    kill_after: float | None = None,
 ) -> None:
-    """Four processes at once, ``ops`` random writes each on three hot keys per service."""
+    """Four processes at once, ``ops`` random writes each on three hot keys per service.
+
+    With ``kill_after``, the first process is SIGKILLed that many seconds after the start (if
+    it still runs): the others go on writing the same keys and flush.
+    """
     world = World.fresh(server.url, "hot")
     world.create()
     journal = tmp_path / "journal.db"
@@ -230,6 +243,11 @@ def hot_keys(
             wait_for_line(child, "ready", log)
     finally:
         go.touch()  # all start together (or, after a failure, all finish)
+    if kill_after is not None:
+        time.sleep(kill_after)
+        victim, log = children.pop(0)
+        victim.send_signal(signal.SIGKILL)
+        victim.communicate(timeout=CHILD_TIMEOUT)  # reaped: its intents belong to nobody now
     for child, log in children:
         finish(child, log)
     assert_equal_or_repaired(world, journal, when="after every process flushed")
@@ -249,3 +267,21 @@ def test_four_processes_on_three_hot_keys_many_rounds(
     server: MotoServer, tmp_path: Path, mode: str, round_: int
 ) -> None:
     hot_keys(server, tmp_path, mode, seeds=[10 * round_ + w for w in range(4)], ops=40, jitter=0.1)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("round_", range(3))
+@pytest.mark.parametrize("mode", MODES)
+def test_hot_keys_with_one_process_killed(
+    server: MotoServer, tmp_path: Path, mode: str, round_: int
+) -> None:
+    kill_after = random.Random(round_).uniform(0.5, 3.0)
+    hot_keys(
+        server,
+        tmp_path,
+        mode,
+        seeds=[100 + 10 * round_ + w for w in range(4)],
+        ops=40,
+        jitter=0.1,
+        kill_after=kill_after,
+    )

@@ -8,8 +8,8 @@ journal), ``mode``, ``script`` and:
   ``value`` to the key ``hot`` (see :func:`write_one`; ``put`` is, for S3, a body and metadata,
   for DynamoDB ``SET v = :value ADD n :one``).
   ``default_timeout`` keeps the writer's default ``shadow_timeout`` (else ``None``).
-- ``script="random"``: ``seed`` and ``ops``: that many seeded random writes (S3 puts and deletes,
-  DynamoDB puts, ADD updates and deletes) on three hot keys of each service.
+- ``script="random"``: ``seed`` and ``ops``: that many seeded random writes on three hot keys of
+  each service (see :func:`write_random`).
 
 Environment (the test's levers on this process's shadow client, set per process):
 
@@ -141,25 +141,35 @@ def write_one(s3: Any, ddb: Any, world: World, service: str, op: str, value: str
 
 
 def write_random(s3: Any, ddb: Any, world: World, rng: random.Random, ops: int, me: str) -> None:
+    """``ops`` seeded random writes on the hot keys, single-key and multi-key.
+
+    S3 bodies come from a small set, so that two writes often share an ETag and differ only in
+    metadata or tags; DynamoDB gets batches and transactions across the hot keys too.
+    """
     for n in range(ops):
         key = rng.choice(HOT)
         roll = rng.random()
         try:
-            if roll < 0.35:
+            if roll < 0.3:
+                extra: dict[str, Any] = {"Metadata": {"by": me, "op": str(n)}}
+                if rng.random() < 0.3:
+                    extra = {"Tagging": f"by={me}&op={n}"}
                 s3.put_object(
-                    Bucket=world.bucket,
-                    Key=key,
-                    Body=f"{me} {n} ".encode() + rng.randbytes(rng.randint(0, 200)),
-                    Metadata={"by": me, "op": str(n)},
+                    Bucket=world.bucket, Key=key, Body=rng.choice([b"", b"one", b"two"]), **extra
                 )
-            elif roll < 0.45:
+            elif roll < 0.37:
                 s3.delete_object(Bucket=world.bucket, Key=key)
-            elif roll < 0.65:
+            elif roll < 0.42:
+                s3.delete_objects(
+                    Bucket=world.bucket,
+                    Delete={"Objects": [{"Key": k} for k in rng.sample(HOT, 2)]},
+                )
+            elif roll < 0.57:
                 ddb.put_item(
                     TableName=world.table,
                     Item={"pk": {"S": key}, "by": {"S": me}, "op": {"N": str(n)}},
                 )
-            elif roll < 0.9:
+            elif roll < 0.77:
                 ddb.update_item(
                     TableName=world.table,
                     Key={"pk": {"S": key}},
@@ -167,10 +177,41 @@ def write_random(s3: Any, ddb: Any, world: World, rng: random.Random, ops: int, 
                     ExpressionAttributeNames={"#by": "by"},
                     ExpressionAttributeValues={":me": {"S": me}, ":one": {"N": "1"}},
                 )
-            else:
+            elif roll < 0.84:
                 ddb.delete_item(TableName=world.table, Key={"pk": {"S": key}})
+            elif roll < 0.92:
+                ddb.batch_write_item(
+                    RequestItems={
+                        world.table: [
+                            {"PutRequest": {"Item": {"pk": {"S": k}, "by": {"S": me}}}}
+                            if rng.random() < 0.7
+                            else {"DeleteRequest": {"Key": {"pk": {"S": k}}}}
+                            for k in rng.sample(HOT, 2)
+                        ]
+                    }
+                )
+            else:
+                first, second = rng.sample(HOT, 2)
+                ddb.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Update": {
+                                "TableName": world.table,
+                                "Key": {"pk": {"S": first}},
+                                "UpdateExpression": "ADD n :one",
+                                "ExpressionAttributeValues": {":one": {"N": "1"}},
+                            }
+                        },
+                        {
+                            "Put": {
+                                "TableName": world.table,
+                                "Item": {"pk": {"S": second}, "by": {"S": me}},
+                            }
+                        },
+                    ]
+                )
         except ClientError:
-            pass  # the primary refused: nothing to mirror
+            pass  # the primary refused (e.g. a transaction conflict): nothing to mirror
 
 
 def main() -> None:
