@@ -5,7 +5,9 @@ with a canned :class:`botocore.awsrequest.AWSResponse` (a JSON body with its ``x
 botocore still does all of its CPU work for each call (parameter validation, JSON serialisation,
 SigV4 signing, the CRC32 check, response parsing) and only the network is left out. The canned
 ``UpdateItem`` answer carries ``Attributes`` exactly when the request asked for them, so the
-wrapper pays for the bigger ``ALL_NEW`` response it asks for.
+wrapper pays for the bigger ``ALL_NEW`` response it asks for. Each client keeps the item as its
+last write left it, and its canned ``GetItem`` returns that item: the fleet check then finds
+what it mirrored, as on a table written by one process.
 
 Cases, measured in process CPU time in one run and finely interleaved (each round runs every case
 in chunks of 25 calls, one chunk of each case after the other, in a rotated order) so that noise
@@ -15,6 +17,12 @@ on a shared machine hits every case alike:
 * ``wrapped, flag off``: through ``dualwrite.wrap(..., flag=lambda w: False)``;
 * ``wrapped, flag on``: through ``dualwrite.wrap(..., flag=lambda w: True)`` with a canned
   shadow client (``mode="sync"``: the shadow write runs in the caller's thread);
+* ``flag on, single_writer``: the same with ``single_writer=True``: no fleet check (the
+  consistent ``GetItem`` of the primary after each shadow write, see docs/dynamodb.md);
+* ``flag on, journal`` and ``flag on, journal, single_writer``: the two above with an SQLite
+  journal in a temporary directory (the default configuration): the write-ahead intent is added
+  before the primary call and removed once the shadow holds the state. The other cases pass
+  ``journal=None``;
 * ``two plain calls``: the call on the primary, then a ``put_item`` of the item on the shadow,
   without the wrapper: what the flag-on case would cost if the wrapper itself were free.
 
@@ -41,6 +49,7 @@ import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 import zlib
 from collections import Counter
@@ -107,17 +116,34 @@ class _Raw:
         return self.body
 
 
-def _answer(operation: str, request: Any) -> dict[str, Any]:
+UPDATED = {**ITEM, "n": {"N": "7"}}
+"""The item as every canned ``UpdateItem`` leaves it (``ADD n :one`` on ``ITEM``)."""
+
+
+def _answer(operation: str, request: Any, table: dict[str, Any]) -> dict[str, Any]:
+    """The canned answer to one request, ``table`` holding the item as the last write left it.
+
+    ``GetItem`` returns that item, so that the wrapper's fleet check (a consistent read of the
+    primary after each shadow write) finds the state it mirrored, as it does on a real table
+    written by one process; an answer stuck at the first item would make every check see a
+    "moved" key and converge again (3 rounds, then ``Unsettled``).
+    """
     asked = json.loads(request.body or b"{}")
     if operation == "DescribeTable":
         return DESCRIPTION
     if operation == "GetItem":
-        return {"Item": ITEM}
-    if operation == "UpdateItem":
+        item = table.get("item")
+        return {} if item is None else {"Item": item}
+    if operation == "PutItem":
+        table["item"] = asked.get("Item")
+    elif operation == "DeleteItem":
+        table["item"] = None
+    elif operation == "UpdateItem":
+        old, table["item"] = table.get("item"), UPDATED
         if asked.get("ReturnValues") == "ALL_NEW":
-            return {"Attributes": {**ITEM, "n": {"N": "7"}}}
-        if asked.get("ReturnValues") == "UPDATED_OLD":
-            return {"Attributes": {"n": ITEM["n"], "status": ITEM["status"]}}
+            return {"Attributes": UPDATED}
+        if asked.get("ReturnValues") == "UPDATED_OLD" and old is not None:
+            return {"Attributes": {"n": old["n"], "status": old["status"]}}
     return {}
 
 
@@ -132,10 +158,12 @@ def canned_client(access_key: str, sent: Counter[str]) -> Any:
         "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 1})
     )
 
+    table: dict[str, Any] = {"item": ITEM}  # this account's item, as its last write left it
+
     def answer(request: Any, event_name: str, **_: Any) -> AWSResponse:
         operation = event_name.rsplit(".", 1)[-1]
         sent[operation] += 1
-        body = json.dumps(_answer(operation, request)).encode()
+        body = json.dumps(_answer(operation, request, table)).encode()
         headers = {
             "x-amzn-RequestId": "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789ABCDEF",
             "Content-Type": "application/x-amz-json-1.0",
@@ -158,8 +186,27 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
     s_sent: Counter[str] = Counter()
     primary = canned_client("AKIAPRIMARYBENCH0001", p_sent)
     shadow = canned_client("AKIASHADOWBENCH00001", s_sent)
-    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False)
-    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True)
+    # No journal unless the case says so (the default, "auto", would write to the user's state
+    # directory); a fresh temporary SQLite file for the journaled cases.
+    folder = tempfile.mkdtemp(prefix="dualwrite-bench-")
+    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, journal=None)
+    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, journal=None)
+    single = dualwrite.wrap(
+        primary, shadow=shadow, flag=lambda w: True, journal=None, single_writer=True
+    )
+    journaled = dualwrite.wrap(
+        primary,
+        shadow=shadow,
+        flag=lambda w: True,
+        journal=os.path.join(folder, "journal.sqlite3"),
+    )
+    journaled_single = dualwrite.wrap(
+        primary,
+        shadow=shadow,
+        flag=lambda w: True,
+        journal=os.path.join(folder, "journal-single.sqlite3"),
+        single_writer=True,
+    )
 
     def put(client: Any) -> Case:
         return lambda: client.put_item(TableName=TABLE, Item=ITEM)
@@ -181,18 +228,27 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
             "plain": put(primary),
             "wrapped, flag off": put(off),
             "wrapped, flag on": put(on),
+            "flag on, single_writer": put(single),
+            "flag on, journal": put(journaled),
+            "flag on, journal, single_writer": put(journaled_single),
             "two plain calls": two(put(primary)),
         },
         "update_item": {
             "plain": update(primary),
             "wrapped, flag off": update(off),
             "wrapped, flag on": update(on),
+            "flag on, single_writer": update(single),
+            "flag on, journal": update(journaled),
+            "flag on, journal, single_writer": update(journaled_single),
             "two plain calls": two(update(primary)),
         },
         "update_item UPDATED_OLD": {
             "plain": update(primary, **old),
             "wrapped, flag off": update(off, **old),
             "wrapped, flag on": update(on, **old),
+            "flag on, single_writer": update(single, **old),
+            "flag on, journal": update(journaled, **old),
+            "flag on, journal, single_writer": update(journaled_single, **old),
             "two plain calls": two(update(primary, **old)),
         },
     }
@@ -211,16 +267,21 @@ def check_cases(cases: dict[str, dict[str, Case]]) -> None:
                 raise SystemExit(f"{operation} {name!r}: {sorted(response)} != {sorted(plain)}")
 
 
+FLAG_ON_CASES = ("wrapped, flag on", "flag on, single_writer")
+
+
 def requests_per_call(
     cases: dict[str, dict[str, Case]], p_sent: Counter[str], s_sent: Counter[str]
 ) -> dict[str, tuple[str, str]]:
-    """What one flag-on call sends to each side, e.g. ``("UpdateItem", "PutItem")``."""
+    """What one flag-on call sends to each side, e.g. ``("UpdateItem + GetItem", "PutItem")``,
+    with the fleet check (default) and without it (``single_writer=True``)."""
     out = {}
     for operation, group in cases.items():
-        p_sent.clear()
-        s_sent.clear()
-        group["wrapped, flag on"]()
-        out[operation] = (_show(p_sent), _show(s_sent))
+        for name in FLAG_ON_CASES:
+            p_sent.clear()
+            s_sent.clear()
+            group[name]()
+            out[f"{operation}, {name}"] = (_show(p_sent), _show(s_sent))
     return out
 
 
@@ -282,7 +343,7 @@ def wrapper_only(calls: int) -> dict[str, float]:
     shadow = canned_client("AKIASHADOWBENCH00002", sent)
     out: dict[str, float] = {}
     for flag in (False, True):
-        wrapped = dualwrite.wrap(primary, shadow=shadow, flag=flag)
+        wrapped = dualwrite.wrap(primary, shadow=shadow, flag=flag, journal=None)
         mirror = wrapped._self_mirror
         mirror.shadow = _NoopShadow()
         wrapped.put_item(TableName=TABLE, Item=ITEM)  # describes the table once
@@ -342,7 +403,7 @@ def report(
                 f"{med[name] / med['plain']:.3f}x |"
             )
     print()
-    print("| operation | requests to the primary (flag on) | requests to the shadow |")
+    print("| operation, case | requests to the primary | requests to the shadow |")
     print("| --- | --- | --- |")
     for operation, (p, s) in sent.items():
         print(f"| {operation} | {p} | {s} |")
@@ -433,9 +494,10 @@ def main(argv: list[str] | None = None) -> int:
     cases, p_sent, s_sent = build_cases()
     if args.only is not None:
         operation, name = args.only.split("|", 1)
-        for group in cases.values():
-            for case in group.values():
-                time_block(case, 30)
+        # The warm-up of the operation's cases is the same in every run of the operation, so
+        # the run with no calls (the baseline) takes it away.
+        for case in cases[operation].values():
+            time_block(case, 30)
         for _ in range(args.calls):
             cases[operation][name]()
         return 0

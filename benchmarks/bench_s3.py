@@ -24,6 +24,10 @@ order) so that noise on a shared machine hits every case alike:
 * ``flag on, journal``: the flag-on case with an SQLite journal (the default configuration,
   ``journal="auto"``): the write-ahead intent is added before the primary call and removed
   after the shadow's; what the journal costs is the difference to ``flag on``;
+* ``flag on, single_writer`` and ``flag on, journal, single_writer``: the two cases above with
+  ``single_writer=True``, which skips the fleet check (the ``HeadObject`` of the primary after
+  each shadow write, answered here by a canned ``200`` that shows the object the canned put
+  left); what the fleet check costs is the difference;
 * ``stage DUAL_WRITE`` and ``stage CUTOVER``: through ``dualwrite.wrap(..., stage=...)``; the
   stage is asked once per call and decides the direction (CUTOVER: the shadow client first, with
   the bucket renamed and the owner ACL, then the primary). No target: what routing by stage costs
@@ -45,6 +49,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -105,22 +110,52 @@ def _canned_put(request: Any, **_: Any) -> Any:
     return AWSResponse(request.url, 200, _HEADERS, _EmptyRaw())
 
 
-def canned_client(access_key: str) -> Any:
-    """A real boto3 S3 client whose PutObject never leaves the process."""
+_HEAD_HEADERS: Any = {  # the object as the canned put left it (no metadata, no tags)
+    **{name: value for name, value in _HEADERS.items() if not name.startswith("x-amz-checksum")},
+    "Content-Length": str(len(BODY)),
+    "Content-Type": "binary/octet-stream",
+    "Last-Modified": "Wed, 26 Nov 2025 12:00:00 GMT",
+    "Accept-Ranges": "bytes",
+}
+
+
+def _canned_head(request: Any, **_: Any) -> Any:
+    """A canned ``HeadObject`` answer: the object every canned put leaves.
+
+    The wrapper's fleet check reads the primary's object back after each shadow write (one
+    ``HeadObject``, see docs/s3.md); it must find what it mirrored, as it does on a bucket
+    written by one process. Without this answer the check would try the network.
+    """
+    return AWSResponse(request.url, 200, _HEAD_HEADERS, _EmptyRaw())
+
+
+def canned_client(access_key: str, sent: Counter[str] | None = None) -> Any:
+    """A real boto3 S3 client whose PutObject and HeadObject never leave the process."""
     session = boto3.Session(
         aws_access_key_id=access_key,
         aws_secret_access_key="bench-secret-key",
         region_name=REGION,
     )
     client = session.client("s3")
+    if sent is not None:
+
+        def count(event_name: str, **_: Any) -> None:
+            sent[event_name.rsplit(".", 1)[-1]] += 1
+
+        client.meta.events.register("before-send.s3.*", count)
     client.meta.events.register("before-send.s3.PutObject", _canned_put)
+    client.meta.events.register("before-send.s3.HeadObject", _canned_head)
     return client
+
+
+SENT: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
+"""Requests each side's client sent (primary, shadow), by operation."""
 
 
 def build_cases() -> dict[str, Callable[[], Any]]:
     """Return one zero-argument callable per case, each making one logical ``put_object``."""
-    primary = canned_client("AKIAPRIMARYBENCH0001")
-    shadow = canned_client("AKIASHADOWBENCH00001")
+    primary = canned_client("AKIAPRIMARYBENCH0001", SENT[0])
+    shadow = canned_client("AKIASHADOWBENCH00001", SENT[1])
     names = {PRIMARY_BUCKET: SHADOW_BUCKET}
     # No journal unless the case says so (the default, "auto", would write to the user's state
     # directory); a fresh temporary SQLite file for the journaled case.
@@ -132,6 +167,17 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     )
     journaled = dualwrite.wrap(
         primary, shadow=shadow, flag=lambda w: True, names=names, journal=journal
+    )
+    single = dualwrite.wrap(
+        primary, shadow=shadow, flag=lambda w: True, names=names, journal=None, single_writer=True
+    )
+    journaled_single = dualwrite.wrap(
+        primary,
+        shadow=shadow,
+        flag=lambda w: True,
+        names=names,
+        journal=journal + "-single",
+        single_writer=True,
     )
     dual = dualwrite.wrap(
         primary,
@@ -159,6 +205,12 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     def flag_on_journal() -> Any:
         return journaled.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
+    def flag_on_single() -> Any:
+        return single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def flag_on_journal_single() -> Any:
+        return journaled_single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
     def two_plain() -> Any:
         primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
         return shadow.put_object(Bucket=SHADOW_BUCKET, Key=KEY, Body=BODY)
@@ -179,6 +231,8 @@ def build_cases() -> dict[str, Callable[[], Any]]:
         "wrapped, flag on": flag_on,
         "flag on, shadow_timeout=None": flag_on_inline,
         "flag on, journal": flag_on_journal,
+        "flag on, single_writer": flag_on_single,
+        "flag on, journal, single_writer": flag_on_journal_single,
         "two plain calls": two_plain,
         "two plain calls, shadow ACL": two_plain_acl,
         "stage DUAL_WRITE": stage_dual,
@@ -186,13 +240,34 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     }
 
 
-def check_cases(cases: dict[str, Callable[[], Any]]) -> None:
-    """Make sure every case really went through botocore and got the canned answer."""
+def check_cases(cases: dict[str, Callable[[], Any]]) -> dict[str, tuple[str, str]]:
+    """Make sure every case really went through botocore and got the canned answer.
+
+    Returns:
+        The requests one call of each case sent to the primary and to the shadow.
+    """
+    sent = {}
     for name, case in cases.items():
+        for side in SENT:
+            side.clear()
         response = case()
         status = response["ResponseMetadata"]["HTTPStatusCode"]
         if status != 200 or response.get("ETag") != '"b6d81b360a5672d80c27430f39153e2c"':
             raise SystemExit(f"case {name!r} did not get the canned response: {response!r}")
+        sent[name] = (_show(SENT[0]), _show(SENT[1]))
+    return sent
+
+
+def _show(sent: Counter[str]) -> str:
+    return " + ".join(f"{n} {op}" if n > 1 else op for op, n in sent.items()) or "-"
+
+
+def print_requests(sent: dict[str, tuple[str, str]]) -> None:
+    print()
+    print("| case | requests to the primary account | requests to the shadow account |")
+    print("| --- | --- | --- |")
+    for name, (primary, shadow) in sent.items():
+        print(f"| {name} | {primary} | {shadow} |")
 
 
 def time_block(case: Callable[[], Any], calls: int) -> tuple[float, float]:
@@ -344,9 +419,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.calls < 1 or args.repeat < 1:
         parser.error("--calls and --repeat must be at least 1")
-    check_cases(cases)
+    sent = check_cases(cases)
     results = measure(cases, args.calls, args.repeat)
     report(results, args.calls, args.repeat)
+    print_requests(sent)
     if args.instructions > 0:
         report_instructions(list(cases), args.instructions)
     return 0

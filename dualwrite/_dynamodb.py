@@ -45,7 +45,7 @@ from dualwrite._mirror import (
 )
 from dualwrite._proxy import ClientProxy, _install, rebind
 from dualwrite._snapshot import snapshot
-from dualwrite.events import Write
+from dualwrite.events import Unsupported, Write
 from dualwrite.exceptions import ConfigurationError, ShadowWriteError
 
 logger = logging.getLogger("dualwrite")
@@ -1005,11 +1005,96 @@ def _malformed(
 
     AWS rejects such a request, and then nothing happens; should it ever succeed, it is
     reported ``unsupported`` (no key: a table-level journal entry), never skipped silently.
-    ``decided``: the write, if the flag was already asked (on) for it.
+    ``decided``: the write, if the flag was already asked (on) for it. Otherwise the flag is
+    asked first, in the caller's thread; flag on, the table is journaled before the primary
+    call (:func:`_reported_call`).
     """
-    response = call(**params)
-    _report_unreadable(mirror, operation, params, why, decided)
+    write, failed = safe_invoke(
+        lambda: decided or _decided(mirror, operation, _any_table(operation, params), None)
+    )
+    if failed is not None:  # never raises on any shape; should it, report after the call
+        response = call(**params)
+        _report_unreadable(mirror, operation, params, why)
+        return response
+    if write is None:
+        return call(**params)
+    return _reported_call(mirror, write, call, params, *_unreadable(operation, why))
+
+
+def _reported_call(
+    mirror: Mirror,
+    write: Write,
+    call: Call,
+    params: Mapping[str, Any],
+    reason: str,
+    detail: str,
+) -> Any:
+    """Call the primary for a flag-on write the shadow cannot follow; report it ``unsupported``.
+
+    The write's key (``write.key``; the table's entry when it is ``None``) is journaled before
+    the primary call (write-ahead), so that a crash right after the primary's ack still leaves
+    it in the journal; the ``unsupported`` entry replaces it once the primary answered.
+
+    Args:
+        mirror: the wrapped client's mirror.
+        write: the write, decided flag-on in the caller's thread.
+        call: the primary client's bound method.
+        params: the request, as given.
+        reason: the ``unsupported`` event's reason.
+        detail: the ``unsupported`` event's detail.
+
+    Returns:
+        The primary's response.
+    """
+    with mirror.write_ahead(write) as intent:
+        response = intent.primary(call, params)
+        mirror.unsupported(write, reason, detail)
     return response
+
+
+def _with_unknown(
+    mirror: Mirror,
+    call: Call,
+    unknown: Sequence[_Planned],
+    run: Callable[[Call], Any],
+    written: Callable[[Any], Sequence[_Planned]],
+) -> Any:
+    """Run a PartiQL call some of whose write statements name no readable key.
+
+    Their tables are journaled before the primary call (write-ahead); once the primary
+    answered, those it changed (``written(response)``) are reported ``unsupported``, each with
+    its table and no key, and the table-level ``unsupported`` entries replace the intent.
+
+    Args:
+        mirror: the wrapped client's mirror.
+        call: the primary client's bound method.
+        unknown: the flag-on statements whose key could not be read.
+        run: makes the call, given the primary method to use (the rest of the handler).
+        written: given the primary's response, which of ``unknown`` it carried out.
+
+    Returns:
+        What ``run`` returns: the primary's response.
+    """
+    if not unknown:
+        return run(call)
+    ahead = mirror.intend(unknown[0].write, [p.write for p in unknown])
+    answered: list[Any] = []
+
+    def primary(**kwargs: Any) -> Any:
+        response = ahead.primary(call, kwargs)  # a failure settles the intent as it says
+        answered.append(response)
+        return response
+
+    try:
+        return run(primary)
+    finally:
+        if answered:  # also when a shadow error is raised to the caller (on_shadow_error)
+            done, failed = safe_invoke(written, answered[0])
+            events = [
+                Unsupported(write=p.write, reason=p.unsupported()[0], detail=p.unsupported()[1])
+                for p in (unknown if failed is not None else done)
+            ]
+            mirror.writer.report(events, intent=ahead)
 
 
 # -- single-item handlers ---------------------------------------------------------------------
@@ -1238,7 +1323,7 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
             "a key is not well formed",
             _main_write(flagged),
         )
-    return _transaction(mirror, state, call, params, flagged, changes, [])
+    return _transaction(mirror, state, call, params, flagged, changes)
 
 
 def _transaction(
@@ -1248,7 +1333,6 @@ def _transaction(
     params: Mapping[str, Any],
     flagged: Mapping[str, Write],
     changes: list[_Change],
-    unknown: list[_Planned],
 ) -> Any:
     """Call the primary's transaction, then give the shadow its result as one transaction.
 
@@ -1257,8 +1341,6 @@ def _transaction(
     """
 
     def done(response: Any) -> list[_Change]:
-        for planned in unknown:
-            mirror.unsupported(planned.write, *planned.unsupported())
         return changes  # all or nothing: the primary committed them all
 
     def to_shadow(ctx: ShadowContext, mapped: list[_Change]) -> list[_Change]:
@@ -1581,10 +1663,8 @@ def _execute_one(
     if planned is None:
         return call(**params)  # flag off
     change = planned.change
-    if change is None:
-        response = call(**params)
-        mirror.unsupported(planned.write, *planned.unsupported())
-        return response
+    if change is None:  # the key could not be read: the table, journaled ahead
+        return _reported_call(mirror, planned.write, call, params, *planned.unsupported())
 
     def action(ctx: ShadowContext, response: Any) -> None:
         (resolved,) = _resolve(mirror, state.level, [change])
@@ -1606,16 +1686,19 @@ def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any],
         return call(**params)
     flagged = {table: write for table, write in decisions.items() if write is not None}
 
-    def done(response: Any) -> list[_Change]:
+    def carried_out(response: Any) -> list[_Planned]:
         results = response.get("Responses") or []
-        changes: dict[Hashable, _Change] = {}
+        carried = []
         for entry in planned:
             outcome = results[entry.index] if entry.index < len(results) else None
-            if not isinstance(outcome, Mapping) or outcome.get("Error"):
-                continue  # the primary refused this statement: nothing changed
-            if entry.change is None:
-                mirror.unsupported(entry.write, *entry.unsupported())
-            else:
+            if isinstance(outcome, Mapping) and not outcome.get("Error"):
+                carried.append(entry)  # else the primary refused it: nothing changed
+        return carried
+
+    def done(response: Any) -> list[_Change]:
+        changes: dict[Hashable, _Change] = {}
+        for entry in carried_out(response):
+            if entry.change is not None:
                 ident = (entry.change.table, _canon_key(entry.change.key, state.level))
                 changes[ident] = entry.change
         return list(changes.values())
@@ -1626,7 +1709,17 @@ def _batch_execute_statement(mirror: Mirror, call: Call, params: dict[str, Any],
         return resolved
 
     changes = [e.change for e in planned if e.change is not None]
-    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
+    unknown = [e for e in planned if e.change is None]
+
+    def run(primary: Call) -> Any:
+        if not changes:
+            return primary(**params)
+        return _call_keys(mirror, state, primary, params, flagged, changes, done, to_shadow)
+
+    def written(response: Any) -> list[_Planned]:
+        return [e for e in carried_out(response) if e.change is None]
+
+    return _with_unknown(mirror, call, unknown, run, written)
 
 
 def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
@@ -1639,13 +1732,15 @@ def _execute_transaction(mirror: Mirror, call: Call, params: dict[str, Any], pin
     planned, decisions = _plan_statements(mirror, state, entries, "ExecuteTransaction")
     changes = [e.change for e in planned if e.change is not None]
     unknown = [e for e in planned if e.change is None]
-    if not changes:
-        response = call(**params)
-        for entry in unknown:
-            mirror.unsupported(entry.write, *entry.unsupported())
-        return response
+    if not changes:  # flag off, nothing that writes, or no key that could be read
+        return _with_unknown(mirror, call, unknown, lambda c: c(**params), lambda _: unknown)
     flagged = {table: write for table, write in decisions.items() if write is not None}
-    return _transaction(mirror, state, call, params, flagged, changes, unknown)
+
+    def run(primary: Call) -> Any:
+        return _transaction(mirror, state, primary, params, flagged, changes)
+
+    # All or nothing: a committed transaction carried out every statement.
+    return _with_unknown(mirror, call, unknown, run, lambda _: unknown)
 
 
 # -- repair ---------------------------------------------------------------------------------------
@@ -1732,10 +1827,9 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
     def handler(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
         table = _table_of(params) or UNKNOWN_TABLE
         write = _decided(mirror, operation, table, None)
-        response = call(**params)
-        if write is not None:
-            mirror.unsupported(write, reason, detail)
-        return response
+        if write is None:
+            return call(**params)
+        return _reported_call(mirror, write, call, params, reason, detail)
 
     handler.__name__ = f"_unsupported_{operation}"
     return handler

@@ -286,19 +286,57 @@ def _unreadable(
     With ``Config(parameter_validation=False)`` botocore sends what it is given (``Key=123``
     names the key ``"123"``): the primary decides. When it accepts the write, the shadow cannot
     follow (the key is not known for sure), so the write is reported ``unsupported`` with
-    reason ``malformed`` and journaled at bucket level. Nothing here raises after the primary.
+    reason ``malformed`` and journaled at bucket level (written ahead: see :func:`_reported_call`).
+    Nothing here raises after the primary.
     """
-    response = call(**params)
     bucket = params.get("Bucket")
     resource = bucket if isinstance(bucket, str) else f"<{_shown(bucket)}>"
     write, on = _decide(mirror, operation, resource, None, pin)
-    if on:
-        mirror.unsupported(
-            write,
-            "malformed",
-            f"{operation}: Bucket ({_shown(bucket)}) or Key ({_shown(params.get('Key'))}) is "
-            "not a str; the primary took the request as given, the shadow was not written",
-        )
+    if not on:
+        return call(**params)
+    return _reported_call(
+        mirror,
+        write,
+        call,
+        params,
+        "malformed",
+        f"{operation}: Bucket ({_shown(bucket)}) or Key ({_shown(params.get('Key'))}) is "
+        "not a str; the primary took the request as given, the shadow was not written",
+    )
+
+
+def _reported_call(
+    mirror: Mirror,
+    write: Write,
+    call: Call,
+    params: Mapping[str, Any],
+    reason: str,
+    detail: str,
+    *,
+    reported: Callable[[Any], bool] = lambda response: True,
+) -> Any:
+    """Call the primary for a flag-on write the shadow cannot follow; report it ``unsupported``.
+
+    The write's key (``write.key``; the bucket's entry when it is ``None``) is journaled before
+    the primary call (write-ahead), so that a crash right after the primary's ack still leaves
+    it in the journal; the ``unsupported`` entry replaces it once the primary answered.
+
+    Args:
+        mirror: the wrapped client's mirror.
+        write: the write, decided flag-on in the caller's thread.
+        call: the primary client's bound method.
+        params: the request, as given.
+        reason: the ``unsupported`` event's reason.
+        detail: the ``unsupported`` event's detail.
+        reported: given the primary's response, whether it changed anything to report.
+
+    Returns:
+        The primary's response.
+    """
+    with mirror.write_ahead(write) as intent:
+        response = intent.primary(call, params)
+        if reported(response):
+            mirror.unsupported(write, reason, detail)
     return response
 
 
@@ -930,23 +968,31 @@ def _settle_key(ctx: ShadowContext, write: Write, expected: Expected, stamp: Sta
 def _unreadable_delete(
     mirror: Mirror, call: Call, params: Mapping[str, Any], pin: Pin | None
 ) -> Any:
-    """DeleteObjects whose bucket or keys cannot be read: the primary decides, as given."""
-    response = call(**params)
+    """DeleteObjects whose bucket or keys cannot be read: the primary decides, as given.
+
+    Flag on, the bucket is journaled before the primary call; the entry is removed again when
+    the primary deleted nothing (nothing for the shadow to follow).
+    """
     bucket = params.get("Bucket")
     resource = bucket if isinstance(bucket, str) else f"<{_shown(bucket)}>"
-    deleted = response.get("Deleted") if isinstance(response, Mapping) else None
-    if not deleted:
-        return response  # nothing was deleted: nothing for the shadow to follow
     write, on = _decide(mirror, "DeleteObjects", resource, None, pin)
-    if on:
-        mirror.unsupported(
-            write,
-            "malformed",
-            f"DeleteObjects: Bucket ({_shown(bucket)}) or Delete "
-            f"({_shown(params.get('Delete'))}) could not be read; the primary deleted what it "
-            "read, the shadow was not written",
-        )
-    return response
+    if not on:
+        return call(**params)
+
+    def deleted(response: Any) -> bool:
+        return isinstance(response, Mapping) and bool(response.get("Deleted"))
+
+    return _reported_call(
+        mirror,
+        write,
+        call,
+        params,
+        "malformed",
+        f"DeleteObjects: Bucket ({_shown(bucket)}) or Delete "
+        f"({_shown(params.get('Delete'))}) could not be read; the primary deleted what it "
+        "read, the shadow was not written",
+        reported=deleted,
+    )
 
 
 # -- multipart ---------------------------------------------------------------------------------
@@ -1088,14 +1134,25 @@ def _create_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: P
     )
 
 
-def _unknown_upload(mirror: Mirror, operation: str, target: tuple[str, str | None]) -> None:
+def _unknown_upload(
+    mirror: Mirror, operation: str, target: tuple[str, str | None], call: Call, params: Any
+) -> Any:
+    """A part or completion of an upload this wrapper did not create: the primary only.
+
+    The flag is asked first, in the caller's thread; flag on, the key is journaled before the
+    primary call and reported ``unsupported`` (``unknown-upload``) once it answered.
+    """
     write, on = mirror.decide(mirror.describe(operation, *target))
-    if on:
-        mirror.unsupported(
-            write,
-            "unknown-upload",
-            "the multipart upload was not created through this wrapper; its object is not mirrored",
-        )
+    if not on:
+        return call(**params)
+    return _reported_call(
+        mirror,
+        write,
+        call,
+        params,
+        "unknown-upload",
+        "the multipart upload was not created through this wrapper; its object is not mirrored",
+    )
 
 
 def _part(operation: str, method: str) -> Handler:
@@ -1113,9 +1170,7 @@ def _part(operation: str, method: str) -> Handler:
         target = _target(params)
         assert target is not None
         if upload is None:
-            response = call(**params)
-            _unknown_upload(mirror, operation, target)
-            return response
+            return _unknown_upload(mirror, operation, target, call, params)
         if not isinstance(upload, _Upload) or upload.broken or upload.write.shadow_resource is None:
             # Flag off at Create, a broken shadow upload (reported), or no shadow bucket
             # (reported at Create and at Complete): the primary only.
@@ -1206,34 +1261,59 @@ def _break(mirror: Mirror, upload: _Upload, reason: str) -> None:
         return
 
 
+def _complete_unreadable(mirror: Mirror, call: Call, params: Mapping[str, Any]) -> Any:
+    """CompleteMultipartUpload whose Key cannot be read: the primary decides, as given.
+
+    A mirrored upload's key is journaled before the primary call and reported ``malformed``
+    after it; its shadow upload is aborted.
+    """
+    upload_id = params.get("UploadId")
+    upload = _uploads(mirror).lookup(upload_id)
+    if not isinstance(upload, _Upload):
+        return call(**params)
+    write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
+    with mirror.write_ahead(write) as intent:
+        response = intent.primary(call, params)
+        _uploads(mirror).forget(upload_id)
+        _break(mirror, upload, "CompleteMultipartUpload: Key could not be read")
+        mirror.unsupported(
+            write,
+            "malformed",
+            f"CompleteMultipartUpload: Key ({_shown(params.get('Key'))}) is not a str",
+        )
+    return response
+
+
+def _complete_unmirrored(mirror: Mirror, call: Call, params: Mapping[str, Any]) -> Any:
+    """CompleteMultipartUpload of an upload created flag-off, or mirrored and then forgotten.
+
+    A forgotten one's key is journaled before the primary call (its object is not mirrored)
+    and reported ``upload-evicted`` after it.
+    """
+    upload_id = params.get("UploadId")
+    evicted = _uploads(mirror).evicted(upload_id)
+    if evicted is None:  # flag off at its CreateMultipartUpload
+        response = call(**params)
+    else:
+        write = attrs.evolve(evicted, operation="CompleteMultipartUpload")
+        with mirror.write_ahead(write) as intent:
+            response = intent.primary(call, params)
+            _report_evicted(mirror, [_Upload(write=evicted)], "CompleteMultipartUpload")
+    _uploads(mirror).forget(upload_id)
+    return response
+
+
 def _complete_multipart(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
     upload_id = params.get("UploadId")
     if not _readable(params):
-        response = call(**params)
-        upload = _uploads(mirror).lookup(upload_id)
-        if isinstance(upload, _Upload):
-            _uploads(mirror).forget(upload_id)
-            _break(mirror, upload, "CompleteMultipartUpload: Key could not be read")
-            mirror.unsupported(
-                attrs.evolve(upload.write, operation="CompleteMultipartUpload"),
-                "malformed",
-                f"CompleteMultipartUpload: Key ({_shown(params.get('Key'))}) is not a str",
-            )
-        return response
+        return _complete_unreadable(mirror, call, params)
     target = _target(params)
     assert target is not None
     upload = _uploads(mirror).lookup(upload_id)
     if upload is None:
-        response = call(**params)
-        _unknown_upload(mirror, "CompleteMultipartUpload", target)
-        return response
+        return _unknown_upload(mirror, "CompleteMultipartUpload", target, call, params)
     if not isinstance(upload, _Upload):
-        evicted = _uploads(mirror).evicted(upload_id)
-        response = call(**params)
-        _uploads(mirror).forget(upload_id)
-        if evicted is not None:
-            _report_evicted(mirror, [_Upload(write=evicted)], "CompleteMultipartUpload")
-        return response
+        return _complete_unmirrored(mirror, call, params)
     write = attrs.evolve(upload.write, operation="CompleteMultipartUpload")
     view = _frozen(params)
 
@@ -1305,10 +1385,9 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
         if target is None:  # a bucket-level write names no key: only the bucket must be read
             return _unreadable(mirror, operation, call, params, pin)
         write, on = _decide(mirror, operation, *target, pin)
-        response = call(**params)
-        if on:
-            mirror.unsupported(write, reason, detail)
-        return response
+        if not on:
+            return call(**params)
+        return _reported_call(mirror, write, call, params, reason, detail)
 
     handler.__name__ = f"_unsupported_{operation}"
     return handler
