@@ -257,6 +257,8 @@ def test_repair_exits_1_while_resource_level_entries_remain(server: str, tmp_pat
         server,
         "--shadow-role-arn",
         SHADOW_ROLE,
+        "--shadow-sts-endpoint-url",
+        server,
         "--primary-region",
         "us-east-1",
         "--shadow-region",

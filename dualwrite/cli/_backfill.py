@@ -47,8 +47,10 @@ def open_pair(args: argparse.Namespace, *, workers: int = 1) -> tuple[Mirror, Re
     """The wrapped primary/shadow pair of ``args.service``, its clients counted (and paced)."""
     try:
         targets = targets_from(args)
-    except SystemExit as exc:  # a names file that cannot be read: a usage error, exit 2
-        raise UsageError(str(exc.code or "bad options").removeprefix("dualwrite: ")) from exc
+    except SystemExit as exc:  # bad options (a names file, a profile, a role): exit 2
+        if isinstance(exc.code, str):  # a message not shown yet
+            raise UsageError(exc.code.removeprefix("dualwrite: ")) from exc
+        raise  # already said on standard error, with its exit code
     service = args.service
     config = _config(workers)
     primary = targets.client("primary", service, config)
