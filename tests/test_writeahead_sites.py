@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
 from conftest import DynamoEnv, S3Env
 
 import dualwrite
@@ -25,6 +26,24 @@ from dualwrite.journal import Entry, SQLiteJournal
 
 MODES = [pytest.param("sync", id="sync"), pytest.param("background", id="background")]
 NO_VALIDATION = Config(parameter_validation=False)
+
+
+def _needs_a_non_str_key_sent(primary: Any) -> None:
+    """Skip where this botocore refuses a non-str ``Key`` before sending it.
+
+    Older botocore (1.39, the floor) resolves S3 endpoints from ``Key`` and raises
+    ``EndpointResolutionError`` in the caller's thread: the primary is then never called, which
+    the wrapper passes through unchanged (tests/test_malformed_s3.py compares that outcome).
+    """
+    try:
+        primary.head_object(Bucket="no-such-bucket-for-the-probe", Key=123)
+    except BotoCoreError as exc:
+        if type(exc).__name__ == "EndpointResolutionError":
+            pytest.skip("this botocore refuses a non-str Key before sending it")
+    except ClientError:
+        pass  # sent: the service answered
+
+
 TABLE_LEVEL: dict[str, Any] = {}
 
 
@@ -178,6 +197,7 @@ def test_s3_completion_of_a_forgotten_upload(
 @pytest.mark.parametrize("mode", MODES)
 def test_s3_completion_whose_key_cannot_be_read(s3: S3Env, tmp_path: Path, mode: str) -> None:
     primary = s3.accounts.client("primary", "s3", config=NO_VALIDATION)
+    _needs_a_non_str_key_sent(primary)
     writer, client, path = _s3_writer(s3, tmp_path, mode, primary)
     upload = client.create_multipart_upload(Bucket="photos", Key="m")["UploadId"]
     writer.flush()
@@ -195,6 +215,7 @@ def test_s3_write_whose_key_cannot_be_read_journals_its_bucket(
     s3: S3Env, tmp_path: Path, mode: str
 ) -> None:
     primary = s3.accounts.client("primary", "s3", config=NO_VALIDATION)
+    _needs_a_non_str_key_sent(primary)
     decided: list[str] = []
     path = tmp_path / "j.db"
     writer = dualwrite.DualWriter(
