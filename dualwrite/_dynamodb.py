@@ -1007,7 +1007,7 @@ def _malformed(
     reported ``unsupported`` (no key: a table-level journal entry), never skipped silently.
     ``decided``: the write, if the flag was already asked (on) for it. Otherwise the flag is
     asked first, in the caller's thread; flag on, the table is journaled before the primary
-    call (:func:`_reported_call`).
+    call (:meth:`Mirror.reported_call`).
     """
     write, failed = safe_invoke(
         lambda: decided or _decided(mirror, operation, _any_table(operation, params), None)
@@ -1018,38 +1018,7 @@ def _malformed(
         return response
     if write is None:
         return call(**params)
-    return _reported_call(mirror, write, call, params, *_unreadable(operation, why))
-
-
-def _reported_call(
-    mirror: Mirror,
-    write: Write,
-    call: Call,
-    params: Mapping[str, Any],
-    reason: str,
-    detail: str,
-) -> Any:
-    """Call the primary for a flag-on write the shadow cannot follow; report it ``unsupported``.
-
-    The write's key (``write.key``; the table's entry when it is ``None``) is journaled before
-    the primary call (write-ahead), so that a crash right after the primary's ack still leaves
-    it in the journal; the ``unsupported`` entry replaces it once the primary answered.
-
-    Args:
-        mirror: the wrapped client's mirror.
-        write: the write, decided flag-on in the caller's thread.
-        call: the primary client's bound method.
-        params: the request, as given.
-        reason: the ``unsupported`` event's reason.
-        detail: the ``unsupported`` event's detail.
-
-    Returns:
-        The primary's response.
-    """
-    with mirror.write_ahead(write) as intent:
-        response = intent.primary(call, params)
-        mirror.unsupported(write, reason, detail)
-    return response
+    return mirror.reported_call(write, call, params, *_unreadable(operation, why))
 
 
 def _with_unknown(
@@ -1664,7 +1633,7 @@ def _execute_one(
         return call(**params)  # flag off
     change = planned.change
     if change is None:  # the key could not be read: the table, journaled ahead
-        return _reported_call(mirror, planned.write, call, params, *planned.unsupported())
+        return mirror.reported_call(planned.write, call, params, *planned.unsupported())
 
     def action(ctx: ShadowContext, response: Any) -> None:
         (resolved,) = _resolve(mirror, state.level, [change])
@@ -1829,7 +1798,7 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
         write = _decided(mirror, operation, table, None)
         if write is None:
             return call(**params)
-        return _reported_call(mirror, write, call, params, reason, detail)
+        return mirror.reported_call(write, call, params, reason, detail)
 
     handler.__name__ = f"_unsupported_{operation}"
     return handler

@@ -529,6 +529,40 @@ class Mirror:
             )
         self.writer.emit_no_tenant(NoTenant(write=write))
 
+    def reported_call(
+        self,
+        write: Write,
+        call: Callable[..., Any],
+        params: Mapping[str, Any],
+        reason: str,
+        detail: str,
+        *,
+        reported: Callable[[Any], bool] = lambda response: True,
+    ) -> Any:
+        """Call the primary for a flag-on write the shadow cannot follow; report it ``unsupported``.
+
+        The write's key (``write.key``; the bucket's or table's entry when it is ``None``) is
+        journaled before the primary call (write-ahead), so that a crash right after the
+        primary's ack still leaves it in the journal; the ``unsupported`` entry replaces it once
+        the primary answered.
+
+        Args:
+            write: the write, decided flag-on in the caller's thread.
+            call: the primary client's bound method.
+            params: the request, as given.
+            reason: the ``unsupported`` event's reason.
+            detail: the ``unsupported`` event's detail.
+            reported: given the primary's response, whether it changed anything to report.
+
+        Returns:
+            The primary's response.
+        """
+        with self.write_ahead(write) as intent:
+            response = intent.primary(call, params)
+            if reported(response):
+                self.unsupported(write, reason, detail)
+        return response
+
     def unsupported(
         self, write: Write, reason: str, detail: str = "", keys: Sequence[Any] | None = None
     ) -> None:

@@ -286,7 +286,8 @@ def _unreadable(
     With ``Config(parameter_validation=False)`` botocore sends what it is given (``Key=123``
     names the key ``"123"``): the primary decides. When it accepts the write, the shadow cannot
     follow (the key is not known for sure), so the write is reported ``unsupported`` with
-    reason ``malformed`` and journaled at bucket level (written ahead: see :func:`_reported_call`).
+    reason ``malformed`` and journaled at bucket level (written ahead: see
+    :meth:`Mirror.reported_call`).
     Nothing here raises after the primary.
     """
     bucket = params.get("Bucket")
@@ -294,8 +295,7 @@ def _unreadable(
     write, on = _decide(mirror, operation, resource, None, pin)
     if not on:
         return call(**params)
-    return _reported_call(
-        mirror,
+    return mirror.reported_call(
         write,
         call,
         params,
@@ -303,41 +303,6 @@ def _unreadable(
         f"{operation}: Bucket ({_shown(bucket)}) or Key ({_shown(params.get('Key'))}) is "
         "not a str; the primary took the request as given, the shadow was not written",
     )
-
-
-def _reported_call(
-    mirror: Mirror,
-    write: Write,
-    call: Call,
-    params: Mapping[str, Any],
-    reason: str,
-    detail: str,
-    *,
-    reported: Callable[[Any], bool] = lambda response: True,
-) -> Any:
-    """Call the primary for a flag-on write the shadow cannot follow; report it ``unsupported``.
-
-    The write's key (``write.key``; the bucket's entry when it is ``None``) is journaled before
-    the primary call (write-ahead), so that a crash right after the primary's ack still leaves
-    it in the journal; the ``unsupported`` entry replaces it once the primary answered.
-
-    Args:
-        mirror: the wrapped client's mirror.
-        write: the write, decided flag-on in the caller's thread.
-        call: the primary client's bound method.
-        params: the request, as given.
-        reason: the ``unsupported`` event's reason.
-        detail: the ``unsupported`` event's detail.
-        reported: given the primary's response, whether it changed anything to report.
-
-    Returns:
-        The primary's response.
-    """
-    with mirror.write_ahead(write) as intent:
-        response = intent.primary(call, params)
-        if reported(response):
-            mirror.unsupported(write, reason, detail)
-    return response
 
 
 def _decided(
@@ -982,8 +947,7 @@ def _unreadable_delete(
     def deleted(response: Any) -> bool:
         return isinstance(response, Mapping) and bool(response.get("Deleted"))
 
-    return _reported_call(
-        mirror,
+    return mirror.reported_call(
         write,
         call,
         params,
@@ -1145,8 +1109,7 @@ def _unknown_upload(
     write, on = mirror.decide(mirror.describe(operation, *target))
     if not on:
         return call(**params)
-    return _reported_call(
-        mirror,
+    return mirror.reported_call(
         write,
         call,
         params,
@@ -1387,7 +1350,7 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
         write, on = _decide(mirror, operation, *target, pin)
         if not on:
             return call(**params)
-        return _reported_call(mirror, write, call, params, reason, detail)
+        return mirror.reported_call(write, call, params, reason, detail)
 
     handler.__name__ = f"_unsupported_{operation}"
     return handler
