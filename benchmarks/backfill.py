@@ -1,11 +1,11 @@
 """Backfill throughput: ``copy`` with 16 workers against 1, with 10 ms added to every request.
 
 Each measured copy runs in a child process, into an empty shadow bucket or table, through the
-same engine as ``dualwrite copy`` (``dualwrite._backfill.run``) with two accounts (the shadow
-reached by STS AssumeRole). The primary holds 2,000 objects (1 KiB) and 20,000 items (about 100
-bytes). A ``before-send`` handler on both clients sleeps 10 ms before every request: the round
-trip of a real AWS call, which is what the workers overlap. The child reports its wall time, its
-request counts, its CPU time and its memory.
+same engine as ``dualwrite copy`` (``dualwrite._offline.backfill.run``) with two accounts (the
+shadow reached by STS AssumeRole). The primary holds 2,000 objects (1 KiB) and 20,000 items
+(about 100 bytes). A ``before-send`` handler on both clients sleeps 10 ms before every request:
+the round trip of a real AWS call, which is what the workers overlap. The child reports its wall
+time, its request counts, its CPU time and its memory.
 
 Backends:
 
@@ -176,9 +176,9 @@ def _child(backend: str, url: str, service: str, workers: int, latency: float, s
     import contextlib  # noqa: PLC0415
 
     import dualwrite  # noqa: PLC0415
-    from dualwrite._backfill import RequestMeter, run  # noqa: PLC0415
-    from dualwrite._backfill_dynamodb import DynamoJob  # noqa: PLC0415
-    from dualwrite._backfill_s3 import S3Job  # noqa: PLC0415
+    from dualwrite._dynamodb.backfill import DynamoJob  # noqa: PLC0415
+    from dualwrite._offline.backfill import RequestMeter, run  # noqa: PLC0415
+    from dualwrite._s3.backfill import S3Job  # noqa: PLC0415
 
     endpoint = url if backend == "server" else None
     with contextlib.ExitStack() as stack:

@@ -9,7 +9,7 @@ growth is that peak minus the RSS just before the call.
 
 Cases: ``plain`` (the bare primary client), ``sync`` and ``background`` (through
 ``dualwrite``). In background mode the shadow's parts wait in the queue: the library keeps at
-most ``dualwrite._bodies.BACKGROUND_MEMORY`` of them in RAM and spools the rest to disk.
+most ``dualwrite._core.bodies.BACKGROUND_MEMORY`` of them in RAM and spools the rest to disk.
 
 Run: ``python benchmarks/memory.py [--size-mib 1024]``. Linux only. Figures, not a test; the
 issue's target (background grows peak RSS by at most 64 MiB) is printed with PASS/MISS.
@@ -32,6 +32,7 @@ import boto3
 from botocore.config import Config
 
 import dualwrite
+import dualwrite._core.bodies
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from latency import servers
@@ -109,7 +110,7 @@ def main() -> None:
     print(
         f"# dualwrite {dualwrite.__version__}, Python {platform.python_version()}, "
         f"{os.cpu_count()} CPUs; upload_file of a {args.size_mib} MiB sparse file; "
-        f"background RAM budget {dualwrite._bodies.BACKGROUND_MEMORY // MIB} MiB"
+        f"background RAM budget {dualwrite._core.bodies.BACKGROUND_MEMORY // MIB} MiB"
     )
     rows = {}
     with tempfile.TemporaryDirectory() as directory, servers(0.0, 0.0) as urls:

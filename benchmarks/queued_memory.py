@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from latency import client, servers
 
 import dualwrite
-from dualwrite import _bodies
+from dualwrite._core import bodies as _bodies
 
 
 def rss() -> float:

@@ -5,10 +5,12 @@ the flag says so, to the shadow account too, with ``bucket-owner-full-control`` 
 object. Reads stay on the primary. See ``docs/index.md``.
 """
 
-from dualwrite import events, exceptions, hooks, journal, testing, typing
-from dualwrite._breaker import CircuitBreaker
+from typing import Any
+
+from dualwrite import events, exceptions, hooks, journal, typing
 from dualwrite._context import current_tenant, tenant
-from dualwrite._repair import RepairReport
+from dualwrite._core.breaker import CircuitBreaker
+from dualwrite._offline.repair import RepairReport
 from dualwrite._stage import Stage
 from dualwrite._version import __version__
 from dualwrite._writer import DualWriter, wrap
@@ -35,3 +37,13 @@ __all__ = [
     "typing",
     "wrap",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``dualwrite.testing`` is imported on first use: it needs boto3, ``import dualwrite`` not."""
+    if name == "testing":
+        import importlib  # noqa: PLC0415 - only when dualwrite.testing is first used
+
+        return importlib.import_module("dualwrite.testing")
+    msg = f"module 'dualwrite' has no attribute {name!r}"
+    raise AttributeError(msg)

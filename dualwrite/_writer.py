@@ -14,21 +14,19 @@ from typing import Any, ParamSpec, TypeVar
 
 import attrs
 
-from dualwrite._background import ON_FULL, PoolClosedError, WorkerPool
-from dualwrite._bodies import Body
-from dualwrite._breaker import Circuit, CircuitBreaker
+from dualwrite import _services as services
 from dualwrite._context import current_tenant
-from dualwrite._mirror import (
-    Intent,
-    Mirror,
-    _freeze,
-    describe_error,
-    note_journal_fault,
-    safe_invoke,
-    table_name,
-)
-from dualwrite._repair import RepairReport
-from dualwrite._stage import REVERSED, Account, Stage
+from dualwrite._core.bodies import Body
+from dualwrite._core.breaker import Circuit, CircuitBreaker
+from dualwrite._core.entries import entries as _entries
+from dualwrite._core.entries import shards
+from dualwrite._core.errors import describe_error, safe_invoke
+from dualwrite._core.keys import freeze
+from dualwrite._core.mirror import Intent, Mirror, note_journal_fault
+from dualwrite._core.pool import ON_FULL, PoolClosedError, WorkerPool
+from dualwrite._offline.repair import RepairReport
+from dualwrite._stage import Account, Stage
+from dualwrite._wrap import wrap_any
 from dualwrite.events import (
     Event,
     FlagFailed,
@@ -40,7 +38,7 @@ from dualwrite.events import (
     Write,
 )
 from dualwrite.exceptions import ConfigurationError, DualWriteError, JournalError
-from dualwrite.journal import Entry, Journal, encode_key, open_journal, process_token
+from dualwrite.journal import Entry, Journal, open_journal, process_token
 from dualwrite.typing import Flag, Hook, NameMap, StageOf, TenantOf
 
 logger = logging.getLogger("dualwrite")
@@ -51,101 +49,9 @@ R = TypeVar("R")
 ACCOUNTS = ("primary", "shadow")
 
 
-def _forward_resource(write: Write) -> str:
-    """The old account's name of a write's resource, whichever account it was written first to.
-
-    Journal entries, key queues and key locks use it, so that one key is one key at every stage.
-    A write handled new-first carries a reversed stage (CUTOVER, DONE); one that fell back to
-    old-first carries DUAL_WRITE (see dualwrite._routing).
-    """
-    if write.stage in REVERSED and write.shadow_resource is not None:
-        return write.shadow_resource
-    return write.resource
-
-
 MODES = ("sync", "background")
 ON_SHADOW_ERROR = ("record", "raise")
 _DEFAULT_BREAKER = CircuitBreaker()
-
-
-def _journal_key(service: str, key: Any) -> Any:
-    """``key`` as the journal can record it, or the resource-level key (``""``/``{}``) for a
-    key of a shape no request should carry (a client without parameter validation)."""
-    if service == "s3":
-        return key if isinstance(key, str) else ""
-    if not isinstance(key, Mapping):
-        return {}
-    try:
-        encode_key(key)
-    except Exception:  # noqa: BLE001 - any shape at all: the table's entry, never an error
-        return {}
-    return key
-
-
-def entry_identity(write: Write) -> tuple[str, str, str]:
-    """The :meth:`Entry.identity` of the entry journaled for ``write``'s own key."""
-    key = _journal_key(write.service, write.key if write.key is not None else None)
-    return write.service, _forward_resource(write), encode_key(key)
-
-
-def _entries(
-    write: Write,
-    keys: Sequence[Any] | None,
-    reason: str,
-    detail: str,
-    owner: str | None = None,
-) -> list[Entry]:
-    """Journal entries for a write: its own key, or each of a multi-key write's ``keys``.
-
-    A write whose key is unknown (``write.key`` is ``None`` and no ``keys``) gets one
-    resource-level entry (key ``""`` for S3, ``{}`` for DynamoDB): repair cannot settle it key
-    by key, so it stays until a ``diff``/``copy`` of the resource does.
-    """
-    targets: Sequence[Any] = [write.key] if write.key is not None else (keys or ())
-    if not targets:
-        targets = [_journal_key(write.service, None)]
-    # A key may be a Write of its own: a call spanning tables (a DynamoDB transaction) names
-    # each key's table with it.
-    located = [
-        (_forward_resource(key), key.key)
-        if isinstance(key, Write)
-        else (_forward_resource(write), key)
-        for key in targets
-    ]
-    # Which account acknowledged the write: the one repair copies the key from.
-    first = "shadow" if write.stage in REVERSED else "primary"
-    entries: dict[tuple[str, str, str], Entry] = {}
-    for resource, key in located:
-        entry = Entry(
-            service=write.service,
-            resource=resource,
-            key=_journal_key(write.service, key),
-            reason=reason,
-            tenant=write.tenant,
-            detail=detail,
-            first=first,
-            owner=owner,
-        )
-        entries.setdefault(entry.identity(), entry)
-    return list(entries.values())
-
-
-def _shard(write: Write) -> int:
-    """The queue of a write's key: same-key writes share one, and so run in order."""
-    try:
-        return hash((write.service, table_name(_forward_resource(write)), _freeze(write.key)))
-    except Exception:  # noqa: BLE001 - a resource of a shape no request carries
-        return hash(write.service)
-
-
-def _shards(write: Write, keys: Sequence[Any] | None) -> int | list[int]:
-    """The queue of a write's key, or of each key of a multi-key write (``keys``)."""
-    if write.key is not None or not keys:
-        return _shard(write)
-    return [
-        _shard(key) if isinstance(key, Write) else _shard(attrs.evolve(write, key=key))
-        for key in keys
-    ]
 
 
 def _check_background(
@@ -380,7 +286,6 @@ class DualWriter:
             ConfigurationError: the objects are not S3/DynamoDB clients or resources, the services
                 or levels differ, or an option is invalid.
         """
-        from dualwrite._proxy import wrap_any  # noqa: PLC0415 - _proxy imports this module
 
         if self._closed:
             msg = "this DualWriter is closed; create a new one to wrap more clients"
@@ -446,7 +351,9 @@ class DualWriter:
                     why, detail = "mismatch", event.field
                 else:
                     continue
-                entries.extend(_entries(event.write, keys, why, detail))
+                entries.extend(
+                    _entries(services.get(event.write.service), event.write, keys, why, detail)
+                )
             if entries:
                 # One entry per key and reason (a mismatch of the ETag and of a checksum).
                 unique = {(e.identity(), e.reason): e for e in entries}
@@ -475,7 +382,7 @@ class DualWriter:
         if self.journal is None:
             return Intent(self, write, keys, [], mirror)
         owner = process_token() if reason == "pending" else None
-        entries = _entries(write, keys, reason, write.operation, owner)
+        entries = _entries(services.get(write.service), write, keys, reason, write.operation, owner)
         ids = self._journal_add(entries, write)
         return Intent(self, write, keys, list(zip(entries, ids or (), strict=False)), mirror)
 
@@ -486,7 +393,12 @@ class DualWriter:
         is no journal to record it in)."""
         if self.journal is None:
             return True
-        return self._journal_add(_entries(write, keys, reason, detail), write) is not None
+        return (
+            self._journal_add(
+                _entries(services.get(write.service), write, keys, reason, detail), write
+            )
+            is not None
+        )
 
     def unjournal(self, write: Write, ids: Sequence[str]) -> None:
         """Remove entries ``ids`` (a settled intent); a failure is an event and a log line."""
@@ -604,7 +516,10 @@ class DualWriter:
         direction = mirror.reversed if self.stage is not None else None
         try:
             if pool.submit(
-                _shards(write, keys), run, block=self.on_full == "block", direction=direction
+                shards(services.get(write.service), write, keys),
+                run,
+                block=self.on_full == "block",
+                direction=direction,
             ):
                 return
         except PoolClosedError:
@@ -636,20 +551,22 @@ class DualWriter:
         """
         pool = self._pool
         if pool is not None and self.on_full == "block":
-            pool.wait_for_room(_shards(write, keys))
+            pool.wait_for_room(shards(services.get(write.service), write, keys))
 
     def wait_direction(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> None:
         """Background mode with stages: wait for same-key jobs queued in the other direction."""
         pool = self._pool
         if pool is not None:
-            pool.wait_direction(_shards(write, keys), reverse)
+            pool.wait_direction(shards(services.get(write.service), write, keys), reverse)
 
     def wait_key(self, service: str, resource: str, key: Any, *, reverse: bool) -> None:
         """Background mode with stages: before a read of one key (``resource`` by its old name),
         wait for that key's jobs queued in the other direction."""
         pool = self._pool
         if pool is not None:
-            pool.wait_direction(hash((service, table_name(resource), _freeze(key))), reverse)
+            pool.wait_direction(
+                hash((service, services.get(service).lock_name(resource), freeze(key))), reverse
+            )
 
     def wait_other_direction(self, *, reverse: bool) -> None:
         """Background mode with stages: wait until no job queued in the other direction is left
@@ -661,7 +578,9 @@ class DualWriter:
     def direction_pending(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> bool:
         """Whether same-key jobs queued in the other direction are still waiting or running."""
         pool = self._pool
-        return pool is not None and pool.direction_pending(_shards(write, keys), reverse)
+        return pool is not None and pool.direction_pending(
+            shards(services.get(write.service), write, keys), reverse
+        )
 
     # -- stages and the scheduled-job guard --------------------------------------------------
 
@@ -864,7 +783,7 @@ class DualWriter:
         Raises:
             ConfigurationError: the writer has no journal, or ``workers`` is not an int >= 1.
         """
-        from dualwrite._repair import repair_journal  # noqa: PLC0415 - only when repairing
+        from dualwrite._offline.repair import repair_journal  # noqa: PLC0415 - only when repairing
 
         if self.journal is None:
             msg = "repair() needs a journal: DualWriter(journal='dualwrite-journal.db')"

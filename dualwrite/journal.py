@@ -49,6 +49,7 @@ __all__ = [
     "SQLiteJournal",
     "SQSJournal",
     "default_path",
+    "one_pass",
     "open_journal",
     "owner_alive",
     "process_token",
@@ -889,3 +890,23 @@ def open_journal(spec: object) -> Journal | None:
         f"dualwrite.journal.Journal; got {type(spec).__name__}"
     )
     raise TypeError(msg)
+
+
+_ROUND_REPEATS = 10  # consecutive entries seen before in this run: the backlog went round
+
+
+def one_pass(journal: Journal) -> Iterator[Entry]:
+    """The journal's entries, each once, until a run of entries already seen shows that the
+    backlog went round (an SQS message reappears once its visibility timeout ran out)."""
+    seen: set[str] = set()
+    repeats = 0
+    for entry in journal.entries(None):
+        if entry.id is not None and entry.id in seen:
+            repeats += 1
+            if repeats >= _ROUND_REPEATS:
+                return
+            continue
+        repeats = 0
+        if entry.id is not None:
+            seen.add(entry.id)
+        yield entry

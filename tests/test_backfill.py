@@ -11,9 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import DynamoEnv, S3Env
 
-from dualwrite._backfill import BackfillError, RequestMeter, Sink, StateFile, run
-from dualwrite._backfill_dynamodb import condition_on
-from dualwrite._backfill_s3 import S3Job
+from dualwrite._dynamodb.backfill import condition_on
+from dualwrite._offline.backfill import BackfillError, RequestMeter, Sink, StateFile, run
+from dualwrite._s3.backfill import S3Job
 
 
 def test_state_file_keeps_byte_positions_and_refuses_another_job(tmp_path: Path) -> None:

@@ -19,9 +19,10 @@ from botocore.exceptions import ClientError
 from conftest import DynamoEnv, S3Env
 
 import dualwrite
-from dualwrite import _bodies
-from dualwrite._background import WorkerPool
-from dualwrite._writer import _shard
+from dualwrite import _services
+from dualwrite._core import bodies as _bodies
+from dualwrite._core.entries import shard
+from dualwrite._core.pool import WorkerPool
 from dualwrite.events import ShadowFailed, ShadowWritten
 from dualwrite.exceptions import ConfigurationError
 from dualwrite.journal import SQLiteJournal
@@ -342,10 +343,11 @@ def test_a_multi_key_delete_keeps_its_place_in_each_key_order(s3: S3Env) -> None
         tenant=None, service="s3", operation="DeleteObjects", resource="photos",
         shadow_resource="photos-acct2", key=None,
     )  # fmt: skip
+    s3_service = _services.get("s3")
     key = next(  # a key whose queue is not the one a multi-key write would use
         k
         for k in (f"d{i}" for i in range(100))
-        if _shard(attrs.evolve(batch, key=k)) % 8 != _shard(batch) % 8
+        if shard(s3_service, attrs.evolve(batch, key=k)) % 8 != shard(s3_service, batch) % 8
     )
     released = threading.Event()
 

@@ -13,8 +13,8 @@ from _support.shadow import Breakdown
 from conftest import S3Env
 
 import dualwrite
-from dualwrite import _breaker
-from dualwrite._breaker import Circuit
+from dualwrite._core import breaker as _breaker
+from dualwrite._core.breaker import Circuit
 from dualwrite.events import CircuitClosed, CircuitOpened, ShadowFailed
 from dualwrite.exceptions import ConfigurationError
 from dualwrite.testing import RecordingHook

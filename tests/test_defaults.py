@@ -21,8 +21,10 @@ from _support.shadow import Gate
 from conftest import S3Env
 
 import dualwrite
-from dualwrite import _mirror, journal
-from dualwrite._writer import _entries
+from dualwrite import _services, journal
+from dualwrite._core import keys as _keys
+from dualwrite._core import mirror as _mirror
+from dualwrite._core.entries import entries
 from dualwrite.events import ShadowWritten, Write
 from dualwrite.hooks import MetricsHook
 from dualwrite.journal import MemoryJournal, SQLiteJournal, default_path
@@ -180,7 +182,7 @@ def test_locks_queues_and_entries_never_raise_on_malformed_keys(s3: S3Env, key: 
         shadow_resource="orders",
         key=key,
     )
-    (entry,) = _entries(write, None, "pending", "PutItem")
+    (entry,) = entries(_services.get("dynamodb"), write, None, "pending", "PutItem")
     assert entry.resource_level or isinstance(entry.key, dict)
     assert writer.journal is not None
     writer.journal.add([entry])
@@ -189,10 +191,10 @@ def test_locks_queues_and_entries_never_raise_on_malformed_keys(s3: S3Env, key: 
 
 
 def test_a_malformed_key_falls_back_to_the_resources_lock() -> None:
-    assert _mirror._freeze({"pk": {"S": {1, 2}}}) is not None
-    assert _mirror._freeze({"pk": {"S": [{1: {}}]}}) is not None
+    assert _keys.freeze({"pk": {"S": {1, 2}}}) is not None
+    assert _keys.freeze({"pk": {"S": [{1: {}}]}}) is not None
     unhashable = type("Unhashable", (), {"__hash__": None})()
-    assert _mirror._freeze({"pk": unhashable}) is None
+    assert _keys.freeze({"pk": unhashable}) is None
 
 
 # -- hooks that write through a wrapped client ---------------------------------------------------

@@ -29,7 +29,7 @@ from conftest import (
 )
 
 import dualwrite
-from dualwrite import _dynamodb
+from dualwrite._dynamodb import handlers as _dynamodb
 from dualwrite.events import ShadowFailed, Unsupported
 from dualwrite.exceptions import ConfigurationError, ShadowWriteError
 from dualwrite.testing import RecordingHook

@@ -1,7 +1,7 @@
 """Fleet convergence: several processes writing one DynamoDB key at once end equal.
 
 Two ``DualWriter`` instances on one moto stand in for two processes. In one process, writers
-share the striped key locks of ``dualwrite._mirror``, which would serialise them and hide the
+share the striped key locks of ``dualwrite._core.mirror``, which would serialise them and hide the
 race; so each stand-in gets locks of its own (as a separate process has), and every test checks
 that the race really happened: the second writer's shadow write landed while the first's was
 held up at a gate on the first writer's own shadow client.
@@ -66,7 +66,7 @@ class Process:
         self.mirror = mirror
 
     def lock_of(self, key: dict[str, Any]) -> Any:
-        from dualwrite._dynamodb import _holding  # noqa: PLC0415 - the lock a write holds
+        from dualwrite._dynamodb.handlers import _holding  # noqa: PLC0415 - the lock a write holds
 
         return _holding(self.mirror, self.mirror.state["dynamodb"].level, [("orders", key)])
 

@@ -14,7 +14,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from dualwrite import _dynamodb
+from dualwrite._dynamodb import handlers as _dynamodb
 
 MODEL = botocore.session.get_session().get_service_model("dynamodb")
 OPERATIONS = sorted(MODEL.operation_names)

@@ -18,7 +18,7 @@ from botocore.config import Config
 from conftest import REGION, Accounts, create_table, drop_tables
 
 import dualwrite
-from dualwrite import _dynamodb
+from dualwrite._dynamodb import handlers as _dynamodb
 from dualwrite.testing import RecordingHook
 
 NO_VALIDATION = Config(parameter_validation=False, retries={"max_attempts": 1})
@@ -56,7 +56,7 @@ def pair(shared_accounts: Accounts) -> Iterator[Pair]:
 @pytest.fixture(scope="module")
 def staged(pair: Pair, shared_accounts: Accounts) -> Iterator[Any]:
     """A wrapped client of a ``stage=`` writer at CUTOVER: calls go to the new account first,
-    through the routing of ``dualwrite._routing`` (names, keys and stages derived first)."""
+    through the routing of ``dualwrite._core.routing`` (names, keys and stages derived first)."""
     writer = dualwrite.DualWriter(stage=lambda write: dualwrite.Stage.CUTOVER, journal=None)
     yield writer.wrap(
         shared_accounts.client("primary", "dynamodb", config=NO_VALIDATION),

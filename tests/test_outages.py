@@ -20,7 +20,7 @@ from botocore.config import Config
 from conftest import Accounts, create_table, enforce_owner_acl
 
 import dualwrite
-from dualwrite import _breaker
+from dualwrite._core import breaker as _breaker
 from dualwrite.events import ShadowFailed
 from dualwrite.testing import RecordingHook
 

@@ -18,8 +18,8 @@ import pytest
 from conftest import Accounts, S3Env, enforce_owner_acl
 
 import dualwrite
-from dualwrite._backfill import run
-from dualwrite._backfill_s3 import S3Job
+from dualwrite._offline.backfill import run
+from dualwrite._s3.backfill import S3Job
 from dualwrite.journal import Entry
 
 UNTIL = datetime.datetime(2035, 1, 1, tzinfo=datetime.timezone.utc)

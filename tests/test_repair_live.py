@@ -15,7 +15,7 @@ import pytest
 from conftest import Accounts, DynamoEnv, S3Env
 
 import dualwrite
-from dualwrite._repair import RepairReport, repair_journal
+from dualwrite._offline.repair import RepairReport, repair_journal
 from dualwrite.journal import Entry, Journal, SQSJournal, process_token
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -401,7 +401,7 @@ def test_dynamodb_repair_does_not_hold_the_key_stripe(ddb: DynamoEnv, tmp_path: 
 
         _before(ddb.s_raw, "dynamodb.PutItem", hang, "hang")
         mirror = writer._mirrors[0]
-        from dualwrite._dynamodb import _canon_key  # noqa: PLC0415
+        from dualwrite._dynamodb.handlers import _canon_key  # noqa: PLC0415
 
         lock = mirror.key_lock("orders", hash(_canon_key({"pk": {"S": "slow"}}, "client")))
         neighbour = next(
@@ -460,7 +460,7 @@ def test_limit_is_not_used_up_by_tenants_at_done(s3: S3Env, tmp_path: Path) -> N
 def test_settling_a_table_removes_only_its_resource_level_entries_made_before(
     tmp_path: Path,
 ) -> None:
-    from dualwrite._backfill import settle_resource_entries  # noqa: PLC0415
+    from dualwrite._offline.backfill import settle_resource_entries  # noqa: PLC0415
     from dualwrite.journal import SQLiteJournal  # noqa: PLC0415
 
     journal = SQLiteJournal(tmp_path / "j.db")

@@ -20,7 +20,7 @@ import pytest
 from boto3.s3.transfer import TransferConfig
 from conftest import S3Env
 
-from dualwrite import _bodies
+from dualwrite._core import bodies as _bodies
 from dualwrite.testing import RecordingHook
 
 pytestmark = pytest.mark.usefixtures("parse_botocore_models_once")

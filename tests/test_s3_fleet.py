@@ -7,7 +7,7 @@ the second write's shadow call lands first, as when two processes race. Without 
 the shadow keeps the first (older) write: the ``single_writer=True`` cases prove the scenario
 diverges when the check is off, so each ``single_writer=False`` case fails without it.
 
-DualWriter instances in one process share the process's key locks (``dualwrite._mirror``'s
+DualWriter instances in one process share the process's key locks (``dualwrite._core.mirror``'s
 striped locks), so in sync mode the second writer would wait for the first's shadow call. A real
 second process has locks of its own: :func:`own_locks` gives the second writer a private lock,
 which is what a separate process has.

@@ -11,7 +11,7 @@ from _support.shadow import Gate
 from conftest import S3Env
 
 import dualwrite
-from dualwrite import _s3
+from dualwrite._s3 import handlers as _s3
 from dualwrite.events import Unsupported
 from dualwrite.testing import RecordingHook
 
@@ -53,7 +53,7 @@ def test_kms_copy_reports_no_false_mismatch(s3: S3Env, checksums: bool) -> None:
 
 
 def shard_apart(key: str, workers: int) -> str:
-    """A key whose background queue is not ``key``'s (dualwrite._writer._shard's hash)."""
+    """A key whose background queue is not ``key``'s (dualwrite._core.entries.shard's hash)."""
     mine = hash(("s3", "photos", key)) % workers
     return next(
         f"dst-{i}" for i in range(100) if hash(("s3", "photos", f"dst-{i}")) % workers != mine
@@ -103,7 +103,7 @@ def test_abandoned_uploads_are_evicted_and_journaled(
     ids = [
         client.create_multipart_upload(Bucket="photos", Key=f"m{i}")["UploadId"] for i in range(3)
     ]
-    table = client._self_mirror.state["s3.uploads"]
+    table = client._self_mirror.state.uploads
     assert len(table.on) == 2  # bounded
     evicted = [e for e in rec.events if isinstance(e, Unsupported)]
     assert [(e.reason, e.write.key) for e in evicted] == [("upload-evicted", "m0")]
@@ -136,7 +136,7 @@ def test_uploads_older_than_the_age_limit_are_evicted(
     client.create_multipart_upload(Bucket="photos", Key="old")
     monkeypatch.setattr(_s3, "_MAX_UPLOAD_AGE", 0.0)
     client.create_multipart_upload(Bucket="photos", Key="new")
-    table = client._self_mirror.state["s3.uploads"]
+    table = client._self_mirror.state.uploads
     assert [u.write.key for u in table.on.values()] == ["new"]
     assert [(e.kind, e.write.key) for e in rec.events if e.kind == "unsupported"] == [
         ("unsupported", "old")

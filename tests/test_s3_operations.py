@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from conftest import SHADOW_ACCOUNT, S3Env, enforce_owner_acl, record_requests
 
 import dualwrite
-from dualwrite import _s3
+from dualwrite._s3 import handlers as _s3
 from dualwrite.events import Mismatch, ShadowFailed, Unsupported
 from dualwrite.testing import RecordingHook
 
@@ -641,7 +641,7 @@ def test_multipart_unknown_to_the_wrapper_is_reported(s3: S3Env, rec: RecordingH
 
 
 def _registered_uploads(client: Any) -> dict[str, Any]:
-    return dict(client._self_mirror.state["s3.uploads"].on)
+    return dict(client._self_mirror.state.uploads.on)
 
 
 def test_finished_uploads_are_forgotten(s3: S3Env, rec: RecordingHook) -> None:
@@ -1114,7 +1114,7 @@ def test_no_mismatch_for_identical_bytes(s3: S3Env, rec: RecordingHook) -> None:
 
 
 def test_handlers_table_is_what_the_proxy_installs() -> None:
-    from dualwrite._proxy import S3ClientProxy  # noqa: PLC0415
+    from dualwrite._s3.proxy import S3ClientProxy  # noqa: PLC0415
 
     for operation in _s3.HANDLERS:
         from botocore import xform_name  # noqa: PLC0415

@@ -19,7 +19,8 @@ from botocore.exceptions import ParamValidationError
 from conftest import S3Env
 
 import dualwrite
-from dualwrite import _bodies, _s3
+from dualwrite._core import bodies as _bodies
+from dualwrite._s3 import handlers as _s3
 from dualwrite.events import ShadowFailed
 from dualwrite.testing import RecordingHook
 

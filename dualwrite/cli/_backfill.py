@@ -19,11 +19,11 @@ from typing import Any, TextIO
 from botocore.config import Config
 
 import dualwrite
-from dualwrite._backfill import BackfillReport, Job, Progress, RequestMeter, StateFile
-from dualwrite._backfill_dynamodb import DynamoJob
-from dualwrite._backfill_s3 import S3Job
-from dualwrite._mirror import Mirror
-from dualwrite._s3 import owner_params
+from dualwrite._core.mirror import Mirror
+from dualwrite._dynamodb.backfill import DynamoJob
+from dualwrite._offline.backfill import BackfillReport, Job, Progress, RequestMeter, StateFile
+from dualwrite._s3.backfill import S3Job
+from dualwrite._s3.handlers import owner_params
 from dualwrite.cli._targets import targets_from
 
 EXIT_INTERRUPTED = 130
@@ -116,7 +116,7 @@ def build_job(args: argparse.Namespace, mirror: Mirror, command: str) -> Job:
             delete_extra=copying and args.delete_extra,
             dry_run=copying and args.dry_run,
             owner=owner_params(mirror),
-            kms_keys=mirror.state["s3.options"].kms_keys,
+            kms_keys=mirror.state.options.kms_keys,
         )
     return _dynamo_job(args, mirror, command)
 

@@ -21,7 +21,7 @@ from typing import TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dualwrite._backfill import (
+from dualwrite._offline.backfill import (
     BackfillError,
     BackfillReport,
     Sink,

@@ -14,7 +14,7 @@ from typing import TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dualwrite._backfill import BackfillError, Sink, run
+from dualwrite._offline.backfill import BackfillError, Sink, run
 from dualwrite.cli._backfill import (
     EXIT_CLOSED,
     EXIT_INTERRUPTED,

@@ -19,7 +19,7 @@ from typing import TextIO
 import attrs
 
 import dualwrite
-from dualwrite._repair import RepairReport
+from dualwrite._offline.repair import RepairReport
 from dualwrite.cli._targets import Targets, targets_from
 from dualwrite.journal import Journal, SQLiteJournal, SQSJournal
 

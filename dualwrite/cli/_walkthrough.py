@@ -28,9 +28,10 @@ import boto3
 
 import dualwrite
 from dualwrite import Stage
-from dualwrite._backfill import BackfillReport, RequestMeter, Sink, run
-from dualwrite._check import check_dynamodb, check_s3
-from dualwrite._mirror import Mirror, describe_error
+from dualwrite._core.errors import describe_error
+from dualwrite._core.mirror import Mirror
+from dualwrite._offline.backfill import BackfillReport, RequestMeter, Sink, run
+from dualwrite._offline.check import check_dynamodb, check_s3
 from dualwrite.cli._backfill import build_job, open_pair
 from dualwrite.cli._demo import SHADOW_ROLE, embedded_aws
 from dualwrite.testing import RecordingHook

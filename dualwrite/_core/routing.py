@@ -7,8 +7,8 @@ handler runs, then hands the call to one of two mirrors of the wrapped pair:
 * the reverse mirror (the new account first, the old one as its shadow), for ``CUTOVER`` and
   ``DONE``, with the call's parameters renamed to the new account's buckets and tables.
 
-The decisions travel to the handlers' :meth:`~dualwrite._mirror.Mirror.decide` through
-:func:`~dualwrite._mirror.decided`, so a handler asks nothing twice. Whatever cannot be routed
+The decisions travel to the handlers' :meth:`~dualwrite._core.mirror.Mirror.decide` through
+:func:`~dualwrite._core.mirror.decided`, so a handler asks nothing twice. Whatever cannot be routed
 (no new name, a call on a specific S3 version, a PartiQL statement on a renamed table) and a call
 whose resources disagree on the account to write first go old-first to both accounts, as
 ``DUAL_WRITE`` does: no write is lost, whatever the tenant's stage.
@@ -19,13 +19,12 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from types import ModuleType
 from typing import Any
 
 import attrs
 from botocore.exceptions import ClientError
 
-from dualwrite._mirror import Decision, Mirror, decided
+from dualwrite._core.mirror import Decision, Mirror, decided
 from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import FlagFailed
 
@@ -46,20 +45,6 @@ class Route:
     renamed: Mapping[str, str] = attrs.field(factory=dict)
 
 
-_SERVICES: dict[str, ModuleType] = {}
-
-
-def _service(mirror: Mirror) -> ModuleType:
-    known = _SERVICES.get(mirror.service)
-    if known is not None:
-        return known
-    import importlib  # noqa: PLC0415 - once per service
-
-    module = importlib.import_module(f"dualwrite._{mirror.service}")
-    _SERVICES[mirror.service] = module
-    return module
-
-
 def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
     """New name -> the caller's name, for each of ``resources`` whose names differ."""
     out = {}
@@ -72,7 +57,7 @@ def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
 
 def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     """Decide where a call on the forward mirror ``forward`` goes (see the module's docstring)."""
-    service = _service(forward)
+    service = forward.plugin
     side = service.upload_owner(forward, api, params)
     if side == "reverse":
         routed = service.reroute(forward, api, params)
@@ -171,7 +156,7 @@ def await_queued(
     if not writes or one_account:
         keyed.extend(chosen.targets)
     if one_account and any(key is None for _, key in chosen.targets):
-        keys = _service(forward).written_keys(forward, api, params)
+        keys = forward.plugin.written_keys(forward, api, params)
         if keys is None:
             writer.wait_other_direction(reverse=reverse)
         else:
@@ -240,7 +225,7 @@ def as_called(forward: Mirror, chosen: Route, api: str, response: Any) -> Any:
     """
     if not chosen.mirror.reversed or not chosen.renamed or not isinstance(response, dict):
         return response
-    return _service(forward).as_called(api, response, chosen.renamed)
+    return forward.plugin.as_called(api, response, chosen.renamed)
 
 
 def client_for(forward: Mirror, api: str, params: Mapping[str, Any]) -> tuple[Any, dict[str, Any]]:

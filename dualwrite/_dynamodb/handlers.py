@@ -35,18 +35,12 @@ from typing import Any, Literal
 import attrs
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
-from dualwrite._mirror import (
-    ErrorInfo,
-    Mirror,
-    ShadowContext,
-    SkipShadow,
-    UnsupportedWrite,
-    safe_invoke,
-)
-from dualwrite._proxy import ClientProxy, _install, rebind
-from dualwrite._snapshot import snapshot
+from dualwrite._core.converge import retry_until_stable
+from dualwrite._core.errors import ErrorInfo, RepairError, SkipShadow, UnsupportedWrite, safe_invoke
+from dualwrite._core.mirror import Mirror, ShadowContext
+from dualwrite._core.snapshot import snapshot
 from dualwrite.events import Unsupported, Write
-from dualwrite.exceptions import ConfigurationError, ShadowWriteError
+from dualwrite.exceptions import ShadowWriteError
 
 logger = logging.getLogger("dualwrite")
 
@@ -70,7 +64,6 @@ _RETRY_BASE = 0.05
 # A table whose DescribeTable failed is not described again before this many seconds.
 _SCHEMA_RETRY = 60.0
 _SCHEMA_FAILURES_MAX = 1000
-_STATE = "dynamodb"
 
 
 # -- per-client state ----------------------------------------------------------------------
@@ -173,13 +166,13 @@ def _describe_key(client: Any, table: str) -> tuple[tuple[str, ...] | None, str]
 
 
 @attrs.frozen
-class _State:
+class State:
     level: Level
     schemas: KeySchemas
 
 
-def _state(mirror: Mirror) -> _State:
-    return mirror.state[_STATE]  # type: ignore[no-any-return]
+def _state(mirror: Mirror) -> State:
+    return mirror.state  # type: ignore[no-any-return]
 
 
 # -- canonical values: locks and matching ---------------------------------------------------
@@ -323,7 +316,7 @@ def _canon_key(key: Mapping[str, Any] | None, level: Level) -> Hashable:
 # -- locks --------------------------------------------------------------------------------------
 
 
-def _lock_name(table: str) -> str:
+def lock_name(table: str) -> str:
     """A table ARN and the table's name share their locks."""
     if table.startswith("arn:") and ":table/" in table:
         return table.split(":table/", 1)[1].split("/", 1)[0]
@@ -341,11 +334,11 @@ def _holding(
     # The canonical key is passed as its hash: already hashable, it needs no further freezing.
     if len(targets) == 1:
         table, key = targets[0]
-        return mirror.key_lock(_lock_name(table), hash(_canon_key(key, level)))
+        return mirror.key_lock(lock_name(table), hash(_canon_key(key, level)))
     locks = {
         id(lock): lock
         for lock in (
-            mirror.key_lock(_lock_name(table), hash(_canon_key(key, level)))
+            mirror.key_lock(lock_name(table), hash(_canon_key(key, level)))
             for table, key in targets
         )
     }
@@ -381,11 +374,11 @@ class _all_of:  # noqa: N801 - used like a function
 def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None) -> Write:
     write = mirror.describe(operation, table, None if key is None else dict(key))
     shadow = write.shadow_resource
-    if shadow is not None and shadow == table and _lock_name(table) != table:
+    if shadow is not None and shadow == table and lock_name(table) != table:
         # A table ARN names the primary's account: on the shadow the same name means the
         # shadow's own table (mapped by names= as the name is), never a cross-account write
         # back into the primary.
-        write = attrs.evolve(write, shadow_resource=mirror.shadow_name(_lock_name(table)))
+        write = attrs.evolve(write, shadow_resource=mirror.shadow_name(lock_name(table)))
     return write
 
 
@@ -606,7 +599,7 @@ class _Later:
 
     def bump(self, mirror: Mirror, level: Level, table: str, key: Mapping[str, Any]) -> int:
         """Count one primary write of ``key``; return the new count."""
-        ident = (_lock_name(table), _canon_key(key, level))
+        ident = (lock_name(table), _canon_key(key, level))
         with self._lock:
             counts = self._counts.setdefault(mirror.writer, {})
             if len(counts) >= self._BOUND:
@@ -618,7 +611,7 @@ class _Later:
         """Whether this process wrote ``change``'s key on the primary again since."""
         if change.generation < 0 or change.key is None:
             return False
-        ident = (_lock_name(change.table), _canon_key(change.key, level))
+        ident = (lock_name(change.table), _canon_key(change.key, level))
         with self._lock:
             counts = self._counts.get(mirror.writer)
             return counts is not None and counts.get(ident, 0) > change.generation
@@ -786,7 +779,7 @@ resolved (every item read back where it had to be), for :func:`_settle`."""
 
 def _call_keys(
     mirror: Mirror,
-    state: _State,
+    state: State,
     call: Call,
     params: Mapping[str, Any],
     flagged: Mapping[str, Write],
@@ -856,7 +849,7 @@ def _call_keys(
 
 
 def _converge_key(
-    mirror: Mirror, state: _State, change: _Change, counted: list[int]
+    mirror: Mirror, state: State, change: _Change, counted: list[int]
 ) -> Callable[[ShadowContext, Any], None]:
     def action(ctx: ShadowContext, response: Any) -> None:
         shadow_table = str(ctx.write.shadow_resource)
@@ -1219,7 +1212,7 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
 
 
-def _well_formed(state: _State, changes: Sequence[_Change]) -> bool:
+def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
     """Whether every known key of ``changes`` is well formed (an unknown one is reported as
     such: its table's key schema could not be read)."""
     return all(
@@ -1228,7 +1221,7 @@ def _well_formed(state: _State, changes: Sequence[_Change]) -> bool:
     )
 
 
-def _batch_change(state: _State, write: Write, table: str, entry: Any) -> _Change | None:
+def _batch_change(state: State, write: Write, table: str, entry: Any) -> _Change | None:
     if not isinstance(entry, Mapping):
         return None
     put, delete = entry.get("PutRequest"), entry.get("DeleteRequest")
@@ -1297,7 +1290,7 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
 
 def _transaction(
     mirror: Mirror,
-    state: _State,
+    state: State,
     call: Call,
     params: Mapping[str, Any],
     flagged: Mapping[str, Write],
@@ -1584,7 +1577,7 @@ def _partiql_unsupported(verb: str, table: str) -> tuple[str, str]:
 
 
 def _plan_statements(
-    mirror: Mirror, state: _State, entries: Sequence[Any], operation: str
+    mirror: Mirror, state: State, entries: Sequence[Any], operation: str
 ) -> tuple[list[_Planned], dict[str, Write | None]]:
     """Parse and decide every write statement (``{"Statement", "Parameters"}``) of a call."""
     decisions: dict[str, Write | None] = {}
@@ -1627,7 +1620,7 @@ def _execute_statement(mirror: Mirror, call: Call, params: dict[str, Any], pin: 
 
 
 def _execute_one(
-    mirror: Mirror, state: _State, call: Call, params: Mapping[str, Any], planned: _Planned | None
+    mirror: Mirror, state: State, call: Call, params: Mapping[str, Any], planned: _Planned | None
 ) -> Any:
     if planned is None:
         return call(**params)  # flag off
@@ -1737,7 +1730,7 @@ def repair_item(
         table: the primary table.
         key: the key, typed (``{"pk": {"S": "a"}}``, as the journal keeps it) or, for a
             resource-level pair, Python values.
-        attempts: copies at most (default: :data:`dualwrite._repair.ATTEMPTS`).
+        attempts: copies at most (default: :data:`dualwrite._core.converge.ATTEMPTS`).
         deadline: a ``time.monotonic()`` instant after which no new attempt starts.
 
     Returns:
@@ -1748,7 +1741,6 @@ def repair_item(
             deadline passed.
         botocore.exceptions.ClientError: a read or write failed.
     """
-    from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
 
     write = _describe(mirror, "Repair", table, None)
     shadow_table = write.shadow_resource
@@ -1968,7 +1960,7 @@ def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[t
         if not isinstance(table, str):
             return []
         key = _state(mirror).schemas.key_of(table, params.get("Item"))
-        if key is None and mirror.build_reverse is not None:
+        if key is None and not mirror.reversed:
             # The old account's DescribeTable failed (no permission for the new deployment's
             # role, say): both tables share their key schema, so ask the new account's. Without
             # a key a tenant_of reading it could not name the tenant, nor the stage its owner.
@@ -2096,11 +2088,11 @@ def as_called(api: str, response: dict[str, Any], renamed: Mapping[str, str]) ->
     return {**response, **changes} if changes else response
 
 
-def _route_name(mirror: Mirror, table: str) -> str | None:
+def route_name(mirror: Mirror, table: str) -> str | None:
     shadow = mirror.shadow_name(table)
-    if shadow is not None and shadow == table and _lock_name(table) != table:
+    if shadow is not None and shadow == table and lock_name(table) != table:
         # A table ARN names the old account: the new one's own table, by the table's name.
-        return mirror.shadow_name(_lock_name(table))
+        return mirror.shadow_name(lock_name(table))
     return shadow
 
 
@@ -2109,15 +2101,13 @@ def build_reverse(mirror: Mirror) -> Mirror:
     state = _state(mirror)
     reverse = Mirror(
         mirror.writer,
-        service="dynamodb",
+        service=mirror.plugin,
         primary=mirror.shadow,
         shadow=mirror.primary,
         names=mirror.old_name,
-        identity_names=True,
         forward=mirror,
     )
-    reverse.lock_name = _lock_name
-    reverse.state[_STATE] = _State(
+    reverse.state = State(
         level=state.level, schemas=KeySchemas(mirror.shadow, mirror.primary, reverse.shadow_name)
     )
     return reverse
@@ -2178,80 +2168,3 @@ def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | N
     """DynamoDB has no multipart uploads: every call is routed by its stage."""
     del mirror, api, params
     return None
-
-
-class DynamoDBClientProxy(ClientProxy):
-    """A wrapped DynamoDB client (low-level, or the client of a wrapped resource)."""
-
-    _unclassified = staticmethod(unclassified)
-    _routed_reads = ROUTED_READS
-
-
-_install(DynamoDBClientProxy, HANDLERS)
-
-
-# -- wrap ----------------------------------------------------------------------------------------
-
-
-def _level_of(level: str) -> Level:
-    return "client" if level == "client" else "resource"
-
-
-def wrap(writer: Any, primary: Any, *, shadow: Any, names: Any, levels: tuple[str, str]) -> Any:
-    """Wrap a DynamoDB client, service resource or ``Table`` (see ``DualWriter.wrap``).
-
-    Args:
-        writer: the :class:`~dualwrite.DualWriter`.
-        primary: a low-level client, ``boto3.resource("dynamodb")`` or a ``Table``.
-        shadow: the shadow's object of the same level: a low-level client for a low-level
-            primary; a service resource or ``Table`` for a resource-level primary.
-        names: primary table name -> shadow table name; a missing entry means the same name.
-        levels: ``(primary level, shadow level)`` as ``"client"``, ``"resource"`` or
-            ``"Table"``.
-
-    Returns:
-        The same kind of object as ``primary``.
-
-    Raises:
-        ConfigurationError: a low-level side paired with a resource-level side, or the same
-            client on both sides.
-    """
-    p_level, s_level = _level_of(levels[0]), _level_of(levels[1])
-    if p_level != s_level:
-        if p_level == "client":
-            msg = (
-                "the primary is a low-level DynamoDB client (typed values such as {'S': 'a'}), "
-                f"so the shadow must be one too; got a DynamoDB {levels[1]}: pass "
-                "shadow=shadow_session.client('dynamodb')"
-            )
-        else:
-            msg = (
-                f"the primary is a DynamoDB {levels[0]} (Python values), so the shadow must be "
-                "resource-level too; got a low-level client: pass "
-                "shadow=shadow_session.resource('dynamodb') or its Table(...)"
-            )
-        raise ConfigurationError(msg)
-    primary_client = primary if p_level == "client" else primary.meta.client
-    shadow_client = shadow if s_level == "client" else shadow.meta.client
-    if primary_client is shadow_client:
-        msg = "primary and shadow are the same DynamoDB client; pass the shadow account's client"
-        raise ConfigurationError(msg)
-    mirror = Mirror(
-        writer,
-        service="dynamodb",
-        primary=primary_client,
-        shadow=shadow_client,
-        names=names,
-        identity_names=True,
-    )
-    mirror.state[_STATE] = _State(
-        level=p_level,
-        schemas=KeySchemas(primary_client, shadow_client, lambda table: _route_name(mirror, table)),
-    )
-    mirror.lock_name = _lock_name
-    mirror.route_name = _route_name
-    mirror.build_reverse = build_reverse
-    proxy = DynamoDBClientProxy(primary_client, mirror)
-    if levels[0] == "client":
-        return proxy
-    return rebind(primary, proxy)

@@ -12,8 +12,8 @@ it was missing; equality of every attribute read, and absence of the attributes 
 it differed), and the item written is the primary's, read again with a consistent read *after*
 the shadow's state was read (a scan is eventually consistent). After the writes the primary is
 read once more; a key that changed meanwhile is redone through
-:func:`dualwrite._repair.retry_until_stable`, conditional on what was written. A failed condition
-means a live dual-write got there first: counted ``skipped_changed``.
+:func:`dualwrite._core.converge.retry_until_stable`, conditional on what was written. A failed
+condition means a live dual-write got there first: counted ``skipped_changed``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,10 @@ from typing import Any
 
 import attrs
 
-from dualwrite._backfill import (
+from dualwrite._core.converge import retry_until_stable
+from dualwrite._core.errors import ShadowChanged
+from dualwrite._dynamodb.handlers import canonical, read_item
+from dualwrite._offline.backfill import (
     Batch,
     Difference,
     StateFile,
@@ -36,8 +39,6 @@ from dualwrite._backfill import (
     read_ahead,
     to_jsonable,
 )
-from dualwrite._dynamodb import canonical, read_item
-from dualwrite._repair import retry_until_stable
 
 _PAGE = 1000  # items per Scan/Query page (a page is also cut at 1 MB by DynamoDB)
 _LOOKUP = 100  # BatchGetItem's limit
@@ -45,10 +46,6 @@ _LOOKUP_ATTEMPTS = 8
 _LOOKUP_BACKOFF = 0.05
 _MAX_CONDITION = 4000  # DynamoDB's limit on an expression is 4 KB
 _CHANGED = "ConditionalCheckFailedException"
-
-
-class ShadowChanged(Exception):  # noqa: N818 - a signal, not an error
-    """A live write changed the shadow's item after it was read: the backfill leaves it alone."""
 
 
 def _code(exc: BaseException) -> str | None:

@@ -28,17 +28,17 @@ from urllib.parse import parse_qsl
 import attrs
 from botocore.utils import parse_timestamp
 
-from dualwrite._bodies import Body
-from dualwrite._mirror import (
+from dualwrite._core.bodies import Body
+from dualwrite._core.converge import retry_until_stable
+from dualwrite._core.errors import (
     ErrorInfo,
-    Mirror,
-    ShadowContext,
+    RepairError,
     SkipShadow,
     UnsupportedWrite,
     describe_error,
 )
-from dualwrite._repair import RepairError
-from dualwrite._snapshot import snapshot
+from dualwrite._core.mirror import Mirror, ShadowContext
+from dualwrite._core.snapshot import snapshot
 from dualwrite._stage import Stage
 from dualwrite.events import Write
 
@@ -111,7 +111,7 @@ def translate(
     KMS companions; for a request that creates an object, ``ACL`` is forced to
     ``bucket-owner-full-control`` and every ``Grant*`` removed.
     """
-    options: Options = mirror.state["s3.options"]
+    options: Options = mirror.state.options
     shadow = {k: v for k, v in params.items() if k not in _CONDITIONS}
     shadow["Bucket"] = write.shadow_resource
     _other_account(options, shadow)
@@ -509,7 +509,7 @@ class Stamp:
     """
 
     def __init__(self, mirror: Mirror, resource: str) -> None:
-        self._latest: _Latest = mirror.state["s3.latest"]
+        self._latest: _Latest = mirror.state.latest
         self._resource = resource
         self._numbers: dict[str, int] = {}
 
@@ -1049,7 +1049,7 @@ class _Uploads:
 
 
 def _uploads(mirror: Mirror) -> _Uploads:
-    return mirror.state["s3.uploads"]  # type: ignore[no-any-return]
+    return mirror.state.uploads  # type: ignore[no-any-return]
 
 
 def _report_evicted(
@@ -1460,9 +1460,19 @@ def unclassified(api_name: str, http_method: str) -> Handler | None:
     )
 
 
-def new_state(options: Options) -> dict[str, Any]:
-    """The per-client state this module keeps on a :class:`Mirror`."""
-    return {"s3.options": options, "s3.uploads": _Uploads(), "s3.latest": _Latest()}
+@attrs.frozen
+class State:
+    """What this package keeps per wrapped pair (``Mirror.state``): its options, the multipart
+    uploads in progress and the latest write of each key."""
+
+    options: Options
+    uploads: _Uploads = attrs.field(factory=_Uploads)
+    latest: _Latest = attrs.field(factory=_Latest)
+
+
+def new_state(options: Options) -> State:
+    """The per-pair state this package keeps on a :class:`Mirror`."""
+    return State(options)
 
 
 # -- stages: routing a call to the new account first ---------------------------------------------
@@ -1559,7 +1569,7 @@ def reroute(mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, An
             if isinstance(source, Mapping)
             else {"Bucket": source_bucket, "Key": parsed[1]}
         )
-    _other_account(mirror.state["s3.options"], routed)
+    _other_account(mirror.state.options, routed)
     if api in _CREATES:
         force_owner_acl(routed)
     return routed
@@ -1594,21 +1604,19 @@ def as_called(api: str, response: dict[str, Any], renamed: Mapping[str, str]) ->
 
 def build_reverse(mirror: Mirror) -> Mirror:
     """The mirror that writes the new account first and mirrors to the old (CUTOVER)."""
-    options: Options = mirror.state["s3.options"]
+    options: Options = mirror.state.options
     keys = options.kms_keys
-    reverse = Mirror(
+    # The old account's KMS keys, where the map can be inverted; else its default encryption.
+    inverse = {v: k for k, v in keys.items()} if isinstance(keys, Mapping) else None
+    return Mirror(
         mirror.writer,
-        service="s3",
+        service=mirror.plugin,
         primary=mirror.shadow,
         shadow=mirror.primary,
         names=mirror.old_name,
-        identity_names=False,
+        state=new_state(Options(kms_keys=inverse, shadow_account=None)),
         forward=mirror,
     )
-    # The old account's KMS keys, where the map can be inverted; else its default encryption.
-    inverse = {v: k for k, v in keys.items()} if isinstance(keys, Mapping) else None
-    reverse.state.update(new_state(Options(kms_keys=inverse, shadow_account=None)))
-    return reverse
 
 
 # -- copying an object's current state (repair, backfill) -----------------------------------------
@@ -1981,7 +1989,7 @@ def repair_object(
         mirror: the wrapped pair.
         bucket: the primary bucket.
         key: the object key.
-        attempts: copies at most (default: :data:`dualwrite._repair.ATTEMPTS`).
+        attempts: copies at most (default: :data:`dualwrite._core.converge.ATTEMPTS`).
         deadline: a ``time.monotonic()`` instant after which no new attempt starts.
 
     Returns:
@@ -1994,7 +2002,6 @@ def repair_object(
             cannot be read without its key; a lock carried to a shadow bucket without Object
             Lock).
     """
-    from dualwrite._repair import RepairError, retry_until_stable  # noqa: PLC0415
 
     shadow_bucket = mirror.shadow_name(bucket)
     if shadow_bucket is None:
@@ -2002,7 +2009,7 @@ def repair_object(
         raise RepairError(msg)
     primary, shadow = mirror.primary, mirror.shadow
     owner = owner_params(mirror)
-    options: Options = mirror.state["s3.options"]
+    options: Options = mirror.state.options
     tagged = [False]
 
     def copy_once() -> tuple[str, object]:
@@ -2026,7 +2033,7 @@ def repair_object(
 
 def owner_params(mirror: Mirror) -> dict[str, str]:
     """``{"ExpectedBucketOwner": <shadow account>}`` when the pair knows it, else ``{}``."""
-    options: Options = mirror.state["s3.options"]
+    options: Options = mirror.state.options
     return {"ExpectedBucketOwner": options.shadow_account} if options.shadow_account else {}
 
 

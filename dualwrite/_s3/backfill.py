@@ -9,9 +9,9 @@ A copy never writes over a newer shadow value: the shadow's state as listed beco
 precondition (``IfNoneMatch="*"`` when the shadow lacked the key, ``IfMatch=<ETag listed>`` when
 it held another version), the primary is read after that state was seen, and after the write the
 primary's state (ETag, attributes, tags, object lock, storage class, encryption) is read again
-(:func:`dualwrite._repair.retry_until_stable`). What is copied with the body is what repair
-copies (:func:`dualwrite._s3.copy_object_state`): attributes, tags, object lock and legal hold,
-storage class, checksum algorithm, and the KMS key mapped through ``kms_keys``. A
+(:func:`dualwrite._core.converge.retry_until_stable`). What is copied with the body is what repair
+copies (:func:`dualwrite._s3.handlers.copy_object_state`): attributes, tags, object lock and
+legal hold, storage class, checksum algorithm, and the KMS key mapped through ``kms_keys``. A
 ``PreconditionFailed`` means a live dual-write got there first: the key is left as it is and
 counted ``skipped_changed``.
 """
@@ -23,9 +23,15 @@ from typing import Any
 
 import attrs
 
-from dualwrite._backfill import Batch, Difference, StateFile, Tally, Unit, read_ahead
-from dualwrite._repair import retry_until_stable
-from dualwrite._s3 import COPIED_ATTRIBUTES, MISSING_CODES, copy_object_state, object_fingerprint
+from dualwrite._core.converge import retry_until_stable
+from dualwrite._core.errors import ShadowChanged
+from dualwrite._offline.backfill import Batch, Difference, StateFile, Tally, Unit, read_ahead
+from dualwrite._s3.handlers import (
+    COPIED_ATTRIBUTES,
+    MISSING_CODES,
+    copy_object_state,
+    object_fingerprint,
+)
 
 _BATCH_KEYS = 100  # equal keys at most between two resume points
 _PREFIX = "prefix:"
@@ -34,10 +40,6 @@ CHANGED_CODES = frozenset(
     {"PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey", "404"}
 )
 """Errors of a conditional shadow write that mean "the shadow's key changed since it was read"."""
-
-
-class ShadowChanged(Exception):  # noqa: N818 - a signal, not an error
-    """A live write changed the shadow's key after it was read: the backfill leaves it alone."""
 
 
 def _code(exc: BaseException) -> str | None:

@@ -4,7 +4,7 @@ A caller may reuse its dicts, lists and buffers the moment a call returns; a sha
 runs later (background mode, a sync shadow past ``shadow_timeout``) must see the request as it
 was. :func:`snapshot` copies the containers and byte buffers of a request and leaves every other
 object (file objects, streams, ``Decimal``, ``Binary``) as it is: bodies are the business of
-:class:`dualwrite._bodies.Body`.
+:class:`dualwrite._core.bodies.Body`.
 """
 
 from __future__ import annotations

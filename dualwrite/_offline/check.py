@@ -2,7 +2,7 @@
 
 Each check is one :class:`Check`: ``PASS``, ``FAIL`` (with what to fix), ``WARN`` (works, but
 something will bite later) or ``INFO`` (a setting worth seeing side by side). The S3 probe object
-is written exactly as the wrapper writes (through :func:`dualwrite._s3.translate`, so with
+is written exactly as the wrapper writes (through :func:`dualwrite._s3.handlers.translate`, so with
 ``ACL="bucket-owner-full-control"``), read back and deleted; the DynamoDB probe item is put with a
 condition that it did not exist, read back and deleted with a condition that it is the probe, so
 a check never touches real data.
@@ -16,8 +16,9 @@ from typing import Any
 
 import attrs
 
-from dualwrite._mirror import Mirror, describe_error
-from dualwrite._s3 import OWNER_ACL, owner_params, translate
+from dualwrite._core.errors import describe_error
+from dualwrite._core.mirror import Mirror
+from dualwrite._s3.handlers import OWNER_ACL, owner_params, translate
 
 STATUSES = ("PASS", "FAIL", "WARN", "INFO")
 

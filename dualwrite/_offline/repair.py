@@ -31,28 +31,26 @@ import queue
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dualwrite._mirror import describe_error, safe_invoke, table_name
+from dualwrite import _services as services
+from dualwrite._core.converge import ATTEMPTS
+from dualwrite._core.errors import RepairError, describe_error, safe_invoke
 from dualwrite._stage import Stage
 from dualwrite.events import Write
-from dualwrite.journal import owner_alive
+from dualwrite.journal import one_pass, owner_alive
 
 if TYPE_CHECKING:
-    from dualwrite._mirror import Mirror
+    from dualwrite._core.mirror import Mirror
     from dualwrite.journal import Entry, Journal
-
-ATTEMPTS = 3
-"""Copies of one key at most in one run, when the primary keeps changing under it."""
 
 PENDING_GRACE = 600.0
 """Seconds a ``pending`` intent of unknown liveness is left to its writer (see module doc)."""
 
 _CHUNK = 1000  # keys read before they are repaired: SQS receipts stay fresh, memory bounded
-_REPEATS = 10  # consecutive entries seen before in this run: the backlog went round
 
 
 @attrs.frozen(kw_only=True)
@@ -110,10 +108,6 @@ class RepairReport:
         return not (
             self.failed or self.skipped or self.unresolved or self.unfinished or self.timed_out
         )
-
-
-class RepairError(Exception):
-    """A key could not be repaired; the message says why (no payload)."""
 
 
 def repair_journal(
@@ -181,7 +175,7 @@ def repair_journal(
             continue
         # A table's ARN and its name are one table: one key, whichever the caller wrote.
         service, resource, key = entry.identity()
-        ident = (service, table_name(resource), key)
+        ident = (service, _one_name(service, resource), key)
         if left_to_owner(entry):
             owned.setdefault(ident, []).append(entry)
             continue
@@ -201,23 +195,6 @@ def repair_journal(
     run.finish()
     run.add("in_flight", len(set(owned) - run.attempted))
     return run.report(started)
-
-
-def one_pass(journal: Journal) -> Iterator[Entry]:
-    """The journal's entries, each once, until a run of entries already seen shows that the
-    backlog went round (an SQS message reappears once its visibility timeout ran out)."""
-    seen: set[str] = set()
-    repeats = 0
-    for entry in journal.entries(None):
-        if entry.id is not None and entry.id in seen:
-            repeats += 1
-            if repeats >= _REPEATS:
-                return
-            continue
-        repeats = 0
-        if entry.id is not None:
-            seen.add(entry.id)
-        yield entry
 
 
 class _Run:
@@ -257,7 +234,7 @@ class _Run:
     def unresolved(self, entry: Entry) -> None:
         with self._lock:
             self._counts["unresolved"] = self._counts.get("unresolved", 0) + 1
-            self._resources.add(f"{entry.service} {table_name(entry.resource)}")
+            self._resources.add(f"{entry.service} {_one_name(entry.service, entry.resource)}")
 
     def expired(self) -> bool:
         if self.ends is not None and time.monotonic() >= self.ends:
@@ -414,6 +391,15 @@ class _Pool:
             self._tasks.put(None)
 
 
+def _one_name(service: str, resource: str) -> str:
+    """The name under which ``resource``'s keys are one (a table's ARN and its name), or the
+    name itself for a service this release does not know (the entry is then left alone)."""
+    try:
+        return services.get(service).lock_name(resource)
+    except KeyError:
+        return resource
+
+
 def _mirror_for(mirrors: Iterable[Mirror], service: str, resource: str) -> Mirror | None:
     for mirror in mirrors:
         if mirror.service == service and mirror.shadow_name(resource) is not None:
@@ -491,16 +477,10 @@ def converge(
     Raises:
         RepairError: the key did not settle, or cannot be repaired (no shadow name).
     """
-    if service == "s3":
-        from dualwrite._s3 import repair_object  # noqa: PLC0415
-
-        return repair_object(mirror, resource, str(key), attempts=attempts, deadline=deadline)
-    if service == "dynamodb":
-        from dualwrite._dynamodb import repair_item  # noqa: PLC0415
-
-        return repair_item(mirror, resource, key, attempts=attempts, deadline=deadline)
-    msg = f"unknown service {service!r} in the journal"
-    raise RepairError(msg)
+    if service != mirror.service:
+        msg = f"a {service!r} entry cannot be repaired through a {mirror.service!r} pair"
+        raise RepairError(msg)
+    return mirror.plugin.converge(mirror, resource, key, attempts=attempts, deadline=deadline)
 
 
 def _show(key: object) -> str:
@@ -539,37 +519,3 @@ class _Progress:
     def done(self) -> None:
         sys.stderr.write("\n")
         sys.stderr.flush()
-
-
-def retry_until_stable(
-    copy_once: Any,
-    version_now: Any,
-    *,
-    attempts: int | None = None,
-    deadline: float | None = None,
-) -> str:
-    """Copy, then check the primary did not change meanwhile; redo at most a few times.
-
-    Args:
-        copy_once: copies the current state; returns ``(outcome, version it copied)``.
-        version_now: returns the primary's version now (a fingerprint of the object's state,
-            or the item itself).
-        attempts: copies at most (default :data:`ATTEMPTS`).
-        deadline: a ``time.monotonic()`` instant after which no new attempt starts.
-
-    Returns:
-        The outcome of the last copy (``"copied"`` or ``"deleted"``).
-
-    Raises:
-        RepairError: the key kept changing, or the deadline passed.
-    """
-    attempts = ATTEMPTS if attempts is None else attempts
-    for _ in range(max(1, attempts)):
-        if deadline is not None and time.monotonic() >= deadline:
-            msg = "the repair deadline passed before the key settled"
-            raise RepairError(msg)
-        outcome, copied = copy_once()
-        if version_now() == copied:
-            return str(outcome)
-    msg = f"the key changed on the primary during {attempts} repair attempts"
-    raise RepairError(msg)

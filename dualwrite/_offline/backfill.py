@@ -1,7 +1,7 @@
 """Diff and copy (backfill): compare the two accounts and copy what the shadow lacks, at scale.
 
-This module holds what S3 and DynamoDB share; :mod:`dualwrite._backfill_s3` and
-:mod:`dualwrite._backfill_dynamodb` say what a key is and how one is compared and copied.
+This module holds what S3 and DynamoDB share; :mod:`dualwrite._s3.backfill` and
+:mod:`dualwrite._dynamodb.backfill` say what a key is and how one is compared and copied.
 
 A *stream* is one ordered source of keys: an S3 prefix (S3 lists keys in lexicographic order) or
 a DynamoDB scan segment or query. A stream yields *batches*: the units of work found in one stretch
@@ -34,9 +34,9 @@ from typing import Any, Protocol, TextIO
 
 import attrs
 
-from dualwrite._mirror import describe_error, table_name
-from dualwrite._repair import one_pass
-from dualwrite.journal import Journal
+from dualwrite import _services as services
+from dualwrite._core.errors import describe_error
+from dualwrite.journal import Journal, one_pass
 
 _STATE_VERSION = 1
 _SAVE_EVERY = 0.5  # seconds between two writes of the state file
@@ -500,7 +500,7 @@ class Batch:
 
 
 class Job(Protocol):
-    """A diff or copy of one bucket or table (see ``dualwrite._backfill_s3`` and ``_dynamodb``)."""
+    """A diff or copy of one bucket or table (see ``dualwrite._s3.backfill`` and ``_dynamodb``)."""
 
     @property
     def command(self) -> str:
@@ -909,14 +909,15 @@ def settle_resource_entries(journal: Journal, service: str, resource: str, befor
     Returns:
         How many entries were removed.
     """
-    name = table_name(resource)
+    lock_name = services.get(service).lock_name
+    name = lock_name(resource)
     ids = [
         entry.id
         for entry in one_pass(journal)
         if entry.resource_level
         and entry.id is not None
         and entry.service == service
-        and table_name(entry.resource) == name
+        and lock_name(entry.resource) == name
         and entry.at < before
     ]
     journal.remove(ids)

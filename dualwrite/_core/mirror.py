@@ -19,17 +19,25 @@ import contextvars
 import logging
 import os
 import queue
-import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
-from botocore.exceptions import ParamValidationError
 
-from dualwrite._bodies import Body
 from dualwrite._context import current_tenant
+from dualwrite._core.bodies import Body
+from dualwrite._core.entries import entry_identity
+from dualwrite._core.errors import (
+    ErrorInfo,
+    SkipShadow,
+    UnsupportedWrite,
+    ambiguous,
+    describe_error,
+    safe_invoke,
+)
+from dualwrite._core.keys import freeze
 from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import (
     CircuitClosed,
@@ -46,76 +54,11 @@ from dualwrite.events import (
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
+    from dualwrite._core.service import Service
     from dualwrite._writer import DualWriter
     from dualwrite.journal import Entry
 
 logger = logging.getLogger("dualwrite")
-
-_MAX_MESSAGE = 1000
-# botocore's ParamValidationError quotes the offending value ("value: b'...'", type: ...);
-# the value may be a body or a key, so it is cut out.
-_VALUE_RE = re.compile(r"value: .*?, type: ", re.DOTALL)
-
-
-class SkipShadow(Exception):  # noqa: N818 - a signal, not an error
-    """Raised inside a shadow action: nothing to do and nothing to report (already reported)."""
-
-
-class UnsupportedWrite(Exception):  # noqa: N818 - a signal, not an error
-    """Raised inside a shadow action: this write cannot be mirrored; report it as unsupported."""
-
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(reason, detail)
-        self.reason = reason
-        self.detail = detail
-
-
-@attrs.frozen
-class ErrorInfo:
-    """What an event may say about an exception: no bodies, no secrets."""
-
-    type: str
-    code: str | None
-    message: str
-
-
-def describe_error(exc: BaseException, secrets: Iterable[object] = ()) -> ErrorInfo:
-    """Summarise ``exc`` for an event, with every value in ``secrets`` blanked out.
-
-    Args:
-        exc: the exception a shadow call, flag or hook raised.
-        secrets: values (SSE-C keys, tokens) that must not appear in the message.
-
-    Returns:
-        The exception's class name, its AWS error code if it has one, and a scrubbed message.
-    """
-    code: str | None = None
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        error = response.get("Error")
-        if isinstance(error, Mapping) and error.get("Code") is not None:
-            code = str(error["Code"])
-    message = _VALUE_RE.sub("value: <redacted>, type: ", str(exc))
-    for secret in secrets:
-        if isinstance(secret, (bytes, bytearray)):
-            secret = bytes(secret).decode("latin-1")  # noqa: PLW2901 - latin-1 maps every byte
-        if isinstance(secret, str) and secret:
-            message = message.replace(secret, "<redacted>")
-    if len(message) > _MAX_MESSAGE:
-        message = message[:_MAX_MESSAGE] + "..."
-    return ErrorInfo(type=type(exc).__name__, code=code, message=message)
-
-
-def safe_invoke(func: Callable[..., Any], *args: Any) -> tuple[Any, BaseException | None]:
-    """Call ``func(*args)``; return ``(result, None)`` or ``(None, exception)``.
-
-    Used around every call into code the library does not own (flag, ``tenant_of``, ``names``,
-    hooks) and every shadow call.
-    """
-    try:
-        return func(*args), None
-    except Exception as exc:  # noqa: BLE001 - containing foreign code is the point
-        return None, exc
 
 
 class ShadowContext:
@@ -162,14 +105,12 @@ class ShadowContext:
         Returns:
             ``"copied"`` or ``"deleted"``.
         """
-        from dualwrite._repair import converge  # noqa: PLC0415 - _repair imports this module
-
         # The write is already ordered: by the key's lock, which the caller's thread holds in
         # sync mode, or by the key's queue on a background worker. Taking the lock again on a
         # worker could wait for a caller that waits for this worker's queue.
         _converging.active = True
         try:
-            return converge(self.mirror, self.write.service, self.write.resource, self.write.key)
+            return self.mirror.plugin.converge(self.mirror, self.write.resource, self.write.key)
         finally:
             _converging.active = False
 
@@ -204,45 +145,6 @@ _converging = threading.local()
 _warned_no_tenant = False
 
 
-def table_name(resource: str) -> str:
-    """A DynamoDB table ARN's table name (the ARN and the name are one table: one key's queue
-    and one repair, whichever the caller wrote); any other name as it is."""
-    if resource.startswith("arn:") and ":table/" in resource:
-        return resource.split(":table/", 1)[1].split("/", 1)[0]
-    return resource
-
-
-def _freeze(key: object) -> object:
-    """A hashable form of an S3 key (str) or a DynamoDB key (a dict of attribute values).
-
-    Never raises: a key of a shape no request should carry (a client built with
-    ``parameter_validation=False`` sends what it is given, and the primary answers with its
-    own error) freezes to ``None``, the whole resource's.
-    """
-    if isinstance(key, str):
-        return key  # the common case, without the ABC checks below (on every write's path)
-    try:
-        frozen = _freeze_any(key)
-        hash(frozen)
-    except Exception:  # noqa: BLE001 - any shape at all: the resource's lock, never an error
-        return None
-    return frozen
-
-
-def _freeze_any(key: object) -> object:
-    if isinstance(key, str):
-        return key
-    if isinstance(key, Mapping):
-        return tuple(sorted(((str(k), _freeze_any(v)) for k, v in key.items()), key=repr))
-    if isinstance(key, (list, tuple)):
-        return tuple(_freeze_any(v) for v in key)
-    if isinstance(key, (bytearray, memoryview)):
-        return bytes(key)
-    if isinstance(key, (set, frozenset)):
-        return tuple(sorted(map(repr, key)))
-    return key
-
-
 @attrs.frozen
 class Decision:
     """The stage decided for one resource of one call (``stage=`` writers).
@@ -258,7 +160,7 @@ class Decision:
 
 
 # The decisions of the call being made in this thread, by resource as the handling mirror names
-# it; set by the proxy around one handler call (dualwrite._routing.decided).
+# it; set by the proxy around one handler call (dualwrite._core.routing.decided).
 _scope = threading.local()
 
 
@@ -282,42 +184,39 @@ ShadowAction = Callable[[ShadowContext], None]
 """Makes the shadow call(s) for one write; raises to report the whole write as failed."""
 
 
-def _same(name: str) -> str:
-    return name
-
-
 class Mirror:
     """One primary/shadow client pair of one service, bound to a :class:`DualWriter`.
 
     Args:
         writer: the writer whose flag, hooks and policies apply.
-        service: ``"s3"`` or ``"dynamodb"``.
+        service: what the engine needs to know about the pair's AWS service.
         primary: the real primary client.
         shadow: the real shadow client.
         names: primary resource name -> shadow name (mapping or callable), or ``None``.
-        identity_names: whether a missing mapping means "same name" (DynamoDB tables are named
-            per account) rather than "no shadow" (S3 bucket names are global).
+        state: the service's own per-pair state (e.g. S3 multipart upload ids), opaque here.
+        forward: for the reverse mirror of a stage-routed pair (new account first), the
+            forward one.
     """
 
     def __init__(
         self,
         writer: DualWriter,
         *,
-        service: str,
+        service: Service,
         primary: Any,
         shadow: Any,
         names: Any,
-        identity_names: bool,
+        state: Any = None,
         forward: Mirror | None = None,
     ) -> None:
         self.writer = writer
-        self.service = service
+        self.plugin = service
+        self.service = service.name
         self.primary = primary
         self.shadow = shadow
         self._names = names
-        self._identity_names = identity_names
-        # Per-service state (e.g. S3 multipart upload ids) lives here, keyed by the service module.
-        self.state: dict[str, Any] = {}
+        self._identity_names = service.identity_names
+        self.state = state
         self.circuit = writer.new_circuit()
         # Stages (``stage=`` writers): the forward mirror (old account first) builds its reverse
         # (new account first) on the first CUTOVER call; the reverse names resources by the new
@@ -326,11 +225,6 @@ class Mirror:
         self._reverse: Mirror | None = None
         self._reverse_lock = threading.Lock()
         self._seen: dict[str, str] = {}
-        # Set by the service module: the lock name of a resource (a table ARN and its name
-        # share locks), the new account's name of a resource, and how to build the reverse.
-        self.lock_name: Callable[[str], str] = _same
-        self.route_name: Callable[[Mirror, str], str | None] = Mirror.shadow_name
-        self.build_reverse: Callable[[Mirror], Mirror] | None = None
         # Whether the primary's sent requests are counted, to classify its failures.
         self._tracks_sends = track_sends(primary)
         if forward is None:
@@ -348,9 +242,9 @@ class Mirror:
         if self.forward is not None:
             # The old account's name: a key written new-first (CUTOVER) and the same key written
             # old-first (a DUAL_WRITE call decided a moment earlier) share one lock.
-            resource = self.lock_name(self.shadow_name(resource) or resource)
+            resource = self.plugin.lock_name(self.shadow_name(resource) or resource)
         try:
-            stripe = hash((self.service, resource, _freeze(key)))
+            stripe = hash((self.service, resource, freeze(key)))
         except Exception:  # noqa: BLE001 - a resource name of a shape no request carries
             stripe = hash(self.service)
         return _KEY_LOCKS[stripe % len(_KEY_LOCKS)]
@@ -364,7 +258,7 @@ class Mirror:
 
     def new_name(self, resource: str) -> str | None:
         """The new account's name of the old account's ``resource``, remembered for the reverse."""
-        name = self.route_name(self, resource)
+        name = self.plugin.route_name(self, resource)
         if name is not None and self._seen.get(name) != resource:
             with self._reverse_lock:
                 self._seen[name] = resource
@@ -382,11 +276,10 @@ class Mirror:
         if self._reverse is None:
             with self._reverse_lock:
                 if self._reverse is None:
-                    assert self.build_reverse is not None
                     if isinstance(self._names, Mapping):
                         for old, new in self._names.items():
                             self._seen.setdefault(new, old)
-                    self._reverse = self.build_reverse(self)
+                    self._reverse = self.plugin.build_reverse(self)
         return self._reverse
 
     def reverse_if_built(self) -> Mirror | None:
@@ -729,7 +622,7 @@ class Mirror:
             if body is not None:
                 body.close()
         if queued:
-            # Outside the key's lock: a worker may need it (see dualwrite._background).
+            # Outside the key's lock: a worker may need it (see dualwrite._core.pool).
             writer.wait_for_room(write, keys)
         elif outcome is not None:
             # Outside the key's lock: a hook may write through a wrapped client.
@@ -1014,9 +907,6 @@ def note_journal_fault() -> None:
     _faults.count = journal_faults() + 1
 
 
-_CLIENT_ERROR_MIN, _SERVER_ERROR_MIN = 400, 500
-
-
 def _count_send(**_: Any) -> None:
     """``before-send`` handler on the primary client: a request is leaving (returns ``None``)."""
     _sent.count = getattr(_sent, "count", 0) + 1
@@ -1036,29 +926,6 @@ def track_sends(client: Any) -> bool:
         register("before-send.*", _count_send, unique_id="dualwrite-count-sends")
     except Exception:  # noqa: BLE001 - an unusual client: classify by the exception alone
         return False
-    return True
-
-
-def ambiguous(exc: BaseException, *, sent: bool | None) -> bool:
-    """Whether a primary failure leaves open that the write happened.
-
-    Definite (the write did not happen): nothing was sent (``ParamValidationError``, a
-    credentials or endpoint error raised while building the request), or the service answered
-    with a 4xx error. Ambiguous: anything after the request left (a dropped connection, a read
-    timeout, a 5xx answer, an exception of a caller's own botocore handler).
-
-    Args:
-        exc: what the primary call raised.
-        sent: whether a request left the client (``None``: unknown, judged by the exception).
-    """
-    if isinstance(exc, ParamValidationError) or sent is False:
-        return False
-    response = getattr(exc, "response", None)
-    if isinstance(response, Mapping):
-        meta = response.get("ResponseMetadata")
-        status = meta.get("HTTPStatusCode") if isinstance(meta, Mapping) else None
-        if isinstance(status, int) and _CLIENT_ERROR_MIN <= status < _SERVER_ERROR_MIN:
-            return False
     return True
 
 
@@ -1105,9 +972,9 @@ class Intent:
     def part(self, write: Write) -> Intent:
         """Hand this intent's entries for ``write``'s key over to a new intent (one key of a
         multi-key write, queued as its own job)."""
-        from dualwrite._writer import entry_identity  # noqa: PLC0415 - _writer imports this module
-
-        wanted = entry_identity(write)
+        if self._mirror is None:  # nothing journaled: nothing to hand over
+            return Intent(self._writer, write, None, [], None)
+        wanted = entry_identity(self._mirror.plugin, write)
         mine = [(e, i) for e, i in self._ids if e.identity() == wanted]
         self._ids = [(e, i) for e, i in self._ids if e.identity() != wanted]
         return Intent(self._writer, write, None, mine, self._mirror)

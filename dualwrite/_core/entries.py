@@ -1,0 +1,101 @@
+"""A write's journal entries and its key queue: where a write is recorded and ordered.
+
+Every function takes the write's :class:`~dualwrite._core.service.Service`, which says how its
+keys are journaled and which resource names are one resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import attrs
+
+from dualwrite._core.keys import freeze
+from dualwrite._stage import REVERSED
+from dualwrite.events import Write
+from dualwrite.journal import Entry, encode_key
+
+if TYPE_CHECKING:
+    from dualwrite._core.service import Service
+
+
+def forward_resource(write: Write) -> str:
+    """The old account's name of a write's resource, whichever account it was written first to.
+
+    Journal entries, key queues and key locks use it, so that one key is one key at every stage.
+    A write handled new-first carries a reversed stage (CUTOVER, DONE); one that fell back to
+    old-first carries DUAL_WRITE (see dualwrite._core.routing).
+    """
+    if write.stage in REVERSED and write.shadow_resource is not None:
+        return write.shadow_resource
+    return write.resource
+
+
+def entry_identity(service: Service, write: Write) -> tuple[str, str, str]:
+    """The :meth:`Entry.identity` of the entry journaled for ``write``'s own key."""
+    key = service.journal_key(write.key if write.key is not None else None)
+    return write.service, forward_resource(write), encode_key(key)
+
+
+def entries(
+    service: Service,
+    write: Write,
+    keys: Sequence[Any] | None,
+    reason: str,
+    detail: str,
+    owner: str | None = None,
+) -> list[Entry]:
+    """Journal entries for a write: its own key, or each of a multi-key write's ``keys``.
+
+    A write whose key is unknown (``write.key`` is ``None`` and no ``keys``) gets one
+    resource-level entry (key ``""`` for S3, ``{}`` for DynamoDB): repair cannot settle it key
+    by key, so it stays until a ``diff``/``copy`` of the resource does.
+    """
+    targets: Sequence[Any] = [write.key] if write.key is not None else (keys or ())
+    if not targets:
+        targets = [service.journal_key(None)]
+    # A key may be a Write of its own: a call spanning tables (a DynamoDB transaction) names
+    # each key's table with it.
+    located = [
+        (forward_resource(key), key.key)
+        if isinstance(key, Write)
+        else (forward_resource(write), key)
+        for key in targets
+    ]
+    # Which account acknowledged the write: the one repair copies the key from.
+    first = "shadow" if write.stage in REVERSED else "primary"
+    entries: dict[tuple[str, str, str], Entry] = {}
+    for resource, key in located:
+        entry = Entry(
+            service=write.service,
+            resource=resource,
+            key=service.journal_key(key),
+            reason=reason,
+            tenant=write.tenant,
+            detail=detail,
+            first=first,
+            owner=owner,
+        )
+        entries.setdefault(entry.identity(), entry)
+    return list(entries.values())
+
+
+def shard(service: Service, write: Write) -> int:
+    """The queue of a write's key: same-key writes share one, and so run in order."""
+    try:
+        return hash((write.service, service.lock_name(forward_resource(write)), freeze(write.key)))
+    except Exception:  # noqa: BLE001 - a resource of a shape no request carries
+        return hash(write.service)
+
+
+def shards(service: Service, write: Write, keys: Sequence[Any] | None) -> int | list[int]:
+    """The queue of a write's key, or of each key of a multi-key write (``keys``)."""
+    if write.key is not None or not keys:
+        return shard(service, write)
+    return [
+        shard(service, key)
+        if isinstance(key, Write)
+        else shard(service, attrs.evolve(write, key=key))
+        for key in keys
+    ]

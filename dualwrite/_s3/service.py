@@ -1,0 +1,72 @@
+"""S3 as the engine sees it: the one :class:`~dualwrite._core.service.Service` object of S3."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dualwrite._core.mirror import Mirror
+from dualwrite._s3 import handlers, proxy
+
+
+class S3:
+    """S3's implementation of :class:`~dualwrite._core.service.Service` (see there)."""
+
+    name = "s3"
+    identity_names = False  # bucket names are global: an unmapped bucket has no shadow
+
+    def lock_name(self, resource: str) -> str:
+        return resource
+
+    def route_name(self, mirror: Mirror, resource: str) -> str | None:
+        return mirror.shadow_name(resource)
+
+    def build_reverse(self, mirror: Mirror) -> Mirror:
+        return handlers.build_reverse(mirror)
+
+    def journal_key(self, key: object) -> Any:
+        return key if isinstance(key, str) else ""
+
+    def converge(
+        self,
+        mirror: Mirror,
+        resource: str,
+        key: Any,
+        *,
+        attempts: int | None = None,
+        deadline: float | None = None,
+    ) -> str:
+        return handlers.repair_object(
+            mirror, resource, str(key), attempts=attempts, deadline=deadline
+        )
+
+    def upload_owner(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
+        return handlers.upload_owner(mirror, api, params)
+
+    def reroute(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
+        return handlers.reroute(mirror, api, params)
+
+    def stage_targets(
+        self, mirror: Mirror, api: str, params: Mapping[str, Any]
+    ) -> list[tuple[str, Any]]:
+        return handlers.stage_targets(mirror, api, params)
+
+    def stage_sources(
+        self, mirror: Mirror, api: str, params: Mapping[str, Any]
+    ) -> list[tuple[str, Any]]:
+        return handlers.stage_sources(mirror, api, params)
+
+    def written_keys(
+        self, mirror: Mirror, api: str, params: Mapping[str, Any] | None
+    ) -> list[tuple[str, Any]] | None:
+        return handlers.written_keys(mirror, api, params)
+
+    def as_called(self, api: str, response: Any, renamed: Mapping[str, str]) -> Any:
+        return handlers.as_called(api, response, renamed)
+
+    def wrap(self, writer: Any, primary: Any, **options: Any) -> Any:
+        """Wrap an S3 client or resource (see :func:`dualwrite._s3.proxy.wrap`)."""
+        return proxy.wrap(self, writer, primary, **options)
+
+
+SERVICE = S3()
