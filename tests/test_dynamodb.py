@@ -30,6 +30,7 @@ from conftest import (
 
 import dualwrite
 from dualwrite._dynamodb import handlers as _dynamodb
+from dualwrite._dynamodb.proxy import DynamoDBClientProxy
 from dualwrite.events import ShadowFailed, Unsupported
 from dualwrite.exceptions import ConfigurationError, ShadowWriteError
 from dualwrite.testing import RecordingHook
@@ -942,17 +943,17 @@ def test_wrap_returns_the_same_kind_of_object_and_leaves_the_callers_alone(
     client = aws.client("primary", "dynamodb")
     wrapped_client = dualwrite.wrap(client, shadow=aws.client("shadow", "dynamodb"), flag=True)
     assert isinstance(wrapped_client, type(client))
-    assert isinstance(wrapped_client, _dynamodb.DynamoDBClientProxy)
+    assert isinstance(wrapped_client, DynamoDBClientProxy)
     resource = aws.resource("primary", "dynamodb")
     original_client = resource.meta.client
     wrapped_resource = dualwrite.wrap(
         resource, shadow=aws.resource("shadow", "dynamodb"), flag=True
     )
     assert type(wrapped_resource) is type(resource)
-    assert isinstance(wrapped_resource.meta.client, _dynamodb.DynamoDBClientProxy)
+    assert isinstance(wrapped_resource.meta.client, DynamoDBClientProxy)
     assert resource.meta.client is original_client
     table = wrapped_resource.Table("orders")
-    assert isinstance(table.meta.client, _dynamodb.DynamoDBClientProxy)
+    assert isinstance(table.meta.client, DynamoDBClientProxy)
     plain_table = resource.Table("orders")
     wrapped_table = dualwrite.wrap(
         plain_table, shadow=aws.resource("shadow", "dynamodb").Table("orders"), flag=True

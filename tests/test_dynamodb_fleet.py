@@ -68,7 +68,7 @@ class Process:
     def lock_of(self, key: dict[str, Any]) -> Any:
         from dualwrite._dynamodb.handlers import _holding  # noqa: PLC0415 - the lock a write holds
 
-        return _holding(self.mirror, self.mirror.state["dynamodb"].level, [("orders", key)])
+        return _holding(self.mirror, self.mirror.state.level, [("orders", key)])
 
     def close(self) -> None:
         self.writer.close()

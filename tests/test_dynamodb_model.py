@@ -15,6 +15,7 @@ import pytest
 from botocore import xform_name
 
 from dualwrite._dynamodb import handlers as _dynamodb
+from dualwrite._dynamodb.proxy import DynamoDBClientProxy
 
 MODEL = botocore.session.get_session().get_service_model("dynamodb")
 OPERATIONS = sorted(MODEL.operation_names)
@@ -58,7 +59,7 @@ def test_classified_names_are_api_names() -> None:
 
 def test_every_handled_operation_is_a_method_of_the_proxy() -> None:
     for operation in _dynamodb.HANDLERS:
-        method = getattr(_dynamodb.DynamoDBClientProxy, xform_name(operation))
+        method = getattr(DynamoDBClientProxy, xform_name(operation))
         assert method.__name__ == xform_name(operation)
     assert set(_dynamodb.UNSUPPORTED) <= set(_dynamodb.HANDLERS)
 

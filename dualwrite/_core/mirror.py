@@ -572,13 +572,79 @@ class Mirror:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         if intent is None:
             intent = writer.intend(write, keys, mirror=self)
+        primary_intent = intent
+        return self._then_shadow(
+            write,
+            lambda: self.call_primary(primary_intent, call, params),
+            action,
+            lock=lock,
+            intent=intent,
+            secrets=secrets,
+            body=body,
+            keys=keys,
+            deferred=deferred,
+        )
+
+    def shadow_acked(
+        self,
+        write: Write,
+        response: Any,
+        action: Callable[[ShadowContext, Any], None],
+        *,
+        hold: contextlib.AbstractContextManager[Any],
+        intent: Intent,
+        acked: Callable[[], None] | None = None,
+    ) -> None:
+        """Mirror one key of a write whose primary call already succeeded (``response``).
+
+        For a multi-key write in background mode: the primary was called once for every key,
+        and each key's shadow action is queued on that key's own queue, under ``hold`` (the
+        key's lock), exactly as :meth:`call` queues a one-key write. After :meth:`close`, the
+        key is journaled ``closed`` instead.
+
+        Args:
+            write: the key's decided write.
+            response: the primary's response to the whole call.
+            action: the key's shadow call(s), given ``response``.
+            hold: the key's lock, held while the job is queued (or run, in sync mode).
+            intent: the key's part of the call's write-ahead intent (:meth:`Intent.part`).
+            acked: called under ``hold`` before the job is queued (e.g. to count the key's
+                write as acknowledged, in the primary's order).
+        """
+
+        def already_called() -> Any:
+            if acked is not None:
+                acked()
+            return response
+
+        if self.writer.closed:
+            self._call_closed(write, lambda **_: already_called(), {}, None, intent)
+            return
+        self._then_shadow(write, already_called, action, lock=hold, intent=intent)
+
+    def _then_shadow(
+        self,
+        write: Write,
+        primary: Callable[[], Any],
+        action: Callable[[ShadowContext, Any], None],
+        *,
+        lock: contextlib.AbstractContextManager[Any],
+        intent: Intent,
+        secrets: tuple[object, ...] = (),
+        body: Body | None = None,
+        keys: Sequence[Any] | None = None,
+        deferred: list[ShadowWriteError] | None = None,
+    ) -> Any:
+        """Under ``lock``: ``primary()``, then the shadow action queued (background) or run
+        (sync, bounded by ``shadow_timeout``); outside it: wait for room, or send the events."""
+        writer = self.writer
         queued = False
         outcome: _Outcome | None = None
 
         def primary_then_shadow() -> Any:
             nonlocal body, queued, outcome
             started = time.perf_counter()
-            response = self.call_primary(intent, call, params)
+            response = primary()
             acked = time.perf_counter()
 
             def job() -> None:

@@ -23,6 +23,7 @@ values, the same for both levels.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import re
 import threading
@@ -631,13 +632,19 @@ def _counting(
 
     def counting(**kwargs: Any) -> Any:
         response = call(**kwargs)
-        counted.extend(
-            _LATER.bump(mirror, level, table, key) if key is not None else -1
-            for table, key in targets
-        )
+        _count(mirror, level, targets, counted)
         return response
 
     return counting, counted
+
+
+def _count(
+    mirror: Mirror, level: Level, targets: Sequence[tuple[str, Any]], counted: list[int]
+) -> None:
+    """Count each of ``targets`` as written once (see :class:`_Later`), into ``counted``."""
+    counted.extend(
+        _LATER.bump(mirror, level, table, key) if key is not None else -1 for table, key in targets
+    )
 
 
 # Rounds of "the primary moved on: give the shadow its current state" before a key is reported
@@ -834,16 +841,16 @@ def _call_keys(
             )
             return response
         for change in mapped:
-            acked, counted = _counting(
-                mirror, state.level, lambda **_: response, [(change.table, change.key)]
-            )
-            mirror.call(
+            counted: list[int] = []
+            mirror.shadow_acked(
                 change.write,
-                acked,
-                params,
+                response,
                 _converge_key(mirror, state, change, counted),
                 hold=_holding(mirror, state.level, [(change.table, change.key)]),
                 intent=intent.part(change.write),
+                acked=functools.partial(
+                    _count, mirror, state.level, [(change.table, change.key)], counted
+                ),
             )
     return response
 
