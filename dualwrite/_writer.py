@@ -21,8 +21,9 @@ from dualwrite._core.breaker import Circuit, CircuitBreaker
 from dualwrite._core.entries import entries as _entries
 from dualwrite._core.entries import shards
 from dualwrite._core.errors import describe_error, safe_invoke
+from dualwrite._core.intent import Intent, note_journal_fault
 from dualwrite._core.keys import freeze
-from dualwrite._core.mirror import Intent, Mirror, note_journal_fault
+from dualwrite._core.mirror import Mirror
 from dualwrite._core.pool import ON_FULL, PoolClosedError, WorkerPool
 from dualwrite._offline.repair import RepairReport
 from dualwrite._stage import Account, Stage

@@ -8,17 +8,18 @@ Every mirrored operation of every service goes through :class:`Mirror`. The sequ
 3. only if the primary succeeded and the flag was on, run the shadow action, whose exceptions
    become ``shadow_failed`` events (or ``ShadowWriteError`` when the caller asked for it).
 
-A shadow action is a function of one :class:`ShadowContext`; it makes the shadow call(s) and
-reports mismatches or per-key outcomes through the context.
+A shadow action is a function of one :class:`~dualwrite._core.shadow.ShadowContext`; it makes
+the shadow call(s) and reports mismatches or per-key outcomes through the context. This module
+holds :class:`Mirror` (one wrapped pair: names, key locks, the reverse mirror of a staged pair,
+the order primary call -> shadow action); the write-ahead intent is in
+:mod:`dualwrite._core.intent`, the shadow side in :mod:`dualwrite._core.shadow`, the stage
+decisions in :mod:`dualwrite._core.decide`.
 """
 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import logging
-import os
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -28,160 +29,38 @@ import attrs
 
 from dualwrite._context import current_tenant
 from dualwrite._core.bodies import Body
-from dualwrite._core.entries import entry_identity
-from dualwrite._core.errors import (
-    ErrorInfo,
-    SkipShadow,
-    UnsupportedWrite,
-    ambiguous,
-    describe_error,
-    safe_invoke,
-)
+from dualwrite._core.decide import Decision, scoped_decisions
+from dualwrite._core.errors import describe_error, safe_invoke
+from dualwrite._core.intent import Intent, call_primary, journal_faults, track_sends
 from dualwrite._core.keys import freeze
-from dualwrite._stage import FALLBACK, REVERSED, Stage
-from dualwrite.events import (
-    CircuitClosed,
-    CircuitOpened,
-    Event,
-    FlagFailed,
-    Mismatch,
-    NoTenant,
-    ShadowFailed,
-    ShadowWritten,
-    Unsupported,
-    Write,
+from dualwrite._core.shadow import (
+    Outcome,
+    ShadowAction,
+    ShadowContext,
+    closed_event,
+    converging,
+    finish,
+    run_shadow,
+    shadow_outcome,
 )
+from dualwrite._stage import FALLBACK, REVERSED, Stage
+from dualwrite.events import FlagFailed, NoTenant, Unsupported, Write
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
     from dualwrite._core.service import Service
     from dualwrite._writer import DualWriter
-    from dualwrite.journal import Entry
+
+# ShadowContext: the service packages' handlers import it from here, with Mirror.
+__all__ = ["Mirror", "ShadowContext"]
 
 logger = logging.getLogger("dualwrite")
-
-
-class ShadowContext:
-    """What a shadow action gets: the write, the shadow client, and ways to report outcomes.
-
-    Attributes:
-        write: the write being mirrored (its ``shadow_resource`` is set).
-        shadow: the shadow client.
-        mirror: the :class:`Mirror` the write goes through.
-    """
-
-    __slots__ = ("_failures", "_secrets", "events", "mirror", "shadow", "write")
-
-    def __init__(self, mirror: Mirror, write: Write, secrets: tuple[object, ...]) -> None:
-        self.mirror = mirror
-        self.write = write
-        self.shadow = mirror.shadow
-        self.events: list[Event] = []
-        self._failures: list[tuple[ShadowFailed, BaseException | None]] = []
-        self._secrets = secrets
-
-    def mismatch(self, field: str, primary: object, shadow: object) -> None:
-        """Report that ``field`` differs between the primary's and the shadow's results."""
-        self.events.append(
-            Mismatch(
-                write=self.write,
-                field=field,
-                primary=None if primary is None else str(primary),
-                shadow=None if shadow is None else str(shadow),
-            )
-        )
-
-    def unsupported(self, write: Write, reason: str, detail: str = "") -> None:
-        """Report that one part of the call (e.g. one key of a batch) cannot be mirrored."""
-        self.events.append(Unsupported(write=write, reason=reason, detail=detail))
-
-    def converge(self) -> str:
-        """Make the shadow's copy of this write's key equal to the primary's current state.
-
-        For a write whose replay cannot be trusted, e.g. a server-side copy whose source the
-        shadow holds at another version (in background mode the source's own writes wait in
-        another queue). Reads the primary; raises what the read or the write raises.
-
-        Returns:
-            ``"copied"`` or ``"deleted"``.
-        """
-        # The write is already ordered: by the key's lock, which the caller's thread holds in
-        # sync mode, or by the key's queue on a background worker. Taking the lock again on a
-        # worker could wait for a caller that waits for this worker's queue.
-        _converging.active = True
-        try:
-            return self.mirror.plugin.converge(self.mirror, self.write.resource, self.write.key)
-        finally:
-            _converging.active = False
-
-    def failed(self, write: Write, error: BaseException | ErrorInfo, latency: float = 0.0) -> None:
-        """Report that the write, or one part of it (one key of a batch), failed on the shadow.
-
-        Args:
-            write: the write (or the one key) that failed.
-            error: the shadow's exception, or an :class:`ErrorInfo` for errors reported inside
-                a successful response (e.g. ``DeleteObjects``' ``Errors``).
-            latency: seconds the failed call took.
-        """
-        if isinstance(error, ErrorInfo):
-            info, exc = error, None
-        else:
-            info, exc = describe_error(error, self._secrets), error
-        event = ShadowFailed(
-            write=write,
-            error_type=info.type,
-            error_code=info.code,
-            error_message=info.message,
-            latency=latency,
-        )
-        self.events.append(event)
-        self._failures.append((event, exc))
 
 
 # RLock: a hook that writes through a wrapped client from inside a shadow action must not
 # deadlock on its own thread's stripe.
 _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
-_converging = threading.local()
 _warned_no_tenant = False
-
-
-@attrs.frozen
-class Decision:
-    """The stage decided for one resource of one call (``stage=`` writers).
-
-    ``mirrored`` says whether the call's other account gets the write: ``DUAL_WRITE`` on the
-    old-first side, ``CUTOVER`` on the new-first side, and every fallback (see
-    :data:`dualwrite._stage.FALLBACK`).
-    """
-
-    tenant: str | None
-    stage: Stage
-    mirrored: bool
-
-
-# The decisions of the call being made in this thread, by resource as the handling mirror names
-# it; set by the proxy around one handler call (dualwrite._core.routing.decided).
-_scope = threading.local()
-
-
-def scoped_decisions() -> dict[str, Decision] | None:
-    """The decisions of the call this thread is making, if the proxy took them."""
-    return getattr(_scope, "decisions", None)
-
-
-@contextlib.contextmanager
-def decided(decisions: dict[str, Decision] | None) -> Any:
-    """Make ``decisions`` the current call's, for :meth:`Mirror.decide` (nesting-safe)."""
-    previous = getattr(_scope, "decisions", None)
-    _scope.decisions = decisions
-    try:
-        yield
-    finally:
-        _scope.decisions = previous
-
-
-ShadowAction = Callable[[ShadowContext], None]
-"""Makes the shadow call(s) for one write; raises to report the whole write as failed."""
 
 
 class Mirror:
@@ -237,7 +116,7 @@ class Mirror:
         reach the shadow in the order the primary acknowledged them. Locks are striped (a fixed
         pool shared by hashing), so two keys may share a lock: that only serialises them.
         """
-        if getattr(_converging, "active", False):
+        if converging():
             return contextlib.nullcontext()  # see ShadowContext.converge
         if self.forward is not None:
             # The old account's name: a key written new-first (CUTOVER) and the same key written
@@ -501,14 +380,7 @@ class Mirror:
         self, intent: Intent | None, call: Callable[..., Any], params: Mapping[str, Any]
     ) -> Any:
         """Call the primary; on an exception settle ``intent`` as the failure says, and re-raise."""
-        if intent is None or not intent:
-            return call(**params)
-        _sent.count = 0
-        try:
-            return call(**params)
-        except BaseException as exc:
-            intent.primary_failed(exc, sent=_sent.count > 0 if self._tracks_sends else None)
-            raise
+        return call_primary(intent, call, params, tracks_sends=self._tracks_sends)
 
     # -- the shadow side ---------------------------------------------------------------------
 
@@ -639,7 +511,7 @@ class Mirror:
         (sync, bounded by ``shadow_timeout``); outside it: wait for room, or send the events."""
         writer = self.writer
         queued = False
-        outcome: _Outcome | None = None
+        outcome: Outcome | None = None
 
         def primary_then_shadow() -> Any:
             nonlocal body, queued, outcome
@@ -669,7 +541,8 @@ class Mirror:
                     # A large body takes as long on the shadow as on the primary: the caller
                     # waits for the shadow as long as the primary took, plus shadow_timeout.
                     timeout += acked - started
-                outcome = self.shadow_outcome(
+                outcome = shadow_outcome(
+                    self,
                     write,
                     lambda ctx: action(ctx, response),
                     acked_at=acked,
@@ -692,7 +565,7 @@ class Mirror:
             writer.wait_for_room(write, keys)
         elif outcome is not None:
             # Outside the key's lock: a hook may write through a wrapped client.
-            self.finish(outcome, deferred=deferred, intent=intent)
+            finish(self, outcome, deferred=deferred, intent=intent)
         return response
 
     def _call_closed(
@@ -717,9 +590,9 @@ class Mirror:
         response = self.call_primary(closed, call, params)
         if intent is not None:
             # The handler's own intent: replace it with a "closed" entry.
-            writer.report([_closed_event(write)], keys, reason="closed", intent=intent)
+            writer.report([closed_event(write)], keys, reason="closed", intent=intent)
         else:
-            writer.emit(_closed_event(write))
+            writer.emit(closed_event(write))
         return response
 
     def locked(
@@ -772,422 +645,13 @@ class Mirror:
         Raises:
             ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
         """
-        outcome = self.shadow_outcome(write, action, acked_at=acked_at, secrets=secrets, keys=keys)
-        self.finish(outcome, deferred=deferred, intent=intent)
-
-    def shadow_outcome(
-        self,
-        write: Write,
-        action: ShadowAction,
-        *,
-        acked_at: float,
-        secrets: tuple[object, ...] = (),
-        keys: Sequence[Any] | None = None,
-        timeout: float | None = None,
-        body: Body | None = None,
-    ) -> _Outcome:
-        """Run ``action`` against the shadow and collect what to report, without reporting it.
-
-        With ``timeout``, the action runs on a helper thread and the caller waits that long at
-        most; past it the outcome is a ``shadow_failed`` (``ShadowTimeout``) to journal as
-        ``timeout``, and the late action reports its own outcome when it ends (and closes
-        ``body``), without removing any entry.
-        """
-        if write.shadow_resource is None:
-            return _Outcome(
-                write=write,
-                keys=keys,
-                events=[
-                    Unsupported(
-                        write=write,
-                        reason="unmapped",
-                        detail=f"no shadow name for {self.service} resource {write.resource!r}; "
-                        "pass names=",
-                    )
-                ],
-            )
-        circuit = self.circuit
-        if circuit is not None and not circuit.allow():
-            return _Outcome(
-                write=write,
-                keys=keys,
-                reason="circuit_open",
-                events=[
-                    ShadowFailed(
-                        write=write,
-                        error_type="CircuitOpen",
-                        error_code=None,
-                        error_message="the shadow failed repeatedly; not called until the "
-                        "circuit breaker's next probe",
-                    )
-                ],
-            )
-        ctx = ShadowContext(self, write, secrets)
-        started = time.perf_counter()
-        if timeout is None:
-            raised = _attempt(action, ctx)
-        else:
-            late = _Late(self, ctx, action, started, acked_at, keys, body)
-            if not _RUNNER.run(late, timeout):
-                # The shadow did not answer in time. Its call goes on; the key is journaled now.
-                if circuit is not None and circuit.failure():
-                    circuit_event: list[Event] = [CircuitOpened(write=write, service=self.service)]
-                else:
-                    circuit_event = []
-                return _Outcome(
-                    write=write,
-                    keys=keys,
-                    reason="timeout",
-                    late=True,
-                    events=[
-                        ShadowFailed(
-                            write=write,
-                            error_type="ShadowTimeout",
-                            error_code=None,
-                            error_message=f"the shadow did not answer within {timeout:.3g} s "
-                            "(shadow_timeout plus the primary's duration); the key is journaled",
-                            latency=time.perf_counter() - started,
-                        ),
-                        *circuit_event,
-                    ],
-                )
-            raised = late.raised
-        return self._settle(ctx, raised, started, acked_at, keys, circuit)
-
-    def _settle(
-        self,
-        ctx: ShadowContext,
-        raised: BaseException | None,
-        started: float,
-        acked_at: float,
-        keys: Sequence[Any] | None,
-        circuit: Any,
-    ) -> _Outcome:
-        write = ctx.write
-        whole_failed = False
-        healthy = True  # whether the outcome tells the circuit the shadow answered
-        ended = time.perf_counter()
-        if isinstance(raised, SkipShadow):
-            if circuit is not None:
-                circuit.release()
-            return _Outcome(write=write, keys=keys, events=[])
-        if isinstance(raised, UnsupportedWrite):
-            healthy = False
-            ctx.events.insert(
-                0, Unsupported(write=write, reason=raised.reason, detail=raised.detail)
-            )
-        elif raised is not None:
-            whole_failed = True
-            ctx.failed(write, raised, ended - started)
-            ctx.events.insert(0, ctx.events.pop())
-        elif not ctx._failures:
-            ctx.events.insert(
-                0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
-            )
-        if circuit is not None:
-            if whole_failed:
-                if circuit.failure():
-                    ctx.events.append(CircuitOpened(write=write, service=self.service))
-            elif not healthy:
-                circuit.release()
-            elif circuit.success():
-                ctx.events.append(CircuitClosed(write=write, service=self.service))
-        return _Outcome(write=write, keys=keys, events=ctx.events, failures=ctx._failures)
-
-    def finish(
-        self,
-        outcome: _Outcome,
-        *,
-        deferred: list[ShadowWriteError] | None = None,
-        intent: Intent | None = None,
-    ) -> None:
-        """Journal an outcome, settle the write's intent, send the events; raise if asked.
-
-        Raises:
-            ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
-        """
-        write = outcome.write
-        self.writer.report(outcome.events, outcome.keys, reason=outcome.reason, intent=intent)
-        if self.writer.on_shadow_error != "raise":
-            return
-        failed = [e for e in outcome.events if isinstance(e, ShadowFailed)]
-        if not failed:
-            return
-        cause = outcome.failures[0][1] if outcome.failures else None
-        event = outcome.failures[0][0] if outcome.failures else failed[0]
-        msg = (
-            f"shadow {write.operation} to {write.shadow_resource!r} failed after the primary "
-            f"write succeeded: {event.error_type}: {event.error_message}"
+        run_shadow(
+            self,
+            write,
+            action,
+            acked_at=acked_at,
+            secrets=secrets,
+            keys=keys,
+            deferred=deferred,
+            intent=intent,
         )
-        error = ShadowWriteError(msg, event=event)
-        error.__cause__ = cause
-        if deferred is not None:
-            deferred.append(error)
-            return
-        raise error
-
-
-def _closed_event(write: Write) -> ShadowFailed:
-    return ShadowFailed(
-        write=write,
-        error_type="WriterClosed",
-        error_code=None,
-        error_message="the DualWriter was closed; the shadow was not called and the key is "
-        "journaled (closed)",
-    )
-
-
-@attrs.define
-class _Outcome:
-    """What one shadow attempt produced, to journal and send once no lock is held."""
-
-    write: Write
-    keys: Sequence[Any] | None
-    events: list[Event]
-    reason: str = ""
-    failures: list[tuple[ShadowFailed, BaseException | None]] = attrs.field(factory=list)
-    late: bool = False
-
-
-def _attempt(action: ShadowAction, ctx: ShadowContext) -> BaseException | None:
-    try:
-        action(ctx)
-    except Exception as exc:  # noqa: BLE001 - a shadow failure must not reach the caller
-        return exc
-    return None
-
-
-# -- primary failures ----------------------------------------------------------------------------
-
-_sent = threading.local()
-_faults = threading.local()
-
-
-def journal_faults() -> int:
-    """How many journal adds failed in this thread so far (see :meth:`Mirror.write_ahead`)."""
-    return getattr(_faults, "count", 0)
-
-
-def note_journal_fault() -> None:
-    """Count a failed journal add of this thread."""
-    _faults.count = journal_faults() + 1
-
-
-def _count_send(**_: Any) -> None:
-    """``before-send`` handler on the primary client: a request is leaving (returns ``None``)."""
-    _sent.count = getattr(_sent, "count", 0) + 1
-
-
-def track_sends(client: Any) -> bool:
-    """Count the primary client's sent requests per thread, to classify its failures.
-
-    Registered first, so that it runs before any handler that answers the request itself
-    (moto's in-process stubber). Returns whether it could be registered.
-    """
-    events = getattr(getattr(client, "meta", None), "events", None)
-    register = getattr(events, "register_first", None)
-    if register is None:
-        return False
-    try:
-        register("before-send.*", _count_send, unique_id="dualwrite-count-sends")
-    except Exception:  # noqa: BLE001 - an unusual client: classify by the exception alone
-        return False
-    return True
-
-
-class Intent:
-    """The write-ahead intent of one flag-on write: ``pending`` entries journaled before the
-    primary call, one per key, removed once the shadow holds the state.
-
-    An empty intent (no journal, or a journal that failed to record it) is falsy and every
-    method is a no-op, except that the failures it would settle are still journaled.
-    """
-
-    __slots__ = ("_ids", "_mirror", "_writer", "kept", "keys", "write")
-
-    def __init__(
-        self,
-        writer: DualWriter,
-        write: Write,
-        keys: Sequence[Any] | None,
-        ids: list[tuple[Entry, str]],
-        mirror: Mirror | None = None,
-    ) -> None:
-        self._writer = writer
-        self._mirror = mirror
-        self.write = write
-        self.keys = keys
-        self._ids = ids
-        self.kept = False
-
-    def __bool__(self) -> bool:
-        return bool(self._ids)
-
-    @property
-    def ids(self) -> list[str]:
-        """The journal ids this intent still owns."""
-        return [entry_id for _, entry_id in self._ids]
-
-    def primary(self, call: Callable[..., Any], params: Mapping[str, Any]) -> Any:
-        """Call the primary; on an exception settle this intent as it says, and re-raise
-        (see :meth:`Mirror.call_primary`)."""
-        if self._mirror is None:
-            return call(**params)
-        return self._mirror.call_primary(self, call, params)
-
-    def part(self, write: Write) -> Intent:
-        """Hand this intent's entries for ``write``'s key over to a new intent (one key of a
-        multi-key write, queued as its own job)."""
-        if self._mirror is None:  # nothing journaled: nothing to hand over
-            return Intent(self._writer, write, None, [], None)
-        wanted = entry_identity(self._mirror.plugin, write)
-        mine = [(e, i) for e, i in self._ids if e.identity() == wanted]
-        self._ids = [(e, i) for e, i in self._ids if e.identity() != wanted]
-        return Intent(self._writer, write, None, mine, self._mirror)
-
-    def keep(self) -> None:
-        """Leave the entries in the journal (what should replace them could not be recorded)."""
-        self.kept = True
-
-    def settle(self) -> None:
-        """Remove the entries (the shadow holds the state, or their replacement is durable)."""
-        ids = self.ids
-        self._ids = []
-        if ids and not self.kept:
-            self._writer.unjournal(self.write, ids)
-
-    def primary_failed(self, exc: BaseException, *, sent: bool | None) -> None:
-        """The primary raised: journal ``uncertain`` if the write may have happened, then
-        remove the intent (kept if the ``uncertain`` entry could not be recorded)."""
-        if ambiguous(exc, sent=sent):
-            info = describe_error(exc)
-            if not self._writer.journal_now(
-                self.write, self.keys, "uncertain", info.code or info.type
-            ):
-                self.kept = True
-        self.settle()
-
-
-# -- sync mode: bounded waits for the shadow -------------------------------------------------
-
-
-class _Late:
-    """A shadow action run on a helper thread, which the caller may stop waiting for."""
-
-    __slots__ = (
-        "_lock",
-        "abandoned",
-        "acked_at",
-        "action",
-        "body",
-        "ctx",
-        "done",
-        "keys",
-        "mirror",
-        "raised",
-        "started",
-    )
-
-    def __init__(
-        self,
-        mirror: Mirror,
-        ctx: ShadowContext,
-        action: ShadowAction,
-        started: float,
-        acked_at: float,
-        keys: Sequence[Any] | None,
-        body: Body | None,
-    ) -> None:
-        self.mirror = mirror
-        self.ctx = ctx
-        self.action = action
-        self.started = started
-        self.acked_at = acked_at
-        self.keys = keys
-        self.body = body
-        self.raised: BaseException | None = None
-        self.done = threading.Event()
-        self.abandoned = False
-        self._lock = threading.Lock()
-
-    def __call__(self) -> None:
-        self.raised = _attempt(self.action, self.ctx)
-        with self._lock:
-            abandoned = self.abandoned
-            self.done.set()
-        if not abandoned:
-            return
-        # The caller gave up and journaled the key ("timeout"). Report what happened; the
-        # entry stays (a late write may have landed after a newer one: repair decides).
-        if self.body is not None:
-            self.body.close()
-        mirror = self.mirror
-        outcome = mirror._settle(
-            self.ctx, self.raised, self.started, self.acked_at, self.keys, None
-        )
-        mirror.writer.report(outcome.events, outcome.keys, reason="timeout")
-
-    def wait(self, timeout: float) -> bool:
-        finished = self.done.wait(timeout)
-        if finished:
-            return True
-        with self._lock:
-            if self.done.is_set():
-                return True
-            self.abandoned = True
-            return False
-
-
-class _Runner:
-    """Daemon threads that run sync-mode shadow actions, so that a caller can stop waiting.
-
-    Threads are reused; one is added whenever none is idle (a hung shadow holds one thread per
-    abandoned call until its client gives up). Daemon threads never delay interpreter exit.
-    """
-
-    def __init__(self) -> None:
-        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
-        self._lock = threading.Lock()
-        self._count = 0
-
-    def run(self, late: _Late, timeout: float) -> bool:
-        """Run ``late`` in the caller's context; return whether it finished within ``timeout``."""
-        context = contextvars.copy_context()
-        decisions = scoped_decisions()
-
-        def task() -> None:
-            with decided(decisions):
-                context.run(late)
-
-        with self._lock:
-            inbox = self._idle.pop() if self._idle else None
-        if inbox is None:
-            inbox = queue.SimpleQueue()
-            with self._lock:
-                self._count += 1
-                name = f"dualwrite-shadow-{self._count}"
-            threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
-        inbox.put(task)
-        return late.wait(timeout)
-
-    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
-        while True:
-            task = inbox.get()
-            try:
-                task()
-            except Exception:  # pragma: no cover - tasks contain their own failures
-                logger.exception("dualwrite: a shadow call raised outside its guard")
-            with self._lock:
-                self._idle.append(inbox)
-
-
-_RUNNER = _Runner()
-
-
-def _after_fork() -> None:
-    # A forked child has none of the parent's threads: idle inboxes would never be served.
-    global _RUNNER  # noqa: PLW0603 - replaced once per fork
-    _RUNNER = _Runner()
-
-
-os.register_at_fork(after_in_child=_after_fork)

@@ -8,7 +8,7 @@ handler runs, then hands the call to one of two mirrors of the wrapped pair:
   ``DONE``, with the call's parameters renamed to the new account's buckets and tables.
 
 The decisions travel to the handlers' :meth:`~dualwrite._core.mirror.Mirror.decide` through
-:func:`~dualwrite._core.mirror.decided`, so a handler asks nothing twice. Whatever cannot be routed
+:func:`~dualwrite._core.decide.decided`, so a handler asks nothing twice. Whatever cannot be routed
 (no new name, a call on a specific S3 version, a PartiQL statement on a renamed table) and a call
 whose resources disagree on the account to write first go old-first to both accounts, as
 ``DUAL_WRITE`` does: no write is lost, whatever the tenant's stage.
@@ -24,7 +24,8 @@ from typing import Any
 import attrs
 from botocore.exceptions import ClientError
 
-from dualwrite._core.mirror import Decision, Mirror, decided
+from dualwrite._core.decide import Decision, decided
+from dualwrite._core.mirror import Mirror
 from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import FlagFailed
 
