@@ -18,6 +18,7 @@ from dualwrite import _services as services
 from dualwrite._context import current_tenant
 from dualwrite._core.bodies import Body
 from dualwrite._core.breaker import Circuit, CircuitBreaker
+from dualwrite._core.decide import Decider
 from dualwrite._core.entries import entries as _entries
 from dualwrite._core.entries import shards
 from dualwrite._core.errors import describe_error, safe_invoke
@@ -30,7 +31,6 @@ from dualwrite._stage import Account, Stage
 from dualwrite._wrap import wrap_any
 from dualwrite.events import (
     Event,
-    FlagFailed,
     JournalFailed,
     Mismatch,
     NoTenant,
@@ -246,6 +246,7 @@ class DualWriter:
             self._pool = WorkerPool(workers=workers, queue_size=queue_size)
             atexit.register(_flush_at_exit, weakref.ref(self))
         self._mirrors: list[Mirror] = []
+        self.decider = Decider(self)
         self._closed = False
         # Faults a journal recovered from by itself (a deleted file recreated), reported as
         # events by the thread that next uses the journal (see _drain_notices).
@@ -595,7 +596,7 @@ class DualWriter:
         Raises:
             DualWriteError: the callback failed or returned something that is not a stage.
         """
-        stage = self._job_stage(tenant, job)
+        stage = self.decider.job_stage(tenant, job)
         if stage is None:
             msg = f"the stage of tenant {tenant!r} could not be decided (see the flag_failed event)"
             raise DualWriteError(msg)
@@ -622,7 +623,7 @@ class DualWriter:
         if account not in ACCOUNTS:
             msg = f"account must be one of {', '.join(map(repr, ACCOUNTS))}; got {account!r}"
             raise ConfigurationError(msg)
-        stage = self._job_stage(tenant, job)
+        stage = self.decider.job_stage(tenant, job)
         return stage is not None and stage.owner == account
 
     def guard(
@@ -684,40 +685,6 @@ class DualWriter:
             return guarded
 
         return decorate
-
-    def _job_stage(self, tenant: str | None, job: str) -> Stage | None:
-        write = Write(
-            tenant=tenant,
-            service="job",
-            operation="RunsHere",
-            resource=job,
-            shadow_resource=None,
-        )
-        if self.stage is None:
-            flag = self.flag
-            if isinstance(flag, bool):
-                return Stage.DUAL_WRITE if flag else Stage.OFF
-            on, exc = safe_invoke(flag, write)
-            if exc is not None:
-                self._stage_failed(write, "flag", exc)
-                return None
-            return Stage.DUAL_WRITE if on else Stage.OFF
-        value, exc = safe_invoke(self.stage, write)
-        if exc is not None:
-            self._stage_failed(write, "stage", exc)
-            return None
-        stage = Stage.coerce(value)
-        if stage is None:
-            self._stage_failed(
-                write, "stage", TypeError(f"the stage callback returned {value!r}, not a Stage")
-            )
-        return stage
-
-    def _stage_failed(self, write: Write, source: str, exc: BaseException) -> None:
-        info = describe_error(exc)
-        self.emit(
-            FlagFailed(write=write, source=source, error_type=info.type, error_message=info.message)
-        )
 
     def new_circuit(self) -> Circuit | None:
         """A circuit for one more shadow, or ``None`` without a breaker."""

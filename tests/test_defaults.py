@@ -22,8 +22,8 @@ from conftest import S3Env
 
 import dualwrite
 from dualwrite import _services, journal
+from dualwrite._core import decide as _decide
 from dualwrite._core import keys as _keys
-from dualwrite._core import mirror as _mirror
 from dualwrite._core.entries import entries
 from dualwrite.events import ShadowWritten, Write
 from dualwrite.hooks import MetricsHook
@@ -242,7 +242,7 @@ def test_hooks_writing_through_the_wrapper_do_not_deadlock_two_threads(s3: S3Env
 def test_a_write_without_a_tenant_warns_once_and_is_counted(
     s3: S3Env, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    monkeypatch.setattr(_mirror, "_warned_no_tenant", False)
+    monkeypatch.setattr(_decide, "_warned_no_tenant", False)
     metrics = MetricsHook()
     recorder = RecordingHook()
     writer = dualwrite.DualWriter(

@@ -1,19 +1,32 @@
-"""Deciding a call: the stage decisions a proxy took for one call, by resource.
+"""Deciding a call: the one place that asks the flag, the ``stage`` callback and ``tenant_of``.
 
-Holds :class:`Decision` and the thread-local scope through which the proxy
-(:mod:`dualwrite._core.routing`) hands its decisions to the handlers
-(:func:`decided`, :func:`scoped_decisions`), so that a handler asks nothing twice.
+Holds :class:`Decider`, which every decision goes through (a wrapped write's flag or stage, the
+stage the proxy routes a call by, a scheduled job's stage) and which alone reports what went
+wrong while deciding (``flag_failed``, ``no_tenant``); :class:`Decision`, the stage decided for
+one resource of one call; and the thread-local scope through which the proxy
+(:mod:`dualwrite._core.routing`) hands its decisions to the handlers (:func:`decided`,
+:func:`scoped_decisions`), so that a handler asks nothing twice.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
-from typing import Any
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dualwrite._stage import Stage
+from dualwrite._core.errors import describe_error, safe_invoke
+from dualwrite._stage import FALLBACK, REVERSED, Stage
+from dualwrite.events import FlagFailed, NoTenant, Write
+
+if TYPE_CHECKING:
+    from dualwrite._writer import DualWriter
+
+logger = logging.getLogger("dualwrite")
+_warned_no_tenant = False
 
 
 @attrs.frozen
@@ -49,3 +62,184 @@ def decided(decisions: dict[str, Decision] | None) -> Any:
         yield
     finally:
         _scope.decisions = previous
+
+
+class Decider:
+    """Asks the flag, the ``stage`` callback and ``tenant_of`` of one writer. Never raises.
+
+    Every failure to decide is reported here, once: a ``flag_failed`` event (with the key
+    journaled ``flag_failed`` when a ``flag=`` writer's write is then not mirrored), and a
+    ``no_tenant`` event for a write whose flag is asked without a tenant. The writer's settings
+    are read at each call, so a changed ``stage``/``flag`` applies to the next one.
+
+    Args:
+        writer: the writer whose ``flag``, ``stage``, ``tenant_of`` and hooks apply.
+    """
+
+    __slots__ = ("_writer",)
+
+    def __init__(self, writer: DualWriter) -> None:
+        self._writer = writer
+
+    def decide(self, write: Write, *, reverse: bool = False) -> tuple[Write, bool]:
+        """Resolve the tenant and ask the flag (or take the stage): whether the other account
+        gets a write handled by the mirror of direction ``reverse``.
+
+        With stages, the decision the proxy took for the call (:func:`decided`) is used; a write
+        the proxy did not decide (an upload unknown to this wrapper) is asked now, and a stage of
+        the other direction means both accounts, this mirror's way round.
+
+        Returns:
+            The write with its tenant (and stage) filled in, and whether the shadow gets it.
+        """
+        writer = self._writer
+        if writer.stage is not None:
+            return self._decide_stage(write, reverse)
+        write, failed = self._tenant(write)
+        if failed:
+            return write, False
+        flag = writer.flag
+        if flag is True or flag is False:
+            return write, flag
+        if write.tenant is None:
+            self._no_tenant(write)
+        on, exc = safe_invoke(flag, write)
+        if exc is not None:
+            self._failed(write, "flag", exc)
+            return write, False
+        return write, bool(on)
+
+    def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
+        decisions = scoped_decisions()
+        decision = decisions.get(write.resource) if decisions else None
+        if decision is None:
+            write, stage = self.stage(write)
+            if reverse == (stage in REVERSED):
+                decision = Decision(tenant=write.tenant, stage=stage, mirrored=stage.mirrored)
+            else:  # the other direction's stage: both accounts, this mirror's way round
+                fallback = Stage.CUTOVER if reverse else FALLBACK
+                decision = Decision(tenant=write.tenant, stage=fallback, mirrored=True)
+        return attrs.evolve(write, tenant=decision.tenant, stage=decision.stage), decision.mirrored
+
+    def stage(self, write: Write) -> tuple[Write, Stage]:
+        """Resolve the tenant (``tenant_of``) and ask the ``stage`` callback.
+
+        A failure is a ``flag_failed`` event, and the stage is then :data:`FALLBACK`.
+        """
+        write, failed = self._tenant(write)
+        if failed:
+            return write, FALLBACK
+        stage = self.stage_now(write)
+        return write, FALLBACK if stage is None else stage
+
+    def job_stage(self, tenant: str | None, job: str) -> Stage | None:
+        """The stage of a scheduled job's tenant (``flag=``: ``DUAL_WRITE`` or ``OFF``).
+
+        The callback gets a :class:`~dualwrite.Write` with ``service="job"``,
+        ``operation="RunsHere"`` and ``resource=job``; ``tenant_of`` is not asked.
+
+        Returns:
+            The stage, or ``None`` (after a ``flag_failed`` event) when it cannot be decided.
+        """
+        write = Write(
+            tenant=tenant,
+            service="job",
+            operation="RunsHere",
+            resource=job,
+            shadow_resource=None,
+        )
+        if self._writer.stage is not None:
+            return self.stage_now(write)
+        flag = self._writer.flag
+        if isinstance(flag, bool):
+            return Stage.DUAL_WRITE if flag else Stage.OFF
+        on, exc = safe_invoke(flag, write)
+        if exc is not None:
+            self._failed(write, "flag", exc)
+            return None
+        return Stage.DUAL_WRITE if on else Stage.OFF
+
+    def conflict(self, write: Write, api: str, stages: Iterable[tuple[str, Stage]]) -> None:
+        """Report a call whose resources' stages disagree on the account written first (it goes
+        to both accounts, the old one first)."""
+        named = list(stages)
+        self._report(
+            write,
+            "stage",
+            "StageConflict",
+            f"{api} names {', '.join(repr(r) for r, _ in named)}, whose stages "
+            f"({', '.join(s.name for _, s in named)}) disagree on the account written first; "
+            "it went to both accounts, the old one first",
+        )
+
+    def _tenant(self, write: Write) -> tuple[Write, bool]:
+        """``write`` with the tenant ``tenant_of`` derives, if it has none; and whether that
+        failed (reported)."""
+        tenant_of = self._writer.tenant_of
+        if write.tenant is not None or tenant_of is None:
+            return write, False
+        tenant, exc = safe_invoke(tenant_of, write)
+        if exc is not None:
+            self._failed(write, "tenant_of", exc)
+            return write, True
+        if tenant is not None:
+            write = attrs.evolve(write, tenant=str(tenant))
+        return write, False
+
+    def stage_now(self, write: Write, *, report: bool = True) -> Stage | None:
+        """The ``stage`` callback's answer for ``write`` as it is (no ``tenant_of``, no
+        fallback), or ``None`` when it raised or returned no stage.
+
+        Args:
+            write: what the callback gets.
+            report: send a ``flag_failed`` event for a failure (``False``: e.g. a repair, which
+                only skips the key).
+        """
+        stage_of = self._writer.stage
+        assert stage_of is not None
+        value, exc = safe_invoke(stage_of, write)
+        if exc is not None:
+            if report:
+                self._failed(write, "stage", exc)
+            return None
+        stage = Stage.coerce(value)
+        if stage is None and report:
+            message = f"the stage callback returned {value!r}, not a dualwrite.Stage"
+            self._failed(write, "stage", TypeError(message))
+        return stage
+
+    def _failed(self, write: Write, source: str, exc: BaseException) -> None:
+        """Report a flag, ``stage`` or ``tenant_of`` that failed; journal the key if it is then
+        not mirrored.
+
+        With ``flag=`` the shadow is not written, so the key may diverge: it is journaled
+        (``flag_failed``) before the primary is called, like an intent, so that a crash right
+        after the primary's ack cannot lose it. If the primary then fails, repair finds the two
+        accounts equal and only removes the entry. With stages a failure falls back to writing
+        both accounts: nothing to journal.
+        """
+        info = describe_error(exc)
+        if self._writer.stage is None and write.shadow_resource is not None:
+            self._writer.journal_now(write, None, "flag_failed", f"{source}: {info.type}")
+        self._report(write, source, info.type, info.message)
+
+    def _report(self, write: Write, source: str, error_type: str, message: str) -> None:
+        """Send the ``flag_failed`` event: the one place it is built."""
+        self._writer.emit(
+            FlagFailed(write=write, source=source, error_type=error_type, error_message=message)
+        )
+
+    def _no_tenant(self, write: Write) -> None:
+        global _warned_no_tenant  # noqa: PLW0603 - one warning per process
+        if not _warned_no_tenant:
+            _warned_no_tenant = True
+            logger.warning(
+                "dualwrite: a %s %s write on %r has no tenant: no dualwrite.tenant() block is "
+                "active and tenant_of gave none, so a flag that checks the tenant says off and "
+                "the write is not mirrored (logged once per process; MetricsHook counts each "
+                "such write as no_tenant)",
+                write.service,
+                write.operation,
+                write.resource,
+            )
+        self._writer.emit_no_tenant(NoTenant(write=write))

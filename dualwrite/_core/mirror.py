@@ -25,12 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from dualwrite._context import current_tenant
 from dualwrite._core.bodies import Body
-from dualwrite._core.decide import Decision, scoped_decisions
-from dualwrite._core.errors import describe_error, safe_invoke
+from dualwrite._core.errors import safe_invoke
 from dualwrite._core.intent import Intent, call_primary, journal_faults, track_sends
 from dualwrite._core.keys import freeze
 from dualwrite._core.shadow import (
@@ -43,8 +40,7 @@ from dualwrite._core.shadow import (
     run_shadow,
     shadow_outcome,
 )
-from dualwrite._stage import FALLBACK, REVERSED, Stage
-from dualwrite.events import FlagFailed, NoTenant, Unsupported, Write
+from dualwrite.events import Unsupported, Write
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
@@ -60,7 +56,6 @@ logger = logging.getLogger("dualwrite")
 # RLock: a hook that writes through a wrapped client from inside a shadow action must not
 # deadlock on its own thread's stripe.
 _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
-_warned_no_tenant = False
 
 
 class Mirror:
@@ -199,107 +194,13 @@ class Mirror:
         )
 
     def decide(self, write: Write) -> tuple[Write, bool]:
-        """Resolve the tenant (``tenant_of``) and ask the flag. Never raises.
+        """Resolve the tenant (``tenant_of``) and ask the flag, or take the call's stage. Never
+        raises (see :meth:`Decider.decide <dualwrite._core.decide.Decider.decide>`).
 
         Returns:
             The write with its tenant filled in, and whether the shadow gets it.
         """
-        writer = self.writer
-        if writer.stage is not None:
-            return self._decide_stage(write)
-        if write.tenant is None and writer.tenant_of is not None:
-            tenant, exc = safe_invoke(writer.tenant_of, write)
-            if exc is not None:
-                self._flag_failed(write, "tenant_of", exc)
-                return write, False
-            if tenant is not None:
-                write = attrs.evolve(write, tenant=str(tenant))
-        flag = writer.flag
-        if flag is True or flag is False:
-            return write, flag
-        if write.tenant is None:
-            self._no_tenant(write)
-        on, exc = safe_invoke(flag, write)
-        if exc is not None:
-            self._flag_failed(write, "flag", exc)
-            return write, False
-        return write, bool(on)
-
-    def _decide_stage(self, write: Write) -> tuple[Write, bool]:
-        decisions = scoped_decisions()
-        decision = decisions.get(write.resource) if decisions else None
-        if decision is None:
-            # Not decided by the proxy (an upload unknown to this wrapper): ask now.
-            write, stage = self.ask_stage(write)
-            if self.reversed == (stage in REVERSED):
-                decision = Decision(tenant=write.tenant, stage=stage, mirrored=stage.mirrored)
-            else:  # the other direction's stage: both accounts, this mirror's way round
-                fallback = Stage.CUTOVER if self.reversed else FALLBACK
-                decision = Decision(tenant=write.tenant, stage=fallback, mirrored=True)
-        return attrs.evolve(write, tenant=decision.tenant, stage=decision.stage), decision.mirrored
-
-    def ask_stage(self, write: Write) -> tuple[Write, Stage]:
-        """Resolve the tenant (``tenant_of``) and ask the ``stage`` callback. Never raises.
-
-        A failure is a ``flag_failed`` event, and the stage is then :data:`FALLBACK`.
-        """
-        writer = self.writer
-        if write.tenant is None and writer.tenant_of is not None:
-            tenant, exc = safe_invoke(writer.tenant_of, write)
-            if exc is not None:
-                self._flag_failed(write, "tenant_of", exc)
-                return write, FALLBACK
-            if tenant is not None:
-                write = attrs.evolve(write, tenant=str(tenant))
-        assert writer.stage is not None
-        value, exc = safe_invoke(writer.stage, write)
-        if exc is not None:
-            self._flag_failed(write, "stage", exc)
-            return write, FALLBACK
-        stage = Stage.coerce(value)
-        if stage is None:
-            self.writer.emit(
-                FlagFailed(
-                    write=write,
-                    source="stage",
-                    error_type="TypeError",
-                    error_message=f"the stage callback returned {value!r}, not a dualwrite.Stage",
-                )
-            )
-            return write, FALLBACK
-        return write, stage
-
-    def _flag_failed(self, write: Write, source: str, exc: BaseException) -> None:
-        """Report a flag or ``tenant_of`` that raised, and journal the write's key.
-
-        The shadow is not written, so the key may diverge: it is journaled (``flag_failed``)
-        before the primary is called, like an intent, so that a crash right after the primary's
-        ack cannot lose it. If the primary then fails, repair finds the two accounts equal and
-        only removes the entry.
-        """
-        info = describe_error(exc)
-        event = FlagFailed(
-            write=write, source=source, error_type=info.type, error_message=info.message
-        )
-        # With stages a failure falls back to writing both accounts: nothing to journal.
-        if self.writer.stage is None and write.shadow_resource is not None:
-            self.writer.journal_now(write, None, "flag_failed", f"{source}: {info.type}")
-        self.writer.emit(event)
-
-    def _no_tenant(self, write: Write) -> None:
-        global _warned_no_tenant  # noqa: PLW0603 - one warning per process
-        if not _warned_no_tenant:
-            _warned_no_tenant = True
-            logger.warning(
-                "dualwrite: a %s %s write on %r has no tenant: no dualwrite.tenant() block is "
-                "active and tenant_of gave none, so a flag that checks the tenant says off and "
-                "the write is not mirrored (logged once per process; MetricsHook counts each "
-                "such write as no_tenant)",
-                write.service,
-                write.operation,
-                write.resource,
-            )
-        self.writer.emit_no_tenant(NoTenant(write=write))
+        return self.writer.decider.decide(write, reverse=self.reversed)
 
     def reported_call(
         self,

@@ -27,7 +27,6 @@ from botocore.exceptions import ClientError
 from dualwrite._core.decide import Decision, decided
 from dualwrite._core.mirror import Mirror
 from dualwrite._stage import FALLBACK, REVERSED, Stage
-from dualwrite.events import FlagFailed
 
 logger = logging.getLogger("dualwrite")
 
@@ -70,17 +69,18 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     targets = tuple(service.stage_targets(forward, api, params))
     if not targets:
         return Route(forward, params, None)
+    decider = forward.writer.decider
     asked: dict[str, tuple[str | None, Stage]] = {}
     for resource, key in targets:
         if resource not in asked:
-            write, stage = forward.ask_stage(forward.describe(api, resource, key))
+            write, stage = decider.stage(forward.describe(api, resource, key))
             asked[resource] = (write.tenant, stage)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
     # What a call reads from (a copy's source) must be owned by the same account as what it
     # writes, or the copy would read the other account's version.
     sources = tuple(service.stage_sources(forward, api, params))
     for resource, key in sources:
-        _, stage = forward.ask_stage(forward.describe(api, resource, key))
+        _, stage = decider.stage(forward.describe(api, resource, key))
         reversed_.add(stage in REVERSED)
     if reversed_ == {False}:
         return Route(
@@ -107,17 +107,8 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
         )
     else:
         first = next(iter(asked))
-        forward.writer.emit(
-            FlagFailed(
-                write=forward.describe(api, first, None),
-                source="stage",
-                error_type="StageConflict",
-                error_message=(
-                    f"{api} names {', '.join(map(repr, asked))}, whose stages "
-                    f"({', '.join(s.name for _, s in asked.values())}) disagree on the account "
-                    "written first; it went to both accounts, the old one first"
-                ),
-            )
+        decider.conflict(
+            forward.describe(api, first, None), api, [(r, s) for r, (_, s) in asked.items()]
         )
     # Handled as DUAL_WRITE, and so reported: its events, journal entries and key queue are
     # those of an old-first write.
