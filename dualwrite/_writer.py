@@ -1,4 +1,9 @@
-"""DualWriter: the configuration shared by every wrapped client, and ``dualwrite.wrap``."""
+"""DualWriter, the façade a service holds, and ``dualwrite.wrap``.
+
+The writer checks its configuration once, wraps clients, and offers what the docs show (flush,
+repair, close, the scheduled-job guard). What wrapped calls use while they run (journal, hooks,
+worker pool, breaker, the flag/stage decisions) is its :class:`~dualwrite._core.runtime.Runtime`.
+"""
 
 from __future__ import annotations
 
@@ -6,40 +11,23 @@ import atexit
 import functools
 import logging
 import sqlite3
-import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, ParamSpec, TypeVar
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 import attrs
 
 from dualwrite import _services as services
 from dualwrite._context import current_tenant
-from dualwrite._core.bodies import Body
-from dualwrite._core.breaker import Circuit, CircuitBreaker
-from dualwrite._core.decide import Decider
-from dualwrite._core.entries import entries as _entries
-from dualwrite._core.entries import shards
-from dualwrite._core.errors import describe_error, safe_invoke
-from dualwrite._core.intent import Intent, note_journal_fault
-from dualwrite._core.keys import freeze
-from dualwrite._core.mirror import Mirror
-from dualwrite._core.pool import ON_FULL, PoolClosedError, WorkerPool
+from dualwrite._core.breaker import CircuitBreaker
+from dualwrite._core.pool import ON_FULL, WorkerPool
+from dualwrite._core.runtime import Runtime
 from dualwrite._offline.repair import RepairReport
 from dualwrite._stage import Account, Stage
 from dualwrite._wrap import wrap_any
-from dualwrite.events import (
-    Event,
-    JournalFailed,
-    Mismatch,
-    NoTenant,
-    ShadowFailed,
-    Unsupported,
-    Write,
-)
-from dualwrite.exceptions import ConfigurationError, DualWriteError, JournalError
-from dualwrite.journal import Entry, Journal, open_journal, process_token
+from dualwrite.exceptions import ConfigurationError, DualWriteError
+from dualwrite.journal import Journal, open_journal
 from dualwrite.typing import Flag, Hook, NameMap, StageOf, TenantOf
 
 logger = logging.getLogger("dualwrite")
@@ -47,6 +35,7 @@ logger = logging.getLogger("dualwrite")
 T = TypeVar("T")
 P = ParamSpec("P")
 R = TypeVar("R")
+V = TypeVar("V")
 ACCOUNTS = ("primary", "shadow")
 
 
@@ -68,6 +57,29 @@ def _check_background(
     if circuit_breaker is not None and not isinstance(circuit_breaker, CircuitBreaker):
         msg = f"circuit_breaker must be a dualwrite.CircuitBreaker or None; got {circuit_breaker!r}"
         raise ConfigurationError(msg)
+
+
+class _Setting(Generic[V]):
+    """A :class:`DualWriter` setting the engine reads: held by the writer's runtime, so that
+    a change made on the writer (``writer.stage = ...``) applies to the next call."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> _Setting[V]: ...
+
+    @overload
+    def __get__(self, obj: DualWriter, owner: type) -> V: ...
+
+    def __get__(self, obj: DualWriter | None, owner: type) -> V | _Setting[V]:
+        if obj is None:
+            return self
+        value: V = getattr(obj._runtime, self._name)
+        return value
+
+    def __set__(self, obj: DualWriter, value: V) -> None:
+        setattr(obj._runtime, self._name, value)
 
 
 class DualWriter:
@@ -122,6 +134,18 @@ class DualWriter:
     Raises:
         ConfigurationError: an argument is invalid; the message lists the allowed values.
     """
+
+    # The settings wrapped calls read live on the runtime (see _Setting); the writer shows them.
+    flag = _Setting[Flag | bool]()
+    stage = _Setting[StageOf | None]()
+    hooks = _Setting[tuple[Hook, ...]]()
+    journal = _Setting[Journal | None]()
+    tenant_of = _Setting[TenantOf | None]()
+    on_shadow_error = _Setting[str]()
+    on_full = _Setting[str]()
+    circuit_breaker = _Setting[CircuitBreaker | None]()
+    shadow_timeout = _Setting[float | None]()
+    single_writer = _Setting[bool]()
 
     def __init__(  # noqa: PLR0915 - one check per argument, each with its own message
         self,
@@ -218,42 +242,27 @@ class DualWriter:
         if on_full == "journal" and journal_backend is None:
             msg = "on_full='journal' needs a journal: pass journal= a path or a Journal"
             raise ConfigurationError(msg)
-        self.flag: Flag | bool = False if flag is None else flag
-        self.stage: StageOf | None = stage
-        self.hooks: tuple[Hook, ...] = tuple(hook_list)
-        self._no_tenant_hooks = tuple(
-            h for h in hook_list if getattr(h, "no_tenant", False) is True
+        background = mode == "background"
+        pool = WorkerPool(workers=workers, queue_size=queue_size) if background else None
+        self._runtime = Runtime(
+            flag=False if flag is None else flag,
+            stage=stage,
+            hooks=hook_list,
+            journal=journal_backend,
+            tenant_of=tenant_of,
+            on_shadow_error=on_shadow_error,
+            on_full=on_full,
+            circuit_breaker=circuit_breaker,
+            shadow_timeout=None if shadow_timeout is None else float(shadow_timeout),
+            single_writer=single_writer,
+            pool=pool,
+            services=services.get,
         )
         self.mode = mode
-        self.journal: Journal | None = journal_backend
         self._owns_journal = journal_backend is not journal
-        self.tenant_of = tenant_of
-        self.on_shadow_error = on_shadow_error
-        self.on_full = on_full
-        self.circuit_breaker = circuit_breaker
-        self.shadow_timeout: float | None = (
-            None if shadow_timeout is None else float(shadow_timeout)
-        )
-        # Whether one process alone writes each key: the shadow write then needs no read-back
-        # of the primary to detect a later write of another process (see docs/index.md, Fleets).
-        self.single_writer = single_writer
-        self.background = mode == "background"
-        # Background mode with stages: same-key jobs of the two directions are kept in order.
-        self.staged_background = self.background and stage is not None
         self.close_timeout: float | None = None if close_timeout is None else float(close_timeout)
-        self._pool: WorkerPool | None = None
-        if self.background:
-            self._pool = WorkerPool(workers=workers, queue_size=queue_size)
+        if pool is not None:
             atexit.register(_flush_at_exit, weakref.ref(self))
-        self._mirrors: list[Mirror] = []
-        self.decider = Decider(self)
-        self._closed = False
-        # Faults a journal recovered from by itself (a deleted file recreated), reported as
-        # events by the thread that next uses the journal (see _drain_notices).
-        self._notices: list[tuple[str, str]] = []
-        self._notices_lock = threading.Lock()
-        if hasattr(journal_backend, "on_notice"):
-            journal_backend.on_notice = self._notice  # type: ignore[union-attr]
 
     def wrap(
         self,
@@ -289,299 +298,16 @@ class DualWriter:
                 or levels differ, or an option is invalid.
         """
 
-        if self._closed:
+        if self.closed:
             msg = "this DualWriter is closed; create a new one to wrap more clients"
             raise ConfigurationError(msg)
         return wrap_any(
-            self,
+            self._runtime,
             primary,
             shadow=shadow,
             names=names,
             kms_keys=kms_keys,
             shadow_account=shadow_account,
-        )
-
-    def emit(self, event: Event) -> None:
-        """Send ``event`` to every hook; a hook's exception is logged and contained."""
-        for hook in self.hooks:
-            _, exc = safe_invoke(hook, event)
-            if exc is not None:
-                info = describe_error(exc)
-                logger.warning(
-                    "dualwrite: hook %r raised %s: %s (event %s ignored by it)",
-                    hook,
-                    info.type,
-                    info.message,
-                    event.kind,
-                )
-
-    def emit_no_tenant(self, event: NoTenant) -> None:
-        """Send a ``no_tenant`` event to the hooks that ask for it (``no_tenant = True``, as
-        :class:`~dualwrite.hooks.MetricsHook` does): one per untenanted write would otherwise
-        flood hooks that log every event."""
-        for hook in self._no_tenant_hooks:
-            _, exc = safe_invoke(hook, event)
-            if exc is not None:
-                logger.warning("dualwrite: hook %r raised on a no_tenant event", hook)
-
-    def report(
-        self,
-        events: Sequence[Event],
-        keys: Sequence[Any] | None = None,
-        reason: str = "",
-        *,
-        intent: Intent | None = None,
-    ) -> bool:
-        """Journal what the shadow lacks, settle the write's intent, then send ``events``.
-
-        Every ``shadow_failed``, ``unsupported`` and ``mismatch`` event is journaled under its
-        write's key, or under each of ``keys`` for a multi-key write. The ``intent`` is removed
-        only once those entries are durable; if they could not be recorded it is kept.
-
-        Returns:
-            Whether everything that needed journaling was journaled.
-        """
-        ok = True
-        if self.journal is not None:
-            entries: list[Entry] = []
-            for event in events:
-                if isinstance(event, ShadowFailed):
-                    why, detail = reason or "shadow_failed", event.error_code or event.error_type
-                elif isinstance(event, Unsupported):
-                    why, detail = "unsupported", event.reason
-                elif isinstance(event, Mismatch):
-                    why, detail = "mismatch", event.field
-                else:
-                    continue
-                entries.extend(
-                    _entries(services.get(event.write.service), event.write, keys, why, detail)
-                )
-            if entries:
-                # One entry per key and reason (a mismatch of the ETag and of a checksum).
-                unique = {(e.identity(), e.reason): e for e in entries}
-                ok = self._journal_add(list(unique.values()), events[0].write) is not None
-        if intent is not None:
-            if not ok:
-                intent.keep()
-            intent.settle()
-        for event in events:
-            self.emit(event)
-        return ok
-
-    def intend(
-        self,
-        write: Write,
-        keys: Sequence[Any] | None = None,
-        *,
-        reason: str = "pending",
-        mirror: Mirror | None = None,
-    ) -> Intent:
-        """Journal a flag-on write's intent before its primary call (see :meth:`Mirror.intend`).
-
-        ``pending`` entries carry this process's token as their owner; other reasons (a
-        write after :meth:`close`) none.
-        """
-        if self.journal is None:
-            return Intent(self, write, keys, [], mirror)
-        owner = process_token() if reason == "pending" else None
-        entries = _entries(services.get(write.service), write, keys, reason, write.operation, owner)
-        ids = self._journal_add(entries, write)
-        return Intent(self, write, keys, list(zip(entries, ids or (), strict=False)), mirror)
-
-    def journal_now(
-        self, write: Write, keys: Sequence[Any] | None, reason: str, detail: str
-    ) -> bool:
-        """Journal ``write``'s key(s) with ``reason``; return whether it is durable (or there
-        is no journal to record it in)."""
-        if self.journal is None:
-            return True
-        return (
-            self._journal_add(
-                _entries(services.get(write.service), write, keys, reason, detail), write
-            )
-            is not None
-        )
-
-    def unjournal(self, write: Write, ids: Sequence[str]) -> None:
-        """Remove entries ``ids`` (a settled intent); a failure is an event and a log line."""
-        journal = self.journal
-        if journal is None or not ids:
-            return
-        try:
-            journal.remove(ids)
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
-            self._journal_failed(exc, write, "remove", len(ids), "pending")
-        self._drain_notices(write)
-
-    def _journal_add(self, entries: list[Entry], write: Write) -> list[str] | None:
-        """Record ``entries``; ``None`` (after an event and a log line) if that failed."""
-        assert self.journal is not None
-        try:
-            ids = self.journal.add(entries)
-        except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write
-            note_journal_fault()
-            self._journal_failed(exc, write, "add", len(entries), entries[0].reason)
-            self._drain_notices(write)
-            return None
-        self._drain_notices(write)
-        return ids
-
-    def _journal_failed(
-        self, exc: BaseException, write: Write, action: str, count: int, reason: str
-    ) -> None:
-        info = describe_error(exc)
-        problem = exc.problem if isinstance(exc, JournalError) else "error"
-        what = {
-            "add": f"could not journal {count} {reason} entr{'y' if count == 1 else 'ies'}",
-            "remove": f"could not remove {count} settled entr{'y' if count == 1 else 'ies'} "
-            "(repair will find the keys equal and remove them)",
-        }[action]
-        logger.error(
-            "dualwrite: journal %s: %s of %s %s/%s: %s: %s",
-            problem,
-            what,
-            write.service,
-            write.operation,
-            write.resource,
-            info.type,
-            info.message,
-        )
-        self.emit(
-            JournalFailed(
-                write=write,
-                problem=problem,
-                action=action,
-                entries=count,
-                reason=reason,
-                error_type=info.type,
-                error_message=info.message,
-            )
-        )
-
-    def _notice(self, problem: str, message: str) -> None:
-        # Called by the journal while it holds its own locks: only queued here.
-        with self._notices_lock:
-            self._notices.append((problem, message))
-
-    def _drain_notices(self, write: Write) -> None:
-        if not self._notices:
-            return
-        with self._notices_lock:
-            notices, self._notices = self._notices, []
-        for problem, message in notices:
-            logger.error("dualwrite: %s", message)
-            self.emit(
-                JournalFailed(
-                    write=write,
-                    problem=problem,
-                    action="recreate",
-                    entries=0,
-                    reason="",
-                    error_type="JournalError",
-                    error_message=message,
-                )
-            )
-
-    @property
-    def closed(self) -> bool:
-        """Whether :meth:`close` was called: writes then reach the primary only, and their keys
-        are journaled (``closed``)."""
-        return self._closed
-
-    def submit(
-        self,
-        mirror: Mirror,
-        write: Write,
-        job: Callable[[], None],
-        *,
-        keys: Sequence[Any] | None,
-        body: Body | None,
-        intent: Intent | None = None,
-    ) -> None:
-        """Queue a shadow ``job`` (background mode); its intent was journaled before the primary
-        call, and the job removes it.
-
-        Never waits for room in the queue: with ``on_full="block"`` the caller waits afterwards,
-        in :meth:`wait_for_room`, once it has released the key's lock. If the writer was closed
-        meanwhile, the job runs here, in the caller's thread, as in sync mode.
-        """
-        pool = self._pool
-        assert pool is not None
-
-        def run() -> None:
-            try:
-                job()
-            finally:
-                if body is not None:
-                    body.close()
-
-        direction = mirror.reversed if self.stage is not None else None
-        try:
-            if pool.submit(
-                shards(services.get(write.service), write, keys),
-                run,
-                block=self.on_full == "block",
-                direction=direction,
-            ):
-                return
-        except PoolClosedError:
-            run()
-            return
-        # The queue is full and the policy is to journal: the key is kept for repair (the
-        # job's intent stays too; repair removes it once this process has ended).
-        if body is not None:
-            body.close()
-        self.report(
-            [
-                ShadowFailed(
-                    write=write,
-                    error_type="QueueFull",
-                    error_code=None,
-                    error_message="the background queue was full; the key is journaled",
-                )
-            ],
-            keys,
-            reason="overflow",
-            intent=intent,
-        )
-
-    def wait_for_room(self, write: Write, keys: Sequence[Any] | None = None) -> None:
-        """Background mode, ``on_full="block"``: wait until the queue of ``write``'s key has room.
-
-        Called by the caller's thread after it queued the write and released the key's lock;
-        ``keys`` are those of a multi-key write, as given to :meth:`submit`.
-        """
-        pool = self._pool
-        if pool is not None and self.on_full == "block":
-            pool.wait_for_room(shards(services.get(write.service), write, keys))
-
-    def wait_direction(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> None:
-        """Background mode with stages: wait for same-key jobs queued in the other direction."""
-        pool = self._pool
-        if pool is not None:
-            pool.wait_direction(shards(services.get(write.service), write, keys), reverse)
-
-    def wait_key(self, service: str, resource: str, key: Any, *, reverse: bool) -> None:
-        """Background mode with stages: before a read of one key (``resource`` by its old name),
-        wait for that key's jobs queued in the other direction."""
-        pool = self._pool
-        if pool is not None:
-            pool.wait_direction(
-                hash((service, services.get(service).lock_name(resource), freeze(key))), reverse
-            )
-
-    def wait_other_direction(self, *, reverse: bool) -> None:
-        """Background mode with stages: wait until no job queued in the other direction is left
-        (a write of several keys to one account only, whose keys' queues are not known)."""
-        pool = self._pool
-        if pool is not None:
-            pool.wait_direction_all(reverse)
-
-    def direction_pending(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> bool:
-        """Whether same-key jobs queued in the other direction are still waiting or running."""
-        pool = self._pool
-        return pool is not None and pool.direction_pending(
-            shards(services.get(write.service), write, keys), reverse
         )
 
     # -- stages and the scheduled-job guard --------------------------------------------------
@@ -596,7 +322,7 @@ class DualWriter:
         Raises:
             DualWriteError: the callback failed or returned something that is not a stage.
         """
-        stage = self.decider.job_stage(tenant, job)
+        stage = self._runtime.decider.job_stage(tenant, job)
         if stage is None:
             msg = f"the stage of tenant {tenant!r} could not be decided (see the flag_failed event)"
             raise DualWriteError(msg)
@@ -623,7 +349,7 @@ class DualWriter:
         if account not in ACCOUNTS:
             msg = f"account must be one of {', '.join(map(repr, ACCOUNTS))}; got {account!r}"
             raise ConfigurationError(msg)
-        stage = self.decider.job_stage(tenant, job)
+        stage = self._runtime.decider.job_stage(tenant, job)
         return stage is not None and stage.owner == account
 
     def guard(
@@ -686,18 +412,17 @@ class DualWriter:
 
         return decorate
 
-    def new_circuit(self) -> Circuit | None:
-        """A circuit for one more shadow, or ``None`` without a breaker."""
-        return Circuit(self.circuit_breaker) if self.circuit_breaker is not None else None
-
-    def register(self, mirror: Mirror) -> None:
-        """Remember a wrapped pair, for :meth:`repair`."""
-        self._mirrors.append(mirror)
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called: writes then reach the primary only, and their keys
+        are journaled (``closed``)."""
+        return self._runtime.closed
 
     @property
     def pending(self) -> int:
         """Shadow writes queued or running (background mode); 0 in sync mode."""
-        return self._pool.pending if self._pool is not None else 0
+        pool = self._runtime.pool
+        return pool.pending if pool is not None else 0
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every queued shadow write is done.
@@ -712,9 +437,10 @@ class DualWriter:
             ``True`` when nothing is pending, ``False`` if the timeout expired first (what is
             still queued stays journaled as ``pending``).
         """
-        if self._pool is None:
+        pool = self._runtime.pool
+        if pool is None:
             return True
-        return self._pool.flush(timeout)
+        return pool.flush(timeout)
 
     def repair(
         self,
@@ -773,7 +499,7 @@ class DualWriter:
         )
         report = repair_journal(
             self.journal,
-            self._mirrors,
+            self._runtime.mirrors,
             limit=limit,
             progress=progress,
             workers=workers,
@@ -799,22 +525,24 @@ class DualWriter:
         Returns:
             Whether every queued shadow write was done (see :meth:`flush`).
         """
-        if self._closed:
+        runtime = self._runtime
+        if runtime.closed:
             return True
         done = True
         # Calls from now on run their shadow write in the caller's thread; a call that was
         # already queueing finds the pool closed and does the same (WorkerPool.submit).
-        self.background = False
-        self.staged_background = False
-        if self._pool is not None:
-            done = self._pool.close(self.close_timeout if timeout is None else timeout)
+        runtime.background = False
+        runtime.staged_background = False
+        pool = runtime.pool
+        if pool is not None:
+            done = pool.close(self.close_timeout if timeout is None else timeout)
             if not done:
                 logger.warning(
                     "dualwrite: closed with %d shadow write(s) still queued; their keys stay "
                     "journaled (pending) for repair()",
-                    self._pool.pending,
+                    pool.pending,
                 )
-        self._closed = True
+        runtime.closed = True
         if self._owns_journal and self.journal is not None:
             # Closed, not dropped: a later write reopens it for one transaction (``closed``).
             self.journal.close()
@@ -836,7 +564,7 @@ class DualWriter:
 def _flush_at_exit(ref: weakref.ReferenceType[DualWriter]) -> None:
     """At interpreter exit: let a background writer's queue drain for ``close_timeout``."""
     writer = ref()
-    pool = writer._pool if writer is not None else None
+    pool = writer._runtime.pool if writer is not None else None
     if writer is None or pool is None or writer.closed or not pool.pending:
         return
     timeout = writer.close_timeout

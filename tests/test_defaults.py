@@ -171,7 +171,7 @@ MALFORMED = [
 def test_locks_queues_and_entries_never_raise_on_malformed_keys(s3: S3Env, key: Any) -> None:
     writer = dualwrite.DualWriter(flag=True, journal=MemoryJournal())
     client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
-    mirror = writer._mirrors[0]
+    mirror = writer._runtime.mirrors[0]
     with mirror.key_lock("photos", key):
         pass
     write = Write(

@@ -38,7 +38,7 @@ class Repairer:
     def repair(self, journal: Journal | None = None, **options: Any) -> RepairReport:
         options.setdefault("limit", None)
         options.setdefault("progress", False)
-        return repair_journal(journal or self.journal, self.writer._mirrors, **options)
+        return repair_journal(journal or self.journal, self.writer._runtime.mirrors, **options)
 
     def journaled(self) -> list[str]:
         return sorted(str(e.key) for e in self.journal.entries())
@@ -323,7 +323,7 @@ def test_an_unrelated_key_does_not_wait_behind_a_repair_on_its_lock_stripe(
 ) -> None:
     _put(s3, "slow")
     repairer.add("slow")
-    neighbour = _sharing_a_stripe(repairer.writer._mirrors[0], "slow")
+    neighbour = _sharing_a_stripe(repairer.writer._runtime.mirrors[0], "slow")
     entered, release = _hang(s3.shadow, "slow")
     done = threading.Event()
     repair = threading.Thread(target=lambda: (repairer.repair(), done.set()), daemon=True)
@@ -400,7 +400,7 @@ def test_dynamodb_repair_does_not_hold_the_key_stripe(ddb: DynamoEnv, tmp_path: 
                 release.wait(60)
 
         _before(ddb.s_raw, "dynamodb.PutItem", hang, "hang")
-        mirror = writer._mirrors[0]
+        mirror = writer._runtime.mirrors[0]
         from dualwrite._dynamodb.handlers import _canon_key  # noqa: PLC0415
 
         lock = mirror.key_lock("orders", hash(_canon_key({"pk": {"S": "slow"}}, "client")))

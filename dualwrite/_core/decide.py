@@ -23,7 +23,7 @@ from dualwrite._stage import FALLBACK, REVERSED, Stage
 from dualwrite.events import FlagFailed, NoTenant, Write
 
 if TYPE_CHECKING:
-    from dualwrite._writer import DualWriter
+    from dualwrite._core.runtime import Runtime
 
 logger = logging.getLogger("dualwrite")
 _warned_no_tenant = False
@@ -73,12 +73,12 @@ class Decider:
     are read at each call, so a changed ``stage``/``flag`` applies to the next one.
 
     Args:
-        writer: the writer whose ``flag``, ``stage``, ``tenant_of`` and hooks apply.
+        writer: the runtime whose ``flag``, ``stage``, ``tenant_of`` and hooks apply.
     """
 
     __slots__ = ("_writer",)
 
-    def __init__(self, writer: DualWriter) -> None:
+    def __init__(self, writer: Runtime) -> None:
         self._writer = writer
 
     def decide(self, write: Write, *, reverse: bool = False) -> tuple[Write, bool]:

@@ -19,7 +19,7 @@ from dualwrite.events import Write
 
 if TYPE_CHECKING:
     from dualwrite._core.mirror import Mirror
-    from dualwrite._writer import DualWriter
+    from dualwrite._core.runtime import Runtime
     from dualwrite.journal import Entry
 
 _sent = threading.local()
@@ -95,7 +95,7 @@ class Intent:
 
     def __init__(
         self,
-        writer: DualWriter,
+        writer: Runtime,
         write: Write,
         keys: Sequence[Any] | None,
         ids: list[tuple[Entry, str]],

@@ -44,8 +44,8 @@ from dualwrite.events import Unsupported, Write
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
+    from dualwrite._core.runtime import Runtime
     from dualwrite._core.service import Service
-    from dualwrite._writer import DualWriter
 
 # ShadowContext: the service packages' handlers import it from here, with Mirror.
 __all__ = ["Mirror", "ShadowContext"]
@@ -59,10 +59,11 @@ _KEY_LOCKS = tuple(threading.RLock() for _ in range(1024))
 
 
 class Mirror:
-    """One primary/shadow client pair of one service, bound to a :class:`DualWriter`.
+    """One primary/shadow client pair of one service, bound to one writer's runtime.
 
     Args:
-        writer: the writer whose flag, hooks and policies apply.
+        writer: the :class:`~dualwrite._core.runtime.Runtime` of the
+            :class:`~dualwrite.DualWriter` whose flag, hooks and policies apply (``mirror.writer``).
         service: what the engine needs to know about the pair's AWS service.
         primary: the real primary client.
         shadow: the real shadow client.
@@ -74,7 +75,7 @@ class Mirror:
 
     def __init__(
         self,
-        writer: DualWriter,
+        writer: Runtime,
         *,
         service: Service,
         primary: Any,
@@ -477,7 +478,8 @@ class Mirror:
         keys: Sequence[Any] | None,
         intent: Intent | None,
     ) -> Any:
-        """A write after :meth:`DualWriter.close`: the primary only; the key journaled ``closed``.
+        """A write after :meth:`dualwrite.DualWriter.close`: the primary only; the key journaled
+        ``closed``.
 
         The entry is journaled before the primary call (a crash loses nothing) and removed if
         the primary refused the write.
