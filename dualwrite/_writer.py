@@ -146,6 +146,7 @@ class DualWriter:
     circuit_breaker = _Setting[CircuitBreaker | None]()
     shadow_timeout = _Setting[float | None]()
     single_writer = _Setting[bool]()
+    close_timeout = _Setting[float | None]()
 
     def __init__(  # noqa: PLR0915 - one check per argument, each with its own message
         self,
@@ -255,14 +256,16 @@ class DualWriter:
             circuit_breaker=circuit_breaker,
             shadow_timeout=None if shadow_timeout is None else float(shadow_timeout),
             single_writer=single_writer,
+            close_timeout=None if close_timeout is None else float(close_timeout),
             pool=pool,
             services=services.get,
         )
         self.mode = mode
         self._owns_journal = journal_backend is not journal
-        self.close_timeout: float | None = None if close_timeout is None else float(close_timeout)
         if pool is not None:
-            atexit.register(_flush_at_exit, weakref.ref(self))
+            # The runtime, not the writer: wrapped clients keep it alive after a writer that
+            # only built them (dualwrite.wrap) is gone, and their queued writes still drain.
+            atexit.register(_flush_at_exit, weakref.ref(self._runtime))
 
     def wrap(
         self,
@@ -561,17 +564,17 @@ class DualWriter:
         )
 
 
-def _flush_at_exit(ref: weakref.ReferenceType[DualWriter]) -> None:
+def _flush_at_exit(ref: weakref.ReferenceType[Runtime]) -> None:
     """At interpreter exit: let a background writer's queue drain for ``close_timeout``."""
-    writer = ref()
-    pool = writer._runtime.pool if writer is not None else None
-    if writer is None or pool is None or writer.closed or not pool.pending:
+    runtime = ref()
+    pool = runtime.pool if runtime is not None else None
+    if runtime is None or pool is None or runtime.closed or not pool.pending:
         return
-    timeout = writer.close_timeout
+    timeout = runtime.close_timeout
     if pool.flush(timeout):
         return
     left = pool.pending
-    if writer.journal is not None:
+    if runtime.journal is not None:
         logger.warning(
             "dualwrite: exiting with %d shadow write(s) still queued after %s s; their keys "
             "stay journaled (pending intents) for repair()",

@@ -118,10 +118,12 @@ EXITING_CHILD = textwrap.dedent(
     with mock_aws():
         s3 = S3Env(Accounts())
         s3.shadow.meta.events.register("before-call.s3.PutObject", lambda **_: hang.wait())
-        writer = dualwrite.DualWriter(
-            flag=True, mode="background", workers=1, close_timeout=float(sys.argv[2])
-        )
-        client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        options = dict(flag=True, mode="background", workers=1, close_timeout=float(sys.argv[2]))
+        if sys.argv[3] == "writer":
+            writer = dualwrite.DualWriter(**options)
+            client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+        else:  # the shortcut: nothing but the wrapped client holds the writer's runtime
+            client = dualwrite.wrap(s3.primary, shadow=s3.shadow, names=s3.names, **options)
         for i in range(3):
             client.put_object(Bucket="photos", Key=f"k{i}", Body=b"x")
         print("returning without close()", flush=True)
@@ -129,12 +131,13 @@ EXITING_CHILD = textwrap.dedent(
 )
 
 
+@pytest.mark.parametrize("built_by", ["writer", "shortcut"])
 def test_exit_without_close_flushes_for_a_bounded_time_and_says_what_is_left(
-    hermetic_journal: str,
+    hermetic_journal: str, built_by: str
 ) -> None:
     tests = str(Path(__file__).parent)
     child = subprocess.run(
-        [sys.executable, "-c", EXITING_CHILD, tests, "0.2"],
+        [sys.executable, "-c", EXITING_CHILD, tests, "0.2", built_by],
         capture_output=True,
         text=True,
         timeout=120,

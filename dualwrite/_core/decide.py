@@ -55,7 +55,7 @@ def scoped_decisions() -> dict[str, Decision] | None:
 
 @contextlib.contextmanager
 def decided(decisions: dict[str, Decision] | None) -> Any:
-    """Make ``decisions`` the current call's, for :meth:`Mirror.decide` (nesting-safe)."""
+    """Make ``decisions`` the current call's, for :meth:`Decider.decide` (nesting-safe)."""
     previous = getattr(_scope, "decisions", None)
     _scope.decisions = decisions
     try:

@@ -373,8 +373,8 @@ class Mirror:
 
         For a multi-key write in background mode: the primary was called once for every key,
         and each key's shadow action is queued on that key's own queue, under ``hold`` (the
-        key's lock), exactly as :meth:`call` queues a one-key write. After :meth:`close`, the
-        key is journaled ``closed`` instead.
+        key's lock), exactly as :meth:`call` queues a one-key write. After
+        :meth:`dualwrite.DualWriter.close`, the key is journaled ``closed`` instead.
 
         Args:
             write: the key's decided write.

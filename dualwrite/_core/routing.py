@@ -1,7 +1,9 @@
 """Stages: which account a call goes to first, decided once per call in the proxy.
 
 With a ``stage=`` callback, the proxy asks the stage of every resource a call names before any
-handler runs, then hands the call to one of two mirrors of the wrapped pair:
+handler runs (through the writer's :class:`~dualwrite._core.decide.Decider`, which also reports
+a call whose resources' stages disagree), then hands the call to one of two mirrors of the
+wrapped pair:
 
 * the forward mirror (the old account first), for ``OFF`` and ``DUAL_WRITE``;
 * the reverse mirror (the new account first, the old one as its shadow), for ``CUTOVER`` and

@@ -57,6 +57,8 @@ class Runtime:
         circuit_breaker: the breaker each pair's circuit follows, or ``None``.
         shadow_timeout: sync mode: seconds a caller waits for the shadow, or ``None``.
         single_writer: whether one process alone writes each key (no read-back).
+        close_timeout: seconds the writer's close (and the interpreter's exit) wait for queued
+            shadow writes, or ``None``.
         pool: the background workers, or ``None`` in sync mode.
         services: a service's name -> its :class:`~dualwrite._core.service.Service`.
 
@@ -83,6 +85,7 @@ class Runtime:
         circuit_breaker: CircuitBreaker | None,
         shadow_timeout: float | None,
         single_writer: bool,
+        close_timeout: float | None,
         pool: WorkerPool | None,
         services: Callable[[str], Service],
     ) -> None:
@@ -99,6 +102,7 @@ class Runtime:
         # Whether one process alone writes each key: the shadow write then needs no read-back
         # of the primary to detect a later write of another process (see docs/index.md, Fleets).
         self.single_writer = single_writer
+        self.close_timeout = close_timeout
         self.pool = pool
         self.background = pool is not None
         # Background mode with stages: same-key jobs of the two directions are kept in order.
