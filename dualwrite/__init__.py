@@ -5,7 +5,7 @@ the flag says so, to the shadow account too, with ``bucket-owner-full-control`` 
 object. Reads stay on the primary. See ``docs/index.md``.
 """
 
-from typing import Any
+from typing import Any as _Any
 
 from dualwrite import events, exceptions, hooks, journal, typing
 from dualwrite._context import current_tenant, tenant
@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     """``dualwrite.testing`` is imported on first use: it needs boto3, ``import dualwrite`` not."""
     if name == "testing":
         import importlib  # noqa: PLC0415 - only when dualwrite.testing is first used
