@@ -39,6 +39,7 @@ import attrs
 from dualwrite import _services as services
 from dualwrite._core.converge import ATTEMPTS
 from dualwrite._core.errors import RepairError, describe_error, safe_invoke
+from dualwrite._offline.progress import Progress
 from dualwrite._stage import Stage
 from dualwrite.events import Write
 from dualwrite.journal import one_pass, owner_alive
@@ -149,7 +150,7 @@ def repair_journal(
     started = time.perf_counter()
     ends = None if deadline is None else time.monotonic() + deadline
     run = _Run(journal, mirrors, staged=staged, ends=ends, attempts=attempts, workers=workers)
-    run.bar = _Progress() if progress and sys.stderr.isatty() else None
+    run.bar = Progress("repair") if progress and sys.stderr.isatty() else None
     alive: dict[str | None, bool | None] = {}
     now = time.time()
 
@@ -215,7 +216,7 @@ class _Run:
         self.staged = staged
         self.ends = ends
         self.attempts = attempts
-        self.bar: _Progress | None = None
+        self.bar: Progress | None = None
         self.attempted: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -277,7 +278,7 @@ class _Run:
     def finish(self) -> None:
         self._pool.close()
         if self.bar is not None:
-            self.bar.done()
+            self.bar.close()
 
     def report(self, started: float) -> RepairReport:
         try:
@@ -486,36 +487,3 @@ def converge(
 def _show(key: object) -> str:
     text = key if isinstance(key, str) else repr(key)
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-class _Progress:
-    """A one-line progress bar on standard error (the total grows as the journal is read)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done_count = 0
-        self.started = time.monotonic()
-        self._lock = threading.Lock()
-
-    def grow(self, count: int) -> None:
-        with self._lock:
-            self.total += count
-
-    def step(self) -> None:
-        with self._lock:
-            self.done_count += 1
-            total = max(self.total, 1)
-            elapsed = time.monotonic() - self.started
-            rate = self.done_count / elapsed if elapsed > 0 else 0.0
-            eta = (total - self.done_count) / rate if rate else 0.0
-            width = 30
-            filled = int(width * min(self.done_count, total) / total)
-            sys.stderr.write(
-                f"\rrepair [{'#' * filled}{'.' * (width - filled)}] "
-                f"{self.done_count}/{total} keys, {rate:.0f}/s, ETA {eta:.0f}s "
-            )
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()
