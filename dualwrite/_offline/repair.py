@@ -1,12 +1,15 @@
-"""Repair: make the shadow equal to the primary for every journaled key.
+"""Repair: make the two accounts agree on every journaled key, copying from the one that took it.
 
-Repair never replays a request: it reads the key's current state on the primary and writes that
-state to the shadow (or deletes the shadow's copy when the primary has none). Replaying an entry
-twice, or entries in any order, or from two processes at once, gives the same result. After the
-write, the primary's state is read again (S3: ETag, attributes, tags, object lock, storage class
-and encryption; DynamoDB: the whole item): if it moved meanwhile (a live write), the copy is
-redone, a bounded number of times, so a repair racing a live dual-write cannot leave an older
-value, tag or metadata on the shadow. A key that does not settle keeps its entries.
+Repair never replays a request: it reads the key's current state in the *source* account and
+writes that state to the other account (or deletes the other's copy when the source has none).
+The source is the account that acknowledged the key's latest journaled write (``Entry.first``:
+the old account, or the new one for a write made at ``CUTOVER``; see :func:`_source`), not the
+account that owns the tenant now. Replaying an entry twice, or entries in any order, or from two
+processes at once, gives the same result. After the write, the source's state is read again (S3:
+ETag, attributes, tags, object lock, storage class and encryption; DynamoDB: the whole item): if
+it moved meanwhile (a live write), the copy is redone, a bounded number of times, so a repair
+racing a live dual-write cannot leave an older value, tag or metadata on the other account. A
+key that does not settle keeps its entries.
 
 Safe beside live writers:
 
@@ -61,9 +64,11 @@ class RepairReport:
     Attributes:
         entries: journal entries read.
         keys: distinct keys among the entries repair acted on.
-        copied: keys whose primary state was written to the shadow.
-        deleted: keys deleted on the shadow because the primary has none.
-        failed: keys that could not be repaired, or did not settle (the primary kept changing);
+        copied: keys whose state was copied from the account that acknowledged their latest
+            journaled write (the primary, or the new account for a write made at ``CUTOVER``)
+            to the other.
+        deleted: keys deleted on the other account because that source account has none.
+        failed: keys that could not be repaired, or did not settle (the source kept changing);
             their entries stay in the journal.
         skipped: keys of a bucket or table this writer has not wrapped, or of a tenant whose
             stage forbids a repair (entries stay).
@@ -315,7 +320,7 @@ def _repair_group(
     attempts: int,
     deadline: float | None,
 ) -> tuple[str, str | None]:
-    """Repair one key; remove its entries (by id) once the shadow holds the primary's state."""
+    """Repair one key; remove its entries (by id) once the other side holds the source's state."""
     first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
     mirror = _mirror_for(mirrors, first.service, first.resource)
     resource = first.resource
