@@ -11,8 +11,9 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import DynamoEnv, S3Env
 
+from dualwrite._core.scan import BackfillError, Sink, StateFile
 from dualwrite._dynamodb.backfill import condition_on
-from dualwrite._offline.backfill import BackfillError, RequestMeter, Sink, StateFile, run
+from dualwrite._offline.backfill import RequestMeter, run
 from dualwrite._s3.backfill import S3Job
 
 

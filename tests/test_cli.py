@@ -15,7 +15,7 @@ from _support.cli import Accounts
 from _support.proxy import Fault, FaultProxy
 from _support.servers import MotoServer
 
-from dualwrite._offline.backfill import Progress
+from dualwrite._offline.progress import Progress
 from dualwrite.cli import main
 
 

@@ -28,8 +28,7 @@ import attrs
 
 from dualwrite._core.converge import retry_until_stable
 from dualwrite._core.errors import ShadowChanged
-from dualwrite._dynamodb.handlers import canonical, read_item
-from dualwrite._offline.backfill import (
+from dualwrite._core.scan import (
     Batch,
     Difference,
     StateFile,
@@ -39,6 +38,7 @@ from dualwrite._offline.backfill import (
     read_ahead,
     to_jsonable,
 )
+from dualwrite._dynamodb.handlers import canonical, read_item
 
 _PAGE = 1000  # items per Scan/Query page (a page is also cut at 1 MB by DynamoDB)
 _LOOKUP = 100  # BatchGetItem's limit

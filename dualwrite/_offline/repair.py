@@ -1,12 +1,15 @@
-"""Repair: make the shadow equal to the primary for every journaled key.
+"""Repair: make the two accounts agree on every journaled key, copying from the one that took it.
 
-Repair never replays a request: it reads the key's current state on the primary and writes that
-state to the shadow (or deletes the shadow's copy when the primary has none). Replaying an entry
-twice, or entries in any order, or from two processes at once, gives the same result. After the
-write, the primary's state is read again (S3: ETag, attributes, tags, object lock, storage class
-and encryption; DynamoDB: the whole item): if it moved meanwhile (a live write), the copy is
-redone, a bounded number of times, so a repair racing a live dual-write cannot leave an older
-value, tag or metadata on the shadow. A key that does not settle keeps its entries.
+Repair never replays a request: it reads the key's current state in the *source* account and
+writes that state to the other account (or deletes the other's copy when the source has none).
+The source is the account that acknowledged the key's latest journaled write (``Entry.first``:
+the old account, or the new one for a write made at ``CUTOVER``; see :func:`_source`), not the
+account that owns the tenant now. Replaying an entry twice, or entries in any order, or from two
+processes at once, gives the same result. After the write, the source's state is read again (S3:
+ETag, attributes, tags, object lock, storage class and encryption; DynamoDB: the whole item): if
+it moved meanwhile (a live write), the copy is redone, a bounded number of times, so a repair
+racing a live dual-write cannot leave an older value, tag or metadata on the other account. A
+key that does not settle keeps its entries.
 
 Safe beside live writers:
 
@@ -39,6 +42,7 @@ import attrs
 from dualwrite import _services as services
 from dualwrite._core.converge import ATTEMPTS
 from dualwrite._core.errors import RepairError, describe_error, safe_invoke
+from dualwrite._offline.progress import Progress
 from dualwrite._stage import Stage
 from dualwrite.events import Write
 from dualwrite.journal import one_pass, owner_alive
@@ -60,9 +64,11 @@ class RepairReport:
     Attributes:
         entries: journal entries read.
         keys: distinct keys among the entries repair acted on.
-        copied: keys whose primary state was written to the shadow.
-        deleted: keys deleted on the shadow because the primary has none.
-        failed: keys that could not be repaired, or did not settle (the primary kept changing);
+        copied: keys whose state was copied from the account that acknowledged their latest
+            journaled write (the primary, or the new account for a write made at ``CUTOVER``)
+            to the other.
+        deleted: keys deleted on the other account because that source account has none.
+        failed: keys that could not be repaired, or did not settle (the source kept changing);
             their entries stay in the journal.
         skipped: keys of a bucket or table this writer has not wrapped, or of a tenant whose
             stage forbids a repair (entries stay).
@@ -149,7 +155,7 @@ def repair_journal(
     started = time.perf_counter()
     ends = None if deadline is None else time.monotonic() + deadline
     run = _Run(journal, mirrors, staged=staged, ends=ends, attempts=attempts, workers=workers)
-    run.bar = _Progress() if progress and sys.stderr.isatty() else None
+    run.bar = Progress("repair") if progress and sys.stderr.isatty() else None
     alive: dict[str | None, bool | None] = {}
     now = time.time()
 
@@ -215,7 +221,7 @@ class _Run:
         self.staged = staged
         self.ends = ends
         self.attempts = attempts
-        self.bar: _Progress | None = None
+        self.bar: Progress | None = None
         self.attempted: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -277,7 +283,7 @@ class _Run:
     def finish(self) -> None:
         self._pool.close()
         if self.bar is not None:
-            self.bar.done()
+            self.bar.close()
 
     def report(self, started: float) -> RepairReport:
         try:
@@ -314,7 +320,7 @@ def _repair_group(
     attempts: int,
     deadline: float | None,
 ) -> tuple[str, str | None]:
-    """Repair one key; remove its entries (by id) once the shadow holds the primary's state."""
+    """Repair one key; remove its entries (by id) once the other side holds the source's state."""
     first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
     mirror = _mirror_for(mirrors, first.service, first.resource)
     resource = first.resource
@@ -486,36 +492,3 @@ def converge(
 def _show(key: object) -> str:
     text = key if isinstance(key, str) else repr(key)
     return text if len(text) <= 120 else text[:117] + "..."
-
-
-class _Progress:
-    """A one-line progress bar on standard error (the total grows as the journal is read)."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.done_count = 0
-        self.started = time.monotonic()
-        self._lock = threading.Lock()
-
-    def grow(self, count: int) -> None:
-        with self._lock:
-            self.total += count
-
-    def step(self) -> None:
-        with self._lock:
-            self.done_count += 1
-            total = max(self.total, 1)
-            elapsed = time.monotonic() - self.started
-            rate = self.done_count / elapsed if elapsed > 0 else 0.0
-            eta = (total - self.done_count) / rate if rate else 0.0
-            width = 30
-            filled = int(width * min(self.done_count, total) / total)
-            sys.stderr.write(
-                f"\rrepair [{'#' * filled}{'.' * (width - filled)}] "
-                f"{self.done_count}/{total} keys, {rate:.0f}/s, ETA {eta:.0f}s "
-            )
-            sys.stderr.flush()
-
-    def done(self) -> None:
-        sys.stderr.write("\n")
-        sys.stderr.flush()

@@ -6,8 +6,8 @@ Subcommands:
   needed; requires the ``demo`` extra). ``demo --walkthrough`` walks one tenant through the
   playbook of ``docs/migration.md`` instead: check, dual-write, copy, diff, cutover, a rollback
   drill, done.
-* ``repair``: replay a journal: copy each journaled key's current state from the primary to the
-  shadow.
+* ``repair``: replay a journal: copy each journaled key's current state from the account that
+  acknowledged its latest journaled write to the other.
 * ``check s3|dynamodb``: pre-flight of the shadow (ACL, ownership, encryption, schema, probe).
 * ``diff s3|dynamodb``: compare the two accounts; differences as JSON Lines.
 * ``copy s3|dynamodb``: backfill what the shadow lacks, conditionally, resumably, in parallel.
@@ -57,11 +57,14 @@ def _parser() -> argparse.ArgumentParser:
 
     repair = commands.add_parser(
         "repair",
-        help="copy every journaled key's current state from the primary to the shadow",
+        help="copy every journaled key's current state from the account its latest write went "
+        "to first to the other",
         description=(
-            "Read the journal; for each key, copy the primary's current object or item to the "
-            "shadow (or delete it there when the primary has none), then remove its entries. "
-            "Idempotent: safe to rerun, or to run from several processes at once."
+            "Read the journal; for each key, copy the current object or item from the account "
+            "that acknowledged the key's latest journaled write (the old account, or the new one "
+            "for a write made at CUTOVER) to the other account (or delete it there when the "
+            "source has none), then remove its entries. Idempotent: safe to rerun, or to run "
+            "from several processes at once."
         ),
     )
     source = repair.add_mutually_exclusive_group(required=True)

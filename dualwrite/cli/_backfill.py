@@ -20,8 +20,10 @@ from botocore.config import Config
 
 import dualwrite
 from dualwrite._core.mirror import Mirror
+from dualwrite._core.scan import Job, StateFile
 from dualwrite._dynamodb.backfill import DynamoJob
-from dualwrite._offline.backfill import BackfillReport, Job, Progress, RequestMeter, StateFile
+from dualwrite._offline.backfill import BackfillReport, RequestMeter
+from dualwrite._offline.progress import Progress
 from dualwrite._s3.backfill import S3Job
 from dualwrite._s3.handlers import owner_params
 from dualwrite.cli._targets import targets_from

@@ -10,7 +10,8 @@ from typing import TextIO
 import attrs
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dualwrite._offline.check import check_dynamodb, check_s3
+from dualwrite._dynamodb.check import check_dynamodb
+from dualwrite._s3.check import check_s3
 from dualwrite.cli._backfill import open_pair
 from dualwrite.cli._targets import SIDES, targets_from
 

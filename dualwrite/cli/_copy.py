@@ -21,14 +21,8 @@ from typing import TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dualwrite._offline.backfill import (
-    BackfillError,
-    BackfillReport,
-    Sink,
-    StateFile,
-    run,
-    settle_resource_entries,
-)
+from dualwrite._core.scan import BackfillError, Sink, StateFile
+from dualwrite._offline.backfill import BackfillReport, run, settle_resource_entries
 from dualwrite.cli._backfill import (
     EXIT_CLOSED,
     EXIT_INTERRUPTED,

@@ -14,7 +14,8 @@ from typing import TextIO
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from dualwrite._offline.backfill import BackfillError, Sink, run
+from dualwrite._core.scan import BackfillError, Sink
+from dualwrite._offline.backfill import run
 from dualwrite.cli._backfill import (
     EXIT_CLOSED,
     EXIT_INTERRUPTED,

@@ -30,8 +30,10 @@ import dualwrite
 from dualwrite import Stage
 from dualwrite._core.errors import describe_error
 from dualwrite._core.mirror import Mirror
-from dualwrite._offline.backfill import BackfillReport, RequestMeter, Sink, run
-from dualwrite._offline.check import check_dynamodb, check_s3
+from dualwrite._core.scan import Sink
+from dualwrite._dynamodb.check import check_dynamodb
+from dualwrite._offline.backfill import BackfillReport, RequestMeter, run
+from dualwrite._s3.check import check_s3
 from dualwrite.cli._backfill import build_job, open_pair
 from dualwrite.cli._demo import SHADOW_ROLE, embedded_aws
 from dualwrite.testing import RecordingHook
