@@ -18,7 +18,7 @@ import attrs
 
 from dualwrite._core.errors import describe_error
 from dualwrite._core.mirror import Mirror
-from dualwrite._s3.handlers import OWNER_ACL, owner_params, translate
+from dualwrite._s3.requests import OWNER_ACL, owner_params, translate
 
 STATUSES = ("PASS", "FAIL", "WARN", "INFO")
 

@@ -26,7 +26,7 @@ import attrs
 from dualwrite._core.converge import retry_until_stable
 from dualwrite._core.errors import ShadowChanged
 from dualwrite._offline.backfill import Batch, Difference, StateFile, Tally, Unit, read_ahead
-from dualwrite._s3.handlers import (
+from dualwrite._s3.converge import (
     COPIED_ATTRIBUTES,
     MISSING_CODES,
     copy_object_state,

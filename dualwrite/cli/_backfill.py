@@ -23,7 +23,7 @@ from dualwrite._core.mirror import Mirror
 from dualwrite._dynamodb.backfill import DynamoJob
 from dualwrite._offline.backfill import BackfillReport, Job, Progress, RequestMeter, StateFile
 from dualwrite._s3.backfill import S3Job
-from dualwrite._s3.handlers import owner_params
+from dualwrite._s3.requests import owner_params
 from dualwrite.cli._targets import targets_from
 
 EXIT_INTERRUPTED = 130
