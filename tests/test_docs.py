@@ -13,7 +13,7 @@ import botocore.session
 import pytest
 import yaml
 
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import operations as _s3
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 

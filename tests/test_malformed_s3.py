@@ -20,7 +20,7 @@ from botocore.config import Config
 from conftest import Accounts, enforce_owner_acl
 
 import dualwrite
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import operations as _s3
 from dualwrite.events import Unsupported
 from dualwrite.testing import RecordingHook
 

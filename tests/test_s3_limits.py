@@ -11,7 +11,7 @@ from _support.shadow import Gate
 from conftest import S3Env
 
 import dualwrite
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import multipart as _s3
 from dualwrite.events import Unsupported
 from dualwrite.testing import RecordingHook
 

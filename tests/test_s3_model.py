@@ -19,7 +19,7 @@ from botocore import xform_name
 from conftest import S3Env, record_requests
 
 from dualwrite._core.proxy import ClientProxy
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import operations as _s3
 from dualwrite._s3.proxy import S3ClientProxy
 from dualwrite.events import Unsupported
 from dualwrite.testing import RecordingHook

@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from conftest import SHADOW_ACCOUNT, S3Env, enforce_owner_acl, record_requests
 
 import dualwrite
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import operations as _s3
 from dualwrite.events import Mismatch, ShadowFailed, Unsupported
 from dualwrite.testing import RecordingHook
 

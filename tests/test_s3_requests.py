@@ -20,7 +20,7 @@ from conftest import S3Env
 
 import dualwrite
 from dualwrite._core import bodies as _bodies
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import requests as _s3
 from dualwrite.events import ShadowFailed
 from dualwrite.testing import RecordingHook
 

@@ -923,7 +923,7 @@ def test_exists_conditions_name_their_table() -> None:
 
 def test_new_first_responses_name_the_callers_resources() -> None:
     from dualwrite._dynamodb import handlers as _dynamodb  # noqa: PLC0415
-    from dualwrite._s3 import handlers as _s3  # noqa: PLC0415
+    from dualwrite._s3 import routing as _s3  # noqa: PLC0415
 
     renamed = {"orders-v2": "orders", "photos-acct2": "photos"}
     batch = {"Responses": [{"TableName": "orders-v2", "Item": {}}, {"Error": {}}]}

@@ -21,7 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from conftest import DynamoEnv, S3Env
 
 import dualwrite
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3 import multipart as _s3
 from dualwrite.journal import Entry, SQLiteJournal
 
 MODES = [pytest.param("sync", id="sync"), pytest.param("background", id="background")]

@@ -10,7 +10,7 @@ precondition (``IfNoneMatch="*"`` when the shadow lacked the key, ``IfMatch=<ETa
 it held another version), the primary is read after that state was seen, and after the write the
 primary's state (ETag, attributes, tags, object lock, storage class, encryption) is read again
 (:func:`dualwrite._core.converge.retry_until_stable`). What is copied with the body is what repair
-copies (:func:`dualwrite._s3.handlers.copy_object_state`): attributes, tags, object lock and
+copies (:func:`dualwrite._s3.converge.copy_object_state`): attributes, tags, object lock and
 legal hold, storage class, checksum algorithm, and the KMS key mapped through ``kms_keys``. A
 ``PreconditionFailed`` means a live dual-write got there first: the key is left as it is and
 counted ``skipped_changed``.
@@ -26,7 +26,7 @@ import attrs
 from dualwrite._core.converge import retry_until_stable
 from dualwrite._core.errors import ShadowChanged
 from dualwrite._core.scan import Batch, Difference, StateFile, Tally, Unit, read_ahead
-from dualwrite._s3.handlers import (
+from dualwrite._s3.converge import (
     COPIED_ATTRIBUTES,
     MISSING_CODES,
     copy_object_state,

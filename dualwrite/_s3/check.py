@@ -1,7 +1,7 @@
 """Pre-flight checks of an S3 bucket pair, against the real accounts.
 
 The probe object is written exactly as the wrapper writes (through
-:func:`dualwrite._s3.handlers.translate`, so with ``ACL="bucket-owner-full-control"``), read back
+:func:`dualwrite._s3.requests.translate`, so with ``ACL="bucket-owner-full-control"``), read back
 and deleted, in the shadow bucket only, under a prefix of its own: a check never touches real
 data.
 """
@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from dualwrite._core.checks import Check, access_fix, failure, failure_code
-from dualwrite._s3.handlers import OWNER_ACL, owner_params, translate
+from dualwrite._s3.requests import OWNER_ACL, owner_params, translate
 
 if TYPE_CHECKING:
     from dualwrite._core.mirror import Mirror

@@ -13,7 +13,9 @@ from boto3.s3.transfer import TransferConfig
 from dualwrite._core import routing as _routing
 from dualwrite._core.mirror import Mirror
 from dualwrite._core.proxy import ClientProxy, client_of, install, rebind
-from dualwrite._s3 import handlers as _s3
+from dualwrite._s3.operations import HANDLERS, ROUTED_READS, unclassified
+from dualwrite._s3.requests import Options, Pin, force_owner_acl
+from dualwrite._s3.state import new_state
 
 if TYPE_CHECKING:
     from dualwrite._core.service import Service
@@ -25,9 +27,9 @@ logger = logging.getLogger("dualwrite")
 class S3ClientProxy(ClientProxy):
     """A wrapped S3 client, including boto3's managed transfers."""
 
-    _unclassified = staticmethod(_s3.unclassified)
+    _unclassified = staticmethod(unclassified)
 
-    _routed_reads = _s3.ROUTED_READS
+    _routed_reads = ROUTED_READS
 
     def upload_file(
         self,
@@ -228,7 +230,7 @@ class S3ClientProxy(ClientProxy):
             params.pop("ACL", None)  # reroute's, for a request: a transfer's ACL is in ExtraArgs
             if mirror.reversed:
                 extra = dict(extra or {})
-                _s3.force_owner_acl(extra)
+                force_owner_acl(extra)
             params["ExtraArgs"] = extra
             decision = (chosen.decisions or {}).get(params["Bucket"])
             write = mirror.describe(operation, params["Bucket"], key)
@@ -246,13 +248,13 @@ class S3ClientProxy(ClientProxy):
         # shadow would never see the parts: pin the classic manager for mirrored transfers.
         pinned_config = copy.copy(config) if config is not None else TransferConfig()
         pinned_config.preferred_transfer_client = "classic"  # type: ignore[assignment] # stub says int
-        pin = _s3.Pin(tenant=tenant, on=True, stage=decision.stage if decision else None)
+        pin = Pin(tenant=tenant, on=True, stage=decision.stage if decision else None)
         run(S3ClientProxy(mirror.primary, mirror, pin), pinned_config, params)
         if pin.errors:
             raise pin.errors[0]
 
 
-install(S3ClientProxy, _s3.HANDLERS)
+install(S3ClientProxy, HANDLERS)
 
 
 def wrap(
@@ -275,7 +277,7 @@ def wrap(
         primary=primary_client,
         shadow=client_of(shadow),
         names=names,
-        state=_s3.new_state(_s3.Options(kms_keys=kms_keys, shadow_account=shadow_account)),
+        state=new_state(Options(kms_keys=kms_keys, shadow_account=shadow_account)),
     )
     if names is None:
         logger.warning(

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from dualwrite._core.mirror import Mirror
-from dualwrite._s3 import handlers, proxy
+from dualwrite._s3 import proxy, routing
+from dualwrite._s3.converge import repair_object
 
 
 class S3:
@@ -22,7 +23,7 @@ class S3:
         return mirror.shadow_name(resource)
 
     def build_reverse(self, mirror: Mirror) -> Mirror:
-        return handlers.build_reverse(mirror)
+        return routing.build_reverse(mirror)
 
     def journal_key(self, key: object) -> Any:
         return key if isinstance(key, str) else ""
@@ -36,33 +37,31 @@ class S3:
         attempts: int | None = None,
         deadline: float | None = None,
     ) -> str:
-        return handlers.repair_object(
-            mirror, resource, str(key), attempts=attempts, deadline=deadline
-        )
+        return repair_object(mirror, resource, str(key), attempts=attempts, deadline=deadline)
 
     def upload_owner(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
-        return handlers.upload_owner(mirror, api, params)
+        return routing.upload_owner(mirror, api, params)
 
     def reroute(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        return handlers.reroute(mirror, api, params)
+        return routing.reroute(mirror, api, params)
 
     def stage_targets(
         self, mirror: Mirror, api: str, params: Mapping[str, Any]
     ) -> list[tuple[str, Any]]:
-        return handlers.stage_targets(mirror, api, params)
+        return routing.stage_targets(mirror, api, params)
 
     def stage_sources(
         self, mirror: Mirror, api: str, params: Mapping[str, Any]
     ) -> list[tuple[str, Any]]:
-        return handlers.stage_sources(mirror, api, params)
+        return routing.stage_sources(mirror, api, params)
 
     def written_keys(
         self, mirror: Mirror, api: str, params: Mapping[str, Any] | None
     ) -> list[tuple[str, Any]] | None:
-        return handlers.written_keys(mirror, api, params)
+        return routing.written_keys(mirror, api, params)
 
     def as_called(self, api: str, response: Any, renamed: Mapping[str, str]) -> Any:
-        return handlers.as_called(api, response, renamed)
+        return routing.as_called(api, response, renamed)
 
     def wrap(self, writer: Any, primary: Any, **options: Any) -> Any:
         """Wrap an S3 client or resource (see :func:`dualwrite._s3.proxy.wrap`)."""

@@ -25,7 +25,7 @@ from dualwrite._dynamodb.backfill import DynamoJob
 from dualwrite._offline.backfill import BackfillReport, RequestMeter
 from dualwrite._offline.progress import Progress
 from dualwrite._s3.backfill import S3Job
-from dualwrite._s3.handlers import owner_params
+from dualwrite._s3.requests import owner_params
 from dualwrite.cli._targets import targets_from
 
 EXIT_INTERRUPTED = 130
