@@ -119,7 +119,7 @@ def serve(kind: str, delay: float) -> None:
 @contextmanager
 def servers(primary_delay: float, delay: float, shadow: str = "moto") -> Iterator[tuple[str, str]]:
     """Start the primary's server and the shadow's (behind the proxy); yield their URLs."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join((str(ROOT / "tests"), str(ROOT)))}
     children = [
         subprocess.Popen(
             [sys.executable, __file__, "--serve", kind, str(d)],

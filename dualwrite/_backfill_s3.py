@@ -25,7 +25,13 @@ import attrs
 
 from dualwrite._backfill import Batch, Difference, StateFile, Tally, Unit, read_ahead
 from dualwrite._repair import retry_until_stable
-from dualwrite._s3 import COPIED_ATTRIBUTES, MISSING_CODES, copy_object_state, object_fingerprint
+from dualwrite._s3 import (
+    COPIED_ATTRIBUTES,
+    MISSING_CODES,
+    CopiedObject,
+    copy_object_state,
+    object_fingerprint,
+)
 
 _BATCH_KEYS = 100  # equal keys at most between two resume points
 _PREFIX = "prefix:"
@@ -56,6 +62,7 @@ def converge_object(
     seen: str | None,
     owner: Mapping[str, str],
     kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None,
+    copy: Callable[..., CopiedObject | None] = copy_object_state,
 ) -> tuple[str, int]:
     """Make ``shadow_bucket/key`` equal to the primary's current object, unless a live write wins.
 
@@ -63,6 +70,8 @@ def converge_object(
         seen: the shadow's ETag when it was listed, or ``None`` if it lacked the key.
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
         kms_keys: the writer's ``kms_keys`` map, for SSE-KMS objects.
+        copy: what copies the object (:func:`copy_object_state`, or the server-side copy of
+            :mod:`dualwrite._s3_server_copy`).
 
     Returns:
         ``(outcome, bytes copied)``; outcome ``"copied"``, ``"deleted"`` (the primary has no
@@ -81,7 +90,7 @@ def converge_object(
         etag = expect[0]
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
-            copied = copy_object_state(
+            copied = copy(
                 primary,
                 shadow,
                 bucket,
@@ -132,6 +141,8 @@ class S3Job:
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
         kms_keys: the writer's ``kms_keys`` map: an SSE-KMS object is written with the mapped
             key (unmapped: the shadow bucket's default encryption).
+        copier: what copies one object (``copy --server-side``: a
+            :class:`dualwrite._s3_server_copy.ServerSideCopy`).
     """
 
     command: str
@@ -147,6 +158,7 @@ class S3Job:
     owner: Mapping[str, str] = attrs.field(factory=dict)
     kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None
     service: str = "s3"
+    copier: Callable[..., CopiedObject | None] = copy_object_state
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -261,6 +273,7 @@ class S3Job:
                 seen=seen,
                 owner=self.owner,
                 kms_keys=self.kms_keys,
+                copy=self.copier,
             )
         except ShadowChanged:
             outcome, size = "skipped_changed", 0
