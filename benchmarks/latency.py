@@ -494,6 +494,7 @@ def main() -> None:
     )
     parser.add_argument(
         "--journals",
+        "--journal",
         default="none,sqlite",
         help="the wrapped cases' journals, comma-separated: none, sqlite (a fresh SQLite "
         "file: the default configuration, with write-ahead intents)",

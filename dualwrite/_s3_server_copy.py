@@ -54,6 +54,7 @@ logger = logging.getLogger("dualwrite")
 DENIED_CODES = frozenset({"AccessDenied", "403", "AllAccessDisabled"})
 """Error codes of a server-side copy that mean "the shadow may not read the primary's object"."""
 
+_COPY_OPERATIONS = frozenset({"CopyObject", "UploadPartCopy"})
 _CHANGED_CODES = frozenset({"PreconditionFailed", "412"})
 _SOURCE_ATTEMPTS = 5  # reads of the primary's object when it keeps changing under the copy
 
@@ -286,7 +287,10 @@ class ServerSideCopy:
                 kms_keys=kms_keys,
             )
         except Exception as exc:
-            if _error_code(exc) not in DENIED_CODES:
+            # Only the copy's own refusal: a primary that refuses its owner's HeadObject, or a
+            # shadow bucket that refuses the write, would refuse the copy through the host too.
+            copying = getattr(exc, "operation_name", None) in _COPY_OPERATIONS
+            if not copying or _error_code(exc) not in DENIED_CODES:
                 raise
             with self._lock:
                 self.through_host += 1

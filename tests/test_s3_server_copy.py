@@ -268,6 +268,21 @@ def test_an_object_the_shadow_may_not_read_is_copied_through_the_host(env: S3Env
         assert _state(env.shadow, "photos-acct2", key) == _state(env.primary, "photos", key)
 
 
+def test_a_denied_primary_read_is_not_retried_through_the_host(env: S3Env) -> None:
+    env.primary.put_object(Bucket="photos", Key="k", Body=b"k")
+
+    def deny(model: Any, **_: Any) -> None:
+        raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, model.name)
+
+    env.primary.meta.events.register_first("provide-client-params.s3.HeadObject", deny)
+    primary_sent = record_requests(env.primary)
+    copier = ServerSideCopy()
+    with pytest.raises(ClientError, match="AccessDenied"):
+        copier(env.primary, env.shadow, "photos", "k", "photos-acct2")
+    assert (copier.server_side, copier.through_host) == (0, 0)
+    assert "GetObject" not in primary_sent
+
+
 def test_other_copy_errors_are_not_retried_through_the_host(env: S3Env) -> None:
     env.primary.put_object(Bucket="photos", Key="k", Body=b"k")
 
