@@ -181,19 +181,25 @@ class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
     to disk when either limit is reached, and gives back what it held. Closing gives back the
     rest.
 
+    A body read from a file (``upload_file``'s parts, an open file) goes straight to disk: its
+    bytes were on disk already, the copy mostly lands in the page cache, and keeping such parts
+    in RAM is what made a large background upload grow the process by the whole budget (and
+    more, as the allocator kept the freed part buffers).
+
     Args:
         expected: the body's size, when known.
+        from_file: the body is read from a file.
     """
 
     _rolled: bool  # SpooledTemporaryFile's own state, replaced by rollover() below
     _file: Any
 
-    def __init__(self, expected: int | None) -> None:
+    def __init__(self, expected: int | None, *, from_file: bool = False) -> None:
         super().__init__(max_size=SPOOL_MEMORY, prefix="dualwrite-body-")
         self._held = 0
         self._size = 0
         if expected is not None:
-            if expected <= SPOOL_MEMORY and _BUDGET.take(expected):
+            if not from_file and expected <= SPOOL_MEMORY and _BUDGET.take(expected):
                 self._held = expected
             else:
                 self.rollover()
@@ -239,26 +245,28 @@ class _BudgetedSpool(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
             _BUDGET.give(held)
 
 
-def _remaining(stream: Any) -> int | None:
-    """Bytes left in ``stream`` from its position, when that is cheap to know; else ``None``."""
+def _remaining(stream: Any) -> tuple[int | None, bool]:
+    """Bytes left in ``stream`` from its position, when that is cheap to know (else ``None``),
+    and whether the stream reads a file (s3transfer's ``ReadFileChunk``, a regular file)."""
     try:
         if isinstance(stream, memoryview):
-            return stream.nbytes
+            return stream.nbytes, False
         if hasattr(stream, "__len__"):  # s3transfer's ReadFileChunk: its own part's size
-            return max(0, len(stream) - int(stream.tell()))
+            return max(0, len(stream) - int(stream.tell())), True
         info = os.fstat(stream.fileno())
         if stat.S_ISREG(info.st_mode):
-            return max(0, info.st_size - int(stream.tell()))
+            return max(0, info.st_size - int(stream.tell())), True
     except Exception:  # noqa: BLE001 - a guess only; the copy itself finds the real size
-        return None
-    return None
+        return None, False
+    return None, False
 
 
 def _spool(stream: Any, *, budgeted: bool = False) -> tempfile.SpooledTemporaryFile[bytes]:
     """Copy ``stream`` (a readable object or a ``memoryview``) from its position into a spool."""
     spool: tempfile.SpooledTemporaryFile[bytes]
     if budgeted:
-        spool = _BudgetedSpool(_remaining(stream))
+        size, from_file = _remaining(stream)
+        spool = _BudgetedSpool(size, from_file=from_file)
     else:
         spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, prefix="dualwrite-body-")
     try:
@@ -266,17 +274,49 @@ def _spool(stream: Any, *, budgeted: bool = False) -> tempfile.SpooledTemporaryF
             for offset in range(0, stream.nbytes, _COPY_CHUNK):
                 spool.write(stream[offset : offset + _COPY_CHUNK])  # type: ignore[arg-type]
         else:
-            while True:
-                chunk = stream.read(_COPY_CHUNK)
-                if not chunk:
-                    break
-                spool.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+            _copy_stream(stream, spool)
         spool.flush()
     except BaseException:
         spool.close()
         raise
     spool.seek(0)
     return spool
+
+
+_KEPT_BUFFERS = 4  # copy buffers kept for reuse; more copies at once allocate their own
+_free_buffers: list[memoryview] = []
+_buffers_lock = threading.Lock()
+
+
+def _copy_stream(stream: Any, spool: Any) -> None:
+    """Copy ``stream`` from its position to its end into ``spool``, through a reused buffer.
+
+    A fresh 256 KiB chunk per read lands above glibc's dynamic mmap threshold once that has
+    risen, and the allocator then keeps the freed chunks of every copying thread in its arenas.
+    A stream with ``readinto`` fills one buffer, taken from a small pool and given back, in
+    place; one without it (s3transfer's ``ReadFileChunk``) is read chunk by chunk.
+    """
+    readinto = getattr(stream, "readinto", None)
+    if readinto is None or isinstance(stream, io.TextIOBase):
+        while True:
+            chunk = stream.read(_COPY_CHUNK)
+            if not chunk:
+                return
+            spool.write(chunk.encode("utf-8") if isinstance(chunk, str) else chunk)
+    with _buffers_lock:
+        buffer = _free_buffers.pop() if _free_buffers else None
+    if buffer is None:
+        buffer = memoryview(bytearray(_COPY_CHUNK))
+    try:
+        while True:
+            count = readinto(buffer)
+            if not count:
+                return
+            spool.write(buffer[:count])
+    finally:
+        with _buffers_lock:
+            if len(_free_buffers) < _KEPT_BUFFERS:
+                _free_buffers.append(buffer)
 
 
 def _spool_before_primary(stream: Any) -> tuple[Any, Any, str | None]:

@@ -29,6 +29,7 @@ from dualwrite._core.scan import Batch, Difference, StateFile, Tally, Unit, read
 from dualwrite._s3.converge import (
     COPIED_ATTRIBUTES,
     MISSING_CODES,
+    CopiedObject,
     copy_object_state,
     object_fingerprint,
 )
@@ -58,6 +59,7 @@ def converge_object(
     seen: str | None,
     owner: Mapping[str, str],
     kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None,
+    copy: Callable[..., CopiedObject | None] = copy_object_state,
 ) -> tuple[str, int]:
     """Make ``shadow_bucket/key`` equal to the primary's current object, unless a live write wins.
 
@@ -65,6 +67,8 @@ def converge_object(
         seen: the shadow's ETag when it was listed, or ``None`` if it lacked the key.
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
         kms_keys: the writer's ``kms_keys`` map, for SSE-KMS objects.
+        copy: what copies the object (:func:`copy_object_state`, or the server-side copy of
+            :mod:`dualwrite._s3.server_copy`).
 
     Returns:
         ``(outcome, bytes copied)``; outcome ``"copied"``, ``"deleted"`` (the primary has no
@@ -83,7 +87,7 @@ def converge_object(
         etag = expect[0]
         condition = {"IfNoneMatch": "*"} if etag is None else {"IfMatch": etag}
         try:
-            copied = copy_object_state(
+            copied = copy(
                 primary,
                 shadow,
                 bucket,
@@ -134,6 +138,8 @@ class S3Job:
         owner: ``{"ExpectedBucketOwner": ...}`` for the shadow's calls, or empty.
         kms_keys: the writer's ``kms_keys`` map: an SSE-KMS object is written with the mapped
             key (unmapped: the shadow bucket's default encryption).
+        copier: what copies one object (``copy --server-side``: a
+            :class:`dualwrite._s3.server_copy.ServerSideCopy`).
     """
 
     command: str
@@ -149,6 +155,7 @@ class S3Job:
     owner: Mapping[str, str] = attrs.field(factory=dict)
     kms_keys: Mapping[str, str] | Callable[[str], str | None] | None = None
     service: str = "s3"
+    copier: Callable[..., CopiedObject | None] = copy_object_state
 
     def identity(self) -> dict[str, Any]:
         return {
@@ -263,6 +270,7 @@ class S3Job:
                 seen=seen,
                 owner=self.owner,
                 kms_keys=self.kms_keys,
+                copy=self.copier,
             )
         except ShadowChanged:
             outcome, size = "skipped_changed", 0

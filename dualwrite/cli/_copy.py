@@ -19,10 +19,12 @@ import json
 import sys
 from typing import TextIO
 
+import attrs
 from botocore.exceptions import BotoCoreError, ClientError
 
 from dualwrite._core.scan import BackfillError, Sink, StateFile
 from dualwrite._offline.backfill import BackfillReport, run, settle_resource_entries
+from dualwrite._s3.server_copy import ServerSideCopy
 from dualwrite.cli._backfill import (
     EXIT_CLOSED,
     EXIT_INTERRUPTED,
@@ -48,6 +50,9 @@ def run_copy(args: argparse.Namespace, *, out: TextIO) -> int:
         journal = open_sqlite_journal(args.journal) if args.journal else None
         mirror, meter = open_pair(args, workers=args.workers)
         job = build_job(args, mirror, "copy")
+        server_side = ServerSideCopy() if getattr(args, "server_side", False) else None
+        if server_side is not None:
+            job = attrs.evolve(job, copier=server_side)  # type: ignore[misc]
         # A dry run changes nothing, its resume points included.
         state = StateFile(None if args.dry_run else args.state, job.identity())
         with output_to(args.output, default_stdout=False) as stream, stop_on_signals() as stop:
@@ -75,7 +80,7 @@ def run_copy(args: argparse.Namespace, *, out: TextIO) -> int:
         silence_stdout()
         return EXIT_CLOSED
     summary_out = sys.stderr if args.output == "-" else out
-    text = json.dumps(report.to_json()) if args.json else summary(report)
+    text = _with_server_side(report, server_side, as_json=args.json)
     if settled is not None and not args.json:
         text += f"\njournal: {settled} resource-level entr(ies) of {report.resource} removed"
     if not emit(text, summary_out):
@@ -85,6 +90,27 @@ def run_copy(args: argparse.Namespace, *, out: TextIO) -> int:
     if report.interrupted:
         return EXIT_INTERRUPTED
     return 1 if report.failed else 0
+
+
+def _with_server_side(
+    report: BackfillReport, server_side: ServerSideCopy | None, *, as_json: bool
+) -> str:
+    """The summary, saying with ``--server-side`` how many objects S3 copied itself."""
+    data = report.to_json()
+    if server_side is not None:
+        data["server_side"] = {
+            "copied_in_s3": server_side.server_side,
+            "copied_through_host": server_side.through_host,
+        }
+    if as_json:
+        return json.dumps(data)
+    text = summary(report)
+    if server_side is not None:
+        text += (
+            f"\nserver-side: {server_side.server_side} object(s) copied inside S3, "
+            f"{server_side.through_host} through this host (the shadow could not read them)"
+        )
+    return text
 
 
 def _settle(

@@ -146,6 +146,15 @@ def _add_scope_options(parser: argparse.ArgumentParser, service: str, *, copy: b
         run.add_argument(
             "--dry-run", action="store_true", help="write nothing; say what would be done"
         )
+        if service == "s3":
+            run.add_argument(
+                "--server-side",
+                action="store_true",
+                help="S3 copies each object (CopyObject, UploadPartCopy) with the shadow's "
+                "credentials: no byte passes through this host; needs the primary bucket to "
+                "grant the shadow's account s3:GetObject (objects it may not read are copied "
+                "through this host)",
+            )
         run.add_argument(
             "--journal",
             metavar="PATH",
