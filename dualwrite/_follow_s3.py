@@ -42,6 +42,7 @@ from dualwrite._mirror import describe_error
 from dualwrite._repair import converge
 from dualwrite._s3 import COPIED_ATTRIBUTES, MISSING_CODES, _error_code, _tags
 from dualwrite.events import Followed, Write
+from dualwrite.journal import encode_key
 
 if TYPE_CHECKING:
     from dualwrite._mirror import Mirror
@@ -49,12 +50,20 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("dualwrite")
 
-__all__ = ["FollowReport", "Notice", "S3Follower", "converge_key", "follow_queue", "parse_body"]
+__all__ = [
+    "FollowReport",
+    "Follower",
+    "Notice",
+    "S3Follower",
+    "converge_key",
+    "follow_queue",
+    "parse_body",
+]
 
 OUTCOMES = ("equal", "copied", "deleted", "skipped", "failed")
 """What following one key can come to (see :class:`dualwrite.events.Followed`)."""
 
-_COMPARED = (*COPIED_ATTRIBUTES, "ContentLength", "StorageClass", "ObjectLockMode",
+_COMPARED = (*COPIED_ATTRIBUTES, "StorageClass", "ObjectLockMode",
              "ObjectLockRetainUntilDate", "ObjectLockLegalHoldStatus")  # fmt: skip
 
 
@@ -63,14 +72,14 @@ class Notice:
     """One key named by a notification.
 
     Attributes:
-        bucket: the primary bucket.
-        key: the object key, decoded.
+        bucket: the primary bucket (or, for a DynamoDB record, the primary table).
+        key: the object key, decoded (a DynamoDB key in its typed form).
         event: the notification's event name (``"ObjectCreated:Put"``, ``"Object Deleted"``).
         at: the notification's event time (seconds since the epoch), when it says.
     """
 
     bucket: str
-    key: str
+    key: str | Mapping[str, Any]
     event: str
     at: float | None = None
 
@@ -88,7 +97,8 @@ class FollowReport:
         failed: keys that could not converge (journaled when a journal is given).
         journaled: failed keys recorded in the journal (repair retries them).
         errors: one line per failed key (no payload).
-        failed_keys: ``(bucket, key)`` of each failed key.
+        failed_keys: ``(bucket, key as canonical JSON)`` of each failed key
+            (:func:`dualwrite.journal.encode_key`).
         unjournaled_keys: those of them not journaled (no journal, or it failed): their
             notifications must stay on the queue.
     """
@@ -243,26 +253,33 @@ def converge_key(mirror: Mirror, bucket: str, key: str) -> str:
 # -- the follower --------------------------------------------------------------------------
 
 
-class S3Follower:
-    """Converge the keys of S3 notifications through a writer's wrapped S3 pairs.
+class Follower:
+    """Converge followed keys of one service through a writer's wrapped pairs.
 
     The writer's flag decides (``DualWriter(flag=...)``, called with a :class:`Write` whose
     ``operation`` is the event name and whose tenant comes from ``tenant_of``); its hooks get
     one :class:`~dualwrite.events.Followed` event per key; its journal, if any, records the keys
-    that could not converge (reason ``shadow_failed``, detail ``follow``), so that a message
-    can be deleted once its keys converged or were journaled.
+    that could not converge (reason ``shadow_failed``, detail ``follow: <error>``), so that a
+    notification can be let go once its keys converged or were journaled.
 
     Args:
-        writer: a :class:`~dualwrite.DualWriter` that wrapped the S3 client(s) of the primary
-            buckets (``names=`` maps each primary bucket to its shadow).
+        writer: a :class:`~dualwrite.DualWriter` that wrapped the client(s) of the primary
+            buckets or tables (``names=`` maps each to its shadow).
     """
+
+    service = "s3"
 
     def __init__(self, writer: DualWriter) -> None:
         self.writer = writer
 
-    def _mirror(self, bucket: str) -> Mirror | None:
+    def converge(self, mirror: Mirror, resource: str, key: Any) -> str:
+        """Converge one key; ``"equal"``, ``"copied"`` or ``"deleted"``."""
+        return converge_key(mirror, resource, str(key))
+
+    def mirror(self, resource: str) -> Mirror | None:
+        """The wrapped pair of ``resource`` (a primary bucket or table), if any."""
         for mirror in self.writer._mirrors:
-            if mirror.service == "s3" and mirror.shadow_name(bucket) is not None:
+            if mirror.service == self.service and mirror.shadow_name(resource) is not None:
                 return mirror
         return None
 
@@ -273,17 +290,17 @@ class S3Follower:
         """
         latest: dict[tuple[str, str], Notice] = {}
         for notice in notices:
-            latest[notice.bucket, notice.key] = notice
+            latest[notice.bucket, encode_key(notice.key)] = notice
         report = FollowReport()
         for notice in latest.values():
             report += self._one(notice)
         return report
 
     def _one(self, notice: Notice) -> FollowReport:
-        mirror = self._mirror(notice.bucket)
+        mirror = self.mirror(notice.bucket)
         write = Write(
             tenant=None,
-            service="s3",
+            service=self.service,  # type: ignore[arg-type]
             operation=notice.event or "Notification",
             resource=notice.bucket,
             shadow_resource=mirror.shadow_name(notice.bucket) if mirror else None,
@@ -296,20 +313,22 @@ class S3Follower:
         if not on:
             self._emit(write, "skipped", notice)
             return FollowReport(keys=1, skipped=1)
+        ident = (notice.bucket, encode_key(notice.key))
         try:
-            outcome = converge_key(mirror, notice.bucket, notice.key)
+            outcome = self.converge(mirror, notice.bucket, notice.key)
         except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the batch
             info = describe_error(exc)
             journaled = self._journal(write, info.code or info.type)
             self._emit(write, "failed", notice, info.type, info.message)
-            line = f"s3 {notice.bucket} {notice.key[:120]}: {info.type} {info.code or ''}"
+            shown = ident[1] if len(ident[1]) <= 120 else ident[1][:117] + "..."
+            line = f"{self.service} {notice.bucket} {shown}: {info.type} {info.code or ''}"
             return FollowReport(
                 keys=1,
                 failed=1,
                 journaled=int(journaled),
                 errors=(line.rstrip(),),
-                failed_keys=((notice.bucket, notice.key),),
-                unjournaled_keys=() if journaled else ((notice.bucket, notice.key),),
+                failed_keys=(ident,),
+                unjournaled_keys=() if journaled else (ident,),
             )
         self._emit(write, outcome, notice)
         counts: dict[str, Any] = {"keys": 1, outcome: 1}
@@ -339,6 +358,12 @@ class S3Follower:
                 lag=lag,
             )
         )
+
+
+class S3Follower(Follower):
+    """A :class:`Follower` of S3 keys (see :func:`converge_key`)."""
+
+    service = "s3"
 
 
 def _decide(mirror: Mirror, write: Write) -> tuple[Write, bool]:
@@ -373,7 +398,7 @@ class QueueReport:
     deleted_messages: int = 0
     kept_messages: int = 0
     malformed: int = 0
-    keys: FollowReport = FollowReport()
+    keys: FollowReport = attrs.field(factory=FollowReport)
     seconds: float = 0.0
 
 
@@ -411,7 +436,8 @@ def follow_queue(
         follower: the follower.
         sqs: an SQS client of the account that owns the queue.
         queue_url: the queue.
-        once: stop when a receive returns no message (the queue looks drained).
+        once: stop when a receive returns no message, or only messages this run kept
+            already (the queue looks drained).
         stop: ends the loop after the current batch once set (a signal handler sets it).
         wait: long-poll seconds of each receive when not ``once``.
         visibility_timeout: the receive's visibility timeout (default: the queue's).
@@ -423,6 +449,7 @@ def follow_queue(
     started = time.perf_counter()
     total = QueueReport()
     stop = stop if stop is not None else Stop()
+    seen: set[Any] = set()
     while not stop:
         params: dict[str, Any] = {
             "QueueUrl": queue_url,
@@ -436,6 +463,11 @@ def follow_queue(
             if once:
                 break
             continue
+        if once:
+            ids = {m.get("MessageId") for m in messages}
+            if ids <= seen:
+                break  # only messages kept earlier in this run came back: drained
+            seen.update(ids)
         batch = _batch(follower, sqs, queue_url, messages)
         total = QueueReport(
             messages=total.messages + batch.messages,
@@ -468,7 +500,7 @@ def _batch(follower: S3Follower, sqs: Any, queue_url: str, messages: Sequence[An
     deletes = []
     kept = 0
     for message, notices in parsed:
-        if any((n.bucket, n.key) in unsettled for n in notices):
+        if any((n.bucket, encode_key(n.key)) in unsettled for n in notices):
             kept += 1
             continue
         deletes.append(message)
