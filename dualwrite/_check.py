@@ -91,7 +91,12 @@ _NOT_FOUND = frozenset({"NoSuchBucket", "404", "NotFound"})
 
 
 def check_s3(
-    mirror: Mirror, bucket: str, *, probe_prefix: str = ".dualwrite-check/"
+    mirror: Mirror,
+    bucket: str,
+    *,
+    probe_prefix: str = ".dualwrite-check/",
+    sqs: Any = None,
+    queue_url: str | None = None,
 ) -> list[Check]:
     """Check that ``bucket`` and its shadow are ready for dual-writes, diff and copy.
 
@@ -99,9 +104,16 @@ def check_s3(
         mirror: the wrapped S3 pair (names, ``shadow_account``, both clients).
         bucket: the primary bucket.
         probe_prefix: where in the shadow bucket the probe object is written (then deleted).
+        sqs: with ``queue_url``, the SQS client ``dualwrite follow s3`` reads it with.
+        queue_url: the follower's queue: the bucket's notifications to it and the queue's
+            access are checked too (:func:`dualwrite._follow_s3.check_notifications`).
     """
     primary, shadow = mirror.primary, mirror.shadow
     checks = _check_s3_primary(primary, bucket)
+    if queue_url is not None:
+        from dualwrite._follow_s3 import check_notifications  # noqa: PLC0415
+
+        checks.extend(check_notifications(primary, sqs, bucket, queue_url))
     shadow_bucket = mirror.shadow_name(bucket)
     if shadow_bucket is None:
         checks.append(

@@ -289,3 +289,30 @@ def test_parse_the_three_shapes() -> None:
         parse_body('{"hello": 1}')
     with pytest.raises(ValueError):
         parse_body("not json")
+
+
+def test_check_verifies_the_notifications_and_the_queue(world: World) -> None:
+    args = ("check", "s3", "--bucket", "photos", "--json", "--queue-url", world.queue)
+    result = world.accounts.cli.run(*args, shadow_url=world.proxy.url)
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["follow queue reachable"]["status"] == "PASS"
+    assert checks["follow queue reachable"]["detail"].endswith(":photos-events")
+    assert checks["bucket notifications"]["status"] == "PASS"
+    assert checks["dead-letter queue"]["status"] == "WARN"
+
+    # Without the bucket's notification configuration, the check fails and says what to run.
+    world.p_s3.put_bucket_notification_configuration(Bucket="photos", NotificationConfiguration={})
+    result = world.accounts.cli.run(*args, shadow_url=world.proxy.url)
+    assert result.returncode == 1
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["bucket notifications"]["status"] == "FAIL"
+    assert "put-bucket-notification-configuration" in checks["bucket notifications"]["fix"]
+
+    # A queue that is not there.
+    missing = world.queue.rsplit("/", 1)[0] + "/no-such-queue"
+    result = world.accounts.cli.run(
+        "check", "s3", "--bucket", "photos", "--json", "--queue-url", missing,
+        shadow_url=world.proxy.url,
+    )  # fmt: skip
+    checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
+    assert checks["follow queue reachable"]["status"] == "FAIL"
