@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dualwrite._dynamodb import _key_for_level, _state, canonical, read_item, repair_item
-from dualwrite._follow_s3 import Follower, FollowReport, Notice, Stop
+from dualwrite._follow_s3 import _PAUSE, Follower, FollowReport, Notice, Stop
+from dualwrite._mirror import describe_error
 from dualwrite.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -279,7 +280,20 @@ def follow_stream(
     keys = FollowReport()
     while not stop:
         progressed = False
-        shards = ordered_shards(_all_shards(streams, arn))
+        try:
+            shards = ordered_shards(_all_shards(streams, arn))
+        except Exception as exc:
+            if once:
+                raise
+            info = describe_error(exc)
+            logger.warning(
+                "dualwrite follow: describing %s failed (%s: %s); retrying",
+                arn,
+                info.code or info.type,
+                info.message,
+            )
+            stop.wait(max(poll, _PAUSE))
+            continue
         known = {shard["ShardId"] for shard in shards}
         for shard in shards:
             if stop:
@@ -289,15 +303,31 @@ def follow_stream(
             if state.done(shard_id) or (parent in known and not state.done(str(parent))):
                 continue  # finished, or its parent's records come first
             seen_shards.add(shard_id)
-            read, report = _read_shard(
-                streams, arn, shard_id, state, follower, table, limit, stop, totals
-            )
+            try:
+                read, report = _read_shard(
+                    streams, arn, shard_id, state, follower, table, limit, stop, totals
+                )
+            except Exception as exc:
+                if once:
+                    raise
+                # A throttled or unreachable stream must not end a long-running follower;
+                # the shard is read again from its checkpoint on the next pass.
+                info = describe_error(exc)
+                logger.warning(
+                    "dualwrite follow: shard %s of %s failed (%s: %s); retrying",
+                    shard_id,
+                    arn,
+                    info.code or info.type,
+                    info.message,
+                )
+                stop.wait(max(poll, _PAUSE))
+                continue
             keys += report
             progressed = progressed or read > 0
         if once and not progressed:
             break
         if not progressed:
-            time.sleep(poll)
+            stop.wait(poll)
     return StreamReport(
         stream=arn,
         shards=len(seen_shards),

@@ -380,6 +380,8 @@ def _decide(mirror: Mirror, write: Write) -> tuple[Write, bool]:
 
 # -- the queue -------------------------------------------------------------------------------
 
+_PAUSE = 5.0  # seconds before a long-running follower retries a failed receive or read
+
 
 @attrs.frozen(kw_only=True)
 class QueueReport:
@@ -410,7 +412,12 @@ class Stop:
         self._event = threading.Event()
 
     def set(self) -> None:
+        """Ask the loop to stop after its current batch."""
         self._event.set()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less if a stop is asked meanwhile."""
+        self._event.wait(seconds)
 
     def __bool__(self) -> bool:
         return self._event.is_set()
@@ -459,7 +466,22 @@ def follow_queue(
         }
         if visibility_timeout is not None:
             params["VisibilityTimeout"] = visibility_timeout
-        messages = sqs.receive_message(**params).get("Messages", [])
+        try:
+            messages = sqs.receive_message(**params).get("Messages", [])
+        except Exception as exc:
+            if once:
+                raise
+            # A throttled or unreachable queue must not end a long-running follower.
+            info = describe_error(exc)
+            logger.warning(
+                "dualwrite follow: receiving from %s failed (%s: %s); retrying in %s s",
+                queue_url,
+                info.code or info.type,
+                info.message,
+                _PAUSE,
+            )
+            stop.wait(_PAUSE)
+            continue
         if not messages:
             if once:
                 break

@@ -59,6 +59,7 @@ upload (S3 reports whole seconds; the host's clock and S3's differ a little)."""
 FILENAME = "${filename}"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 _DELETES = frozenset({"DeleteObject", "DeleteObjects"})
+_READ_POSTS = frozenset({"SelectObjectContent"})  # a POST that only reads the object
 
 
 def writes(client: Any, api: str) -> bool:
@@ -70,7 +71,7 @@ def writes(client: Any, api: str) -> bool:
         model = client.meta.service_model.operation_model(api)
     except Exception:  # noqa: BLE001 - an operation botocore does not know: not ours to sign
         return False
-    if model.http.get("method", "GET") in _READ_METHODS:
+    if model.http.get("method", "GET") in _READ_METHODS or api in _READ_POSTS:
         return False
     members = model.input_shape.members if model.input_shape is not None else {}
     return "Key" in members

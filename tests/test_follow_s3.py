@@ -8,6 +8,8 @@ every request and refuses object writes without ``bucket-owner-full-control``.
 from __future__ import annotations
 
 import json
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -316,3 +318,26 @@ def test_check_verifies_the_notifications_and_the_queue(world: World) -> None:
     )  # fmt: skip
     checks = {c["name"]: c for c in json.loads(result.stdout)["checks"]}
     assert checks["follow queue reachable"]["status"] == "FAIL"
+
+
+def test_without_once_it_runs_until_sigterm(world: World) -> None:
+    process = world.accounts.cli.start(
+        "follow", "s3", "--queue-url", world.queue, "--wait", "1", "--json",
+        shadow_url=world.proxy.url,
+    )  # fmt: skip
+    try:
+        world.p_s3.put_object(Bucket="photos", Key="live.txt", Body=b"live")
+        for _ in range(300):  # until the follower copied it (or the process died)
+            if "live.txt" in world.shadow_keys() or process.poll() is not None:
+                break
+            time.sleep(0.1)
+        assert process.poll() is None, process.communicate()
+        assert world.shadow_keys() == ["live.txt"]
+        process.send_signal(signal.SIGTERM)
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert json.loads(stdout)["keys"]["copied"] == 1
