@@ -208,11 +208,7 @@ def repair_journal(
         if run.expired():
             break
     run.repair(groups)
-    for entry in presigned:
-        if run.expired():
-            run.count("unfinished")
-            continue
-        run.presigned(entry, now)
+    run.settle_presigned(presigned, now)
     run.finish()
     run.add("in_flight", len(set(owned) - run.attempted))
     return run.report(started)
@@ -312,9 +308,22 @@ class _Run:
         if self.bar is not None:
             self.bar.step()
 
-    def presigned(self, entry: Entry, now: float) -> None:
+    def settle_presigned(self, entries: list[Entry], now: float) -> None:
+        """Settle ``presigned`` entries on the workers, and wait for them or the deadline."""
+        if not entries:
+            return
+        for entry in entries:
+            self._pool.submit(functools.partial(self._presigned, entry, now))
+        if not self._pool.wait(self.ends):
+            self._timed_out = True
+
+    def _presigned(self, entry: Entry, now: float) -> None:
         """Settle one ``presigned`` entry (see :func:`dualwrite._presign.settle`)."""
         from dualwrite._presign import settle  # noqa: PLC0415 - only with presigned entries
+
+        if self.expired():
+            self.count("unfinished")
+            return
 
         mirror = _mirror_for(self.mirrors, entry.service, entry.resource)
         source, resource = None, entry.resource
