@@ -25,8 +25,6 @@ from typing import Any, TextIO
 
 import attrs
 
-import dualwrite
-from dualwrite.cli._repair import CommandLineError, load_targets, open_sqlite_journal
 from dualwrite.cli._targets import SIDES, add_target_options
 
 EXIT_USAGE = 2
@@ -117,6 +115,8 @@ def load_flag(spec: str) -> Callable[..., Any]:
     Raises:
         CommandLineError: the module or the attribute is missing, or it is not callable.
     """
+    from dualwrite.cli._repair import CommandLineError  # noqa: PLC0415
+
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         msg = f"--flag must be MODULE:CALLABLE; got {spec!r}"
@@ -151,6 +151,14 @@ def _stopping(stop: Any) -> Iterator[None]:
 
 def run_follow(args: argparse.Namespace, *, out: TextIO) -> int:
     """Run ``follow s3`` or ``follow dynamodb``; see the module docstring for the exit status."""
+    # Imported here: registering the parser (every command line) stays light.
+    import dualwrite  # noqa: PLC0415
+    from dualwrite.cli._repair import (  # noqa: PLC0415
+        CommandLineError,
+        load_targets,
+        open_sqlite_journal,
+    )
+
     try:
         targets = load_targets(args)
         flag = load_flag(args.flag) if args.flag else True
