@@ -314,3 +314,30 @@ def test_memory_and_sqs_journals_keep_the_expiry() -> None:
         journal.add([entry])
         [back] = list(journal.entries())
         assert (back.reason, back.expires) == ("presigned", 12.25)
+
+
+def test_at_cutover_the_url_is_for_the_new_account_and_repair_copies_back(
+    server: MotoServer, tmp_path: Path
+) -> None:
+    env = Env(server, tmp_path / "journal.sqlite3")
+    env.writer.close()
+    with dualwrite.DualWriter(
+        stage=lambda write: dualwrite.Stage.CUTOVER, journal=str(tmp_path / "staged.sqlite3")
+    ) as writer:
+        s3 = writer.wrap(env.primary, shadow=env.shadow, names={"photos": "photos-acct2"})
+        with dualwrite.tenant("acme"):
+            url = s3.generate_presigned_url(
+                "put_object", Params={"Bucket": "photos", "Key": "new.txt"}
+            )
+        assert "photos-acct2" in url  # signed for the account that owns the tenant now
+        assert writer.journal is not None
+        [entry] = writer.journal.entries()
+        assert (entry.resource, entry.first) == ("photos", "shadow")
+        assert requests.put(url, data=b"to the new account", timeout=10).status_code == 200
+        assert env.shadow_body("new.txt") == b"to the new account"
+        report = writer.repair()
+        assert report.copied == 1
+    # Copied back to the old account, which keeps every write until DONE.
+    assert env.primary.get_object(Bucket="photos", Key="new.txt")["Body"].read() == (
+        b"to the new account"
+    )
