@@ -23,9 +23,11 @@ __all__ = [
     "CircuitOpened",
     "Event",
     "FlagFailed",
+    "Followed",
     "JournalFailed",
     "Mismatch",
     "NoTenant",
+    "PresignedWrite",
     "ShadowFailed",
     "ShadowWritten",
     "Unsupported",
@@ -233,3 +235,50 @@ class NoTenant(Event):
     """
 
     kind: ClassVar[str] = "no_tenant"
+
+
+@attrs.frozen(kw_only=True)
+class PresignedWrite(Event):
+    """A presigned URL or POST for a write was signed through a wrapped client, flag on.
+
+    The upload goes from its holder straight to the account it was signed for, never through
+    the wrapper: the key (or key prefix) was journaled (reason ``"presigned"``) so that
+    ``repair()`` copies the object to the other account once it exists. ``write.operation`` is
+    the signed operation (``"PutObject"``, ``"UploadPart"``, ``"PostObject"``...).
+
+    Attributes:
+        expires: when the URL or POST stops working (seconds since the epoch).
+        prefix: whether ``write.key`` is a key prefix (a POST whose key ends in
+            ``${filename}``: the holder chooses the rest of the key).
+        journaled: whether the entry is durable (``False``: no journal, or it failed; a
+            ``journal_failed`` event then says why).
+    """
+
+    kind: ClassVar[str] = "presigned_write"
+    expires: float
+    prefix: bool = False
+    journaled: bool = True
+
+
+@attrs.frozen(kw_only=True)
+class Followed(Event):
+    """A key written outside the wrapper was followed: ``dualwrite follow`` or a Lambda handler
+    converged it from the primary's current state.
+
+    ``write.operation`` is the notification's event name (``"ObjectCreated:Put"``,
+    ``"Object Deleted"``, ``"MODIFY"``...).
+
+    Attributes:
+        outcome: ``"equal"`` (one comparison, nothing written), ``"copied"``, ``"deleted"``
+            (the shadow's copy removed: the primary has none), ``"skipped"`` (the flag says
+            off, or no shadow name) or ``"failed"``.
+        error_type: for ``"failed"``, the exception's class name.
+        error_message: for ``"failed"``, its message (no payload).
+        lag: seconds from the notification's event time to the outcome, when known.
+    """
+
+    kind: ClassVar[str] = "followed"
+    outcome: str
+    error_type: str | None = None
+    error_message: str | None = None
+    lag: float | None = None

@@ -12,7 +12,7 @@ import threading
 
 import attrs
 
-from dualwrite.events import Event, NoTenant, ShadowFailed, ShadowWritten
+from dualwrite.events import Event, Followed, NoTenant, PresignedWrite, ShadowFailed, ShadowWritten
 from dualwrite.exceptions import ConfigurationError
 
 __all__ = ["DEFAULT_BUCKETS", "Histogram", "LoggingHook", "MetricsHook", "MetricsSnapshot"]
@@ -48,7 +48,10 @@ class LoggingHook:
         """Log ``event``."""
         # A write without a tenant is warned about once per process by the library itself;
         # logging each one at WARNING would flood the log of a service that never sets one.
-        quiet = isinstance(event, (ShadowWritten, NoTenant))
+        # A presign and a followed key that converged are routine, like a shadow write.
+        quiet = isinstance(event, (ShadowWritten, NoTenant, PresignedWrite)) or (
+            isinstance(event, Followed) and event.outcome != "failed"
+        )
         level = self.success_level if quiet else self.problem_level
         if not self.logger.isEnabledFor(level):
             return
@@ -93,6 +96,8 @@ OUTCOMES: dict[str, str] = {
     "circuit_closed": "circuit_closed",
     "journal_failed": "journal_failed",
     "no_tenant": "no_tenant",
+    "presigned_write": "presigned",
+    "followed": "followed",
 }
 """The ``outcome`` label of each event kind."""
 
@@ -188,7 +193,9 @@ class MetricsHook:
 
     Labels are the service, the operation and the outcome (``written``, ``failed``,
     ``mismatch``, ``unsupported``, ``flag_failed``, ``circuit_opened``, ``circuit_closed``,
-    ``journal_failed``, ``no_tenant``);
+    ``journal_failed``, ``no_tenant``, ``presigned``, and for keys written outside the wrapper
+    ``followed_equal``, ``followed_copied``, ``followed_deleted``, ``followed_skipped``,
+    ``followed_failed``);
     the tenant is added only with ``tenant_label=True`` (each tenant is a new series). No label
     ever holds a key, a body or a secret. Read the figures with :meth:`snapshot`.
 
@@ -227,6 +234,8 @@ class MetricsHook:
         outcome = OUTCOMES.get(event.kind)
         if outcome is None:
             return
+        if isinstance(event, Followed):  # followed_equal, followed_copied, followed_failed...
+            outcome = f"followed_{event.outcome}"
         w = event.write
         labels: tuple[str, ...] = (w.service, w.operation, outcome)
         if self.stage_label:

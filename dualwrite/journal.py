@@ -66,6 +66,7 @@ REASONS = (
     "uncertain",
     "timeout",
     "closed",
+    "presigned",
 )
 """Why a key is in the journal.
 
@@ -76,7 +77,8 @@ breaker skipped the shadow; ``mismatch``: both accounts answered but their resul
 ``flag_failed``: the flag or ``tenant_of`` raised, so the shadow was not written; ``uncertain``:
 the primary's call failed in a way that does not say whether it wrote (a timeout, a dropped
 connection); ``timeout``: the shadow did not answer within ``shadow_timeout``; ``closed``: the
-write came after the writer was closed.
+write came after the writer was closed; ``presigned``: a presigned URL or POST for a write was
+signed through a wrapped client (the upload will reach the primary only; see ``Entry.expires``).
 """
 
 
@@ -100,6 +102,10 @@ class Entry:
         owner: for a ``pending`` intent, the token of the writer process that made it (see
             :func:`process_token`); repair leaves the intent of a process that is still alive
             to that process, which removes it once its shadow write is done.
+        expires: for a ``presigned`` entry, when the URL or POST stops working (seconds since
+            the epoch); repair keeps the entry until the upload exists or this time passed. A
+            ``presigned`` entry whose ``detail`` is ``"prefix"`` names a key prefix (a POST
+            whose key ends in ``${filename}``), not a key.
     """
 
     service: str
@@ -112,6 +118,7 @@ class Entry:
     id: str | None = None
     first: str = "primary"
     owner: str | None = None
+    expires: float | None = None
 
     @property
     def resource_level(self) -> bool:
@@ -271,7 +278,8 @@ CREATE TABLE IF NOT EXISTS entries (
     detail TEXT NOT NULL DEFAULT '',
     at REAL NOT NULL,
     first TEXT NOT NULL DEFAULT 'primary',
-    owner TEXT
+    owner TEXT,
+    expires REAL
 )
 """
 
@@ -279,6 +287,7 @@ CREATE TABLE IF NOT EXISTS entries (
 _ADDED_COLUMNS = (
     ("first", "TEXT NOT NULL DEFAULT 'primary'"),
     ("owner", "TEXT"),
+    ("expires", "REAL"),
 )
 
 
@@ -286,8 +295,9 @@ _SQLITE_FULL = 13
 _SQLITE_BUSY = 5
 _SQLITE_LOCKED = 6
 _INSERT = (
-    "INSERT INTO entries (service, resource, key, reason, tenant, detail, at, first, owner)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "INSERT INTO entries"
+    " (service, resource, key, reason, tenant, detail, at, first, owner, expires)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
@@ -583,6 +593,7 @@ class SQLiteJournal:
                 entry.at,
                 entry.first,
                 entry.owner,
+                entry.expires,
             )
             for entry in entries
         ]
@@ -608,8 +619,8 @@ class SQLiteJournal:
     def entries(self, limit: int | None = None) -> Iterator[Entry]:
         """Yield entries, oldest first."""
         query = (
-            "SELECT id, service, resource, key, reason, tenant, detail, at, first, owner"
-            " FROM entries ORDER BY id"
+            "SELECT id, service, resource, key, reason, tenant, detail, at, first, owner,"
+            " expires FROM entries ORDER BY id"
         )
         if limit is not None:
             query += f" LIMIT {int(limit)}"
@@ -630,6 +641,7 @@ class SQLiteJournal:
                 at=row[7],
                 first=row[8],
                 owner=row[9],
+                expires=row[10],
             )
 
     def count(self) -> int:
@@ -759,6 +771,7 @@ class SQSJournal:
                     "at": entry.at,
                     "first": entry.first,
                     "owner": entry.owner,
+                    "expires": entry.expires,
                 }
             )
             response = self.client.send_message(QueueUrl=self.queue_url, MessageBody=body)
@@ -810,6 +823,7 @@ class SQSJournal:
                     at=float(body.get("at", 0.0)),
                     first=str(body.get("first", "primary")),
                     owner=body.get("owner"),
+                    expires=body.get("expires"),
                 )
                 seen += 1
 

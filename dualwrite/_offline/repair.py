@@ -82,6 +82,9 @@ class RepairReport:
         remaining: entries left in the journal afterwards.
         seconds: how long the run took.
         errors: one line per failed key (error type and code; never a payload).
+        presigned_waiting: ``presigned`` entries kept: the URL still works and the upload has
+            not come yet (or, for a ``${filename}`` POST, more may come).
+        presigned_expired: ``presigned`` entries dropped: the URL expired unused.
     """
 
     entries: int = 0
@@ -98,6 +101,8 @@ class RepairReport:
     remaining: int = 0
     seconds: float = 0.0
     errors: tuple[str, ...] = ()
+    presigned_waiting: int = 0
+    presigned_expired: int = 0
 
     @property
     def repaired(self) -> int:
@@ -171,11 +176,16 @@ def repair_journal(
 
     groups: dict[tuple[str, str, str], list[Entry]] = {}
     owned: dict[tuple[str, str, str], list[Entry]] = {}
+    presigned: list[Entry] = []
     acted = 0
     for entry in one_pass(journal):
         if limit is not None and acted >= limit:
             break  # this entry is left for the next run
         run.count("entries")
+        if entry.reason == "presigned" and not entry.resource_level:
+            presigned.append(entry)  # settled by dualwrite._s3.presign, after the keys
+            acted += 1
+            continue
         if entry.resource_level:
             run.unresolved(entry)
             continue
@@ -198,6 +208,7 @@ def repair_journal(
         if run.expired():
             break
     run.repair(groups)
+    run.settle_presigned(presigned, now)
     run.finish()
     run.add("in_flight", len(set(owned) - run.attempted))
     return run.report(started)
@@ -280,6 +291,49 @@ class _Run:
         if self.bar is not None:
             self.bar.step()
 
+    def settle_presigned(self, entries: list[Entry], now: float) -> None:
+        """Settle ``presigned`` entries on the workers, and wait for them or the deadline."""
+        if not entries:
+            return
+        for entry in entries:
+            self._pool.submit(functools.partial(self._presigned, entry, now))
+        if not self._pool.wait(self.ends):
+            self._timed_out = True
+
+    def _presigned(self, entry: Entry, now: float) -> None:
+        """Settle one ``presigned`` entry (see :func:`dualwrite._s3.presign.settle`)."""
+        from dualwrite._s3.presign import settle  # noqa: PLC0415 - only with presigned entries
+
+        if self.expired():
+            self.count("unfinished")
+            return
+
+        mirror = _mirror_for(self.mirrors, entry.service, entry.resource)
+        source, resource = None, entry.resource
+        if mirror is not None:
+            source, resource = _source(mirror, [entry], staged=self.staged)
+        if source is None or source.shadow_name(resource) is None:
+            self.count("skipped")
+            return
+        try:
+            counts, done = settle(source, resource, entry, now)
+            if done and entry.id is not None:
+                self.journal.remove([entry.id])
+        except Exception as exc:  # noqa: BLE001 - one entry's failure must not stop the run
+            info = describe_error(exc)
+            with self._lock:
+                self._counts["failed"] = self._counts.get("failed", 0) + 1
+                self._errors.append(
+                    f"s3 {entry.resource} {_show(entry.key)} (presigned): {info.type} "
+                    f"{info.code or ''}".rstrip()
+                )
+            return
+        for name, value in counts.items():
+            if name in ("equal", "copied", "deleted"):
+                self.add("keys", value)
+            if name != "equal":
+                self.add(name, value)
+
     def finish(self) -> None:
         self._pool.close()
         if self.bar is not None:
@@ -308,6 +362,8 @@ class _Run:
                 remaining=remaining,
                 seconds=time.perf_counter() - started,
                 errors=tuple(sorted(self._errors)),
+                presigned_waiting=counts.get("presigned_waiting", 0),
+                presigned_expired=counts.get("presigned_expired", 0),
             )
 
 

@@ -9,10 +9,11 @@ data.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dualwrite._core.checks import Check, access_fix, failure, failure_code
+from dualwrite._core.errors import describe_error
 from dualwrite._s3.requests import OWNER_ACL, owner_params, translate
 
 if TYPE_CHECKING:
@@ -24,7 +25,12 @@ _NOT_FOUND = frozenset({"NoSuchBucket", "404", "NotFound"})
 
 
 def check_s3(
-    mirror: Mirror, bucket: str, *, probe_prefix: str = ".dualwrite-check/"
+    mirror: Mirror,
+    bucket: str,
+    *,
+    probe_prefix: str = ".dualwrite-check/",
+    sqs: Any = None,
+    queue_url: str | None = None,
 ) -> list[Check]:
     """Check that ``bucket`` and its shadow are ready for dual-writes, diff and copy.
 
@@ -32,9 +38,14 @@ def check_s3(
         mirror: the wrapped S3 pair (names, ``shadow_account``, both clients).
         bucket: the primary bucket.
         probe_prefix: where in the shadow bucket the probe object is written (then deleted).
+        sqs: with ``queue_url``, the SQS client ``dualwrite follow s3`` reads it with.
+        queue_url: the follower's queue: the bucket's notifications to it and the queue's
+            access are checked too (:func:`check_notifications`).
     """
     primary, shadow = mirror.primary, mirror.shadow
     checks = _check_s3_primary(primary, bucket)
+    if queue_url is not None:
+        checks.extend(check_notifications(primary, sqs, bucket, queue_url))
     shadow_bucket = mirror.shadow_name(bucket)
     if shadow_bucket is None:
         checks.append(
@@ -348,6 +359,138 @@ def _versioning(
                 detail=f"primary {states['primary']}, shadow {states['shadow']}",
                 fix=f"enable the same versioning on {shadow_bucket} if the application relies "
                 "on versions after cutover (version ids are per account either way)",
+            )
+        )
+    return checks
+
+
+# -- the follower's queue (dualwrite follow s3) ------------------------------------------------
+
+
+def _covers(events: Sequence[str], family: str) -> bool:
+    """Whether notification ``events`` cover every event of ``family`` (``"s3:ObjectCreated"``)."""
+    return f"{family}:*" in events
+
+
+def check_notifications(primary: Any, sqs: Any, bucket: str, queue_url: str) -> list[Check]:
+    """Check that ``bucket``'s event notifications reach ``queue_url`` and the queue is usable.
+
+    Args:
+        primary: the primary's S3 client.
+        sqs: an SQS client with the follower's credentials.
+        bucket: the primary bucket.
+        queue_url: the queue ``dualwrite follow s3`` reads.
+
+    Returns:
+        The checks: the queue reachable (and its ARN), the bucket's notification configuration
+        sending created and removed events to it (or EventBridge on), the queue's policy and
+        dead-letter queue.
+    """
+    checks: list[Check] = []
+    grant = "sqs:GetQueueAttributes, sqs:ReceiveMessage, sqs:DeleteMessage"
+    try:
+        attributes = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])[
+            "Attributes"
+        ]
+    except Exception as exc:  # noqa: BLE001 - every failure is a check's outcome
+        info = describe_error(exc)
+        checks.append(
+            Check(
+                status="FAIL",
+                name="follow queue reachable",
+                detail=f"{info.code or info.type}: {info.message}",
+                fix=f"check --queue-url; grant the follower {grant} on the queue",
+            )
+        )
+        return checks
+    arn = str(attributes.get("QueueArn", ""))
+    checks.append(Check(status="PASS", name="follow queue reachable", detail=arn))
+    try:
+        config = primary.get_bucket_notification_configuration(Bucket=bucket)
+    except Exception as exc:  # noqa: BLE001
+        info = describe_error(exc)
+        checks.append(
+            Check(
+                status="FAIL",
+                name="bucket notifications",
+                detail=f"{info.code or info.type}: {info.message}",
+                fix=f"grant the primary s3:GetBucketNotification on arn:aws:s3:::{bucket}",
+            )
+        )
+        return checks
+    queues = [q for q in config.get("QueueConfigurations", []) if q.get("QueueArn") == arn]
+    events = [e for q in queues for e in q.get("Events", [])]
+    eventbridge = "EventBridgeConfiguration" in config
+    command = (
+        f"aws s3api put-bucket-notification-configuration --bucket {bucket} "
+        '--notification-configuration \'{"QueueConfigurations": [{"QueueArn": "'
+        + arn
+        + '", "Events": ["s3:ObjectCreated:*", "s3:ObjectRemoved:*"]}]}\''
+    )
+    if queues:
+        missing = [f for f in ("s3:ObjectCreated", "s3:ObjectRemoved") if not _covers(events, f)]
+        filtered = [q for q in queues if q.get("Filter")]
+        if missing:
+            checks.append(
+                Check(
+                    status="WARN",
+                    name="bucket notifications",
+                    detail=f"sent to the queue: {', '.join(sorted(set(events)))}; not every "
+                    f"event of {', '.join(missing)}",
+                    fix=command,
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    status="PASS",
+                    name="bucket notifications",
+                    detail="s3:ObjectCreated:* and s3:ObjectRemoved:* go to the queue",
+                )
+            )
+        if filtered:
+            checks.append(
+                Check(
+                    status="INFO",
+                    name="notification filter",
+                    detail="only keys matching the configuration's filter are followed",
+                )
+            )
+    elif eventbridge:
+        checks.append(
+            Check(
+                status="INFO",
+                name="bucket notifications",
+                detail="EventBridge is on for the bucket: a rule must send its aws.s3 "
+                '"Object Created" and "Object Deleted" events to the queue (not checked here)',
+            )
+        )
+    else:
+        checks.append(
+            Check(
+                status="FAIL",
+                name="bucket notifications",
+                detail="the bucket sends no notification to the queue, and EventBridge is off",
+                fix=command,
+            )
+        )
+    if queues and "Policy" not in attributes:
+        checks.append(
+            Check(
+                status="WARN",
+                name="queue policy",
+                detail="the queue has no policy: S3 cannot send to it",
+                fix='allow "Service": "s3.amazonaws.com" sqs:SendMessage on the queue, with '
+                f'"aws:SourceArn": "arn:aws:s3:::{bucket}"',
+            )
+        )
+    if "RedrivePolicy" not in attributes:
+        checks.append(
+            Check(
+                status="WARN",
+                name="dead-letter queue",
+                detail="none: a notification whose key keeps failing is received again forever",
+                fix="set a RedrivePolicy (maxReceiveCount 5 to 10) to a dead-letter queue",
             )
         )
     return checks

@@ -13,6 +13,7 @@ from boto3.s3.transfer import TransferConfig
 from dualwrite._core import routing as _routing
 from dualwrite._core.mirror import Mirror
 from dualwrite._core.proxy import ClientProxy, client_of, install, rebind
+from dualwrite._s3 import presign as _presign
 from dualwrite._s3.operations import HANDLERS, ROUTED_READS, unclassified
 from dualwrite._s3.requests import Options, Pin, force_owner_acl
 from dualwrite._s3.state import new_state
@@ -162,18 +163,28 @@ class S3ClientProxy(ClientProxy):
     ) -> str:
         """A presigned URL; with stages, signed for the account that owns the tenant now.
 
-        A presigned write is not mirrored: it reaches only the account it was signed for.
+        A presigned write reaches only the account it was signed for: with the flag on, its key
+        is journaled with the URL's expiry, for ``repair()`` (see ``dualwrite._s3.presign``).
         """
         api = self.__wrapped__.meta.method_to_api_mapping.get(ClientMethod, "")
         client, params = self._reader(api, Params or {})
-        return str(
-            client.generate_presigned_url(
-                ClientMethod,
-                Params=params if Params is not None else None,
-                ExpiresIn=ExpiresIn,
-                HttpMethod=HttpMethod,
-            )
+        url = client.generate_presigned_url(
+            ClientMethod,
+            Params=params if Params is not None else None,
+            ExpiresIn=ExpiresIn,
+            HttpMethod=HttpMethod,
         )
+        if _presign.writes(self.__wrapped__, api):
+            _presign.record(
+                self._self_mirror,
+                self._self_pin,
+                operation=api,
+                bucket=(Params or {}).get("Bucket"),
+                key=(Params or {}).get("Key"),
+                expires_in=ExpiresIn,
+                reversed_=client is not self.__wrapped__,
+            )
+        return url  # type: ignore[no-any-return]
 
     def generate_presigned_post(
         self,
@@ -183,13 +194,25 @@ class S3ClientProxy(ClientProxy):
         Conditions: list[Any] | None = None,  # noqa: N803
         ExpiresIn: int = 3600,  # noqa: N803
     ) -> dict[str, Any]:
-        """A presigned POST; with stages, for the tenant's owner now (a POST is not mirrored)."""
+        """A presigned POST; with stages, for the tenant's owner now.
+
+        With the flag on, the key (or the prefix before ``${filename}``) is journaled with the
+        expiry, for ``repair()`` (a POST is not mirrored; see ``dualwrite._s3.presign``).
+        """
         client, params = self._reader("PutObject", {"Bucket": Bucket, "Key": Key})
-        return dict(
-            client.generate_presigned_post(
-                params["Bucket"], Key, Fields=Fields, Conditions=Conditions, ExpiresIn=ExpiresIn
-            )
+        post = client.generate_presigned_post(
+            params["Bucket"], Key, Fields=Fields, Conditions=Conditions, ExpiresIn=ExpiresIn
         )
+        _presign.record(
+            self._self_mirror,
+            self._self_pin,
+            operation="PostObject",
+            bucket=Bucket,
+            key=Key,
+            expires_in=ExpiresIn,
+            reversed_=client is not self.__wrapped__,
+        )
+        return post  # type: ignore[no-any-return]
 
     def _reader(self, api: str, params: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
         """The real client a call goes to (the tenant's owner, with stages) and its parameters."""

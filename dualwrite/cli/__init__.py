@@ -11,6 +11,8 @@ Subcommands:
 * ``check s3|dynamodb``: pre-flight of the shadow (ACL, ownership, encryption, schema, probe).
 * ``diff s3|dynamodb``: compare the two accounts; differences as JSON Lines.
 * ``copy s3|dynamodb``: backfill what the shadow lacks, conditionally, resumably, in parallel.
+* ``follow s3|dynamodb``: converge keys written outside the wrapper, from S3 notifications on
+  SQS or a DynamoDB stream.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from dualwrite._version import __version__
+from dualwrite.cli._follow import add_follow_command
 from dualwrite.cli._options import add_service_parsers
 from dualwrite.cli._targets import SIDES, add_target_options
 
@@ -80,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     repair.add_argument("--json", action="store_true", help="print the report as JSON")
     add_target_options(repair)
     _add_backfill_commands(commands)
+    add_follow_command(commands)
     return parser
 
 
@@ -159,4 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from dualwrite.cli._copy import run_copy  # noqa: PLC0415
 
         return run_copy(args, out=sys.stdout)
+    if args.command == "follow":
+        from dualwrite.cli._follow import run_follow  # noqa: PLC0415
+
+        return run_follow(args, out=sys.stdout)
     return 2  # pragma: no cover - argparse rejects unknown commands first

@@ -24,7 +24,11 @@ def run_check(args: argparse.Namespace, *, out: TextIO) -> int:
         print(f"dualwrite check: error: {exc}", file=sys.stderr)
         return 2
     if args.service == "s3":
-        checks = check_s3(mirror, args.bucket, probe_prefix=args.probe_prefix)
+        queue_url = getattr(args, "queue_url", None)
+        sqs = targets_from(args).client(args.queue_side, "sqs") if queue_url else None
+        checks = check_s3(
+            mirror, args.bucket, probe_prefix=args.probe_prefix, sqs=sqs, queue_url=queue_url
+        )
         target = f"s3 {args.bucket} -> {mirror.shadow_name(args.bucket)}"
     else:
         checks = check_dynamodb(mirror, args.table)

@@ -38,6 +38,17 @@ def add_service_parsers(
                     help="where the probe object is written in the shadow bucket "
                     "(default: %(default)s)",
                 )
+                parser.add_argument(
+                    "--queue-url",
+                    help="the SQS queue of `dualwrite follow s3`: also check that the bucket's "
+                    "notifications reach it and that it can be read",
+                )
+                parser.add_argument(
+                    "--queue-side",
+                    choices=("primary", "shadow"),
+                    default="primary",
+                    help="which account's credentials read the queue (default: %(default)s)",
+                )
         else:
             _add_scope_options(parser, service, copy=copy)
         parser.add_argument("--json", action="store_true", help="print the result as JSON")

@@ -126,6 +126,11 @@ def summary(report: RepairReport) -> str:
         f"{report.unresolved} resource-level; {report.remaining} entr(ies) left; "
         f"{report.seconds:.1f} s"
     )
+    if report.presigned_waiting or report.presigned_expired:
+        line += (
+            f"\nrepair: presigned writes: {report.presigned_waiting} not uploaded yet (kept "
+            f"until they expire), {report.presigned_expired} expired unused (dropped)"
+        )
     if report.timed_out:
         line += f"\nrepair: deadline passed, {report.unfinished} key(s) not repaired; run it again"
     return line
