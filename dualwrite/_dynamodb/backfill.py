@@ -28,7 +28,8 @@ import attrs
 
 from dualwrite._core.converge import retry_until_stable
 from dualwrite._core.errors import ShadowChanged
-from dualwrite._dynamodb.handlers import canonical, read_item
+from dualwrite._dynamodb.converge import read_item
+from dualwrite._dynamodb.keys import canonical
 from dualwrite._offline.backfill import (
     Batch,
     Difference,
