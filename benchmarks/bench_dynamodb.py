@@ -336,7 +336,7 @@ class _NoopShadow:
 
 def wrapper_only(calls: int) -> dict[str, float]:
     """CPU µs per call that the wrapper itself adds, with no botocore work on either side."""
-    from dualwrite._dynamodb import handlers as _dynamodb  # noqa: PLC0415 - the handlers, for an isolated measure
+    from dualwrite._dynamodb import operations as _dynamodb  # noqa: PLC0415 - the handlers, for an isolated measure
 
     sent: Counter[str] = Counter()
     primary = canned_client("AKIAPRIMARYBENCH0002", sent)

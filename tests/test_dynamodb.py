@@ -29,7 +29,10 @@ from conftest import (
 )
 
 import dualwrite
-from dualwrite._dynamodb import handlers as _dynamodb
+from dualwrite._dynamodb import converge as _converge
+from dualwrite._dynamodb import keys as _keys
+from dualwrite._dynamodb import operations as _operations
+from dualwrite._dynamodb import partiql as _partiql
 from dualwrite._dynamodb.proxy import DynamoDBClientProxy
 from dualwrite.events import ShadowFailed, Unsupported
 from dualwrite.exceptions import ConfigurationError, ShadowWriteError
@@ -605,7 +608,7 @@ def test_the_shadows_own_unprocessed_items_are_retried(ddb: DynamoEnv) -> None:
 def test_items_the_shadow_never_processes_fail_the_write_and_journal_its_keys(
     ddb: DynamoEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    monkeypatch.setattr(_dynamodb, "_RETRY_BASE", 0.001)
+    monkeypatch.setattr(_converge, "_RETRY_BASE", 0.001)
     LeaveUnprocessed(ddb.shadow, ddb.s_raw).choose = lambda table, request: (
         "DeleteRequest" in request
     )
@@ -642,7 +645,7 @@ def test_items_the_shadow_never_processes_fail_the_write_and_journal_its_keys(
 def test_a_shadow_that_keeps_throttling_batches_opens_the_circuit(
     ddb: DynamoEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(_dynamodb, "_RETRY_BASE", 0.0)
+    monkeypatch.setattr(_converge, "_RETRY_BASE", 0.0)
     throttle = LeaveUnprocessed(ddb.shadow, ddb.s_raw)
     throttle.choose = lambda table, request: True  # the shadow processes nothing
     rec = RecordingHook()
@@ -663,7 +666,7 @@ def test_a_shadow_that_keeps_throttling_batches_opens_the_circuit(
     assert rec.kinds() == ["shadow_failed"] * 3 + ["circuit_opened"] + ["shadow_failed"] * 2
     failed = rec.of_kind("shadow_failed")
     assert [e.error_type for e in failed] == ["ShadowUnprocessed"] * 3 + ["CircuitOpen"] * 2  # type: ignore[attr-defined]
-    assert shadow_calls.count("BatchWriteItem") == 3 * (_dynamodb._RETRY_ATTEMPTS + 1)
+    assert shadow_calls.count("BatchWriteItem") == 3 * (_converge._RETRY_ATTEMPTS + 1)
     assert len(ddb.scan("primary")) == 5
     writer.close()
 
@@ -1132,10 +1135,10 @@ def test_a_bulk_load_is_reported_unsupported_with_its_table(ddb: DynamoEnv) -> N
 def test_an_unknown_write_operation_is_reported_and_an_unknown_read_passes(
     ddb: DynamoEnv,
 ) -> None:
-    assert _dynamodb.unclassified("DescribeSomethingNew", "POST") is None
-    assert _dynamodb.unclassified("ListThings", "POST") is None
-    assert _dynamodb.unclassified("GetItem", "POST") is None
-    handler = _dynamodb.unclassified("PurgeItems", "POST")
+    assert _operations.unclassified("DescribeSomethingNew", "POST") is None
+    assert _operations.unclassified("ListThings", "POST") is None
+    assert _operations.unclassified("GetItem", "POST") is None
+    handler = _operations.unclassified("PurgeItems", "POST")
     assert handler is not None
     rec = RecordingHook()
     wrapped = ddb.wrap(hooks=[rec])
@@ -1286,21 +1289,21 @@ P = [{"S": "p0"}, {"S": "p1"}]
 def test_partiql_reader(
     statement: str, parameters: list[Any], verb: str, table: str | None, key: Any
 ) -> None:
-    parsed = _dynamodb.parse_statement(statement)
+    parsed = _partiql.parse_statement(statement)
     assert (parsed.verb, parsed.table) == (verb, table)
     assert parsed.key(("pk", "sk"), parameters, "client") == key
     assert parsed.is_read == (verb in ("SELECT", "EXISTS"))
 
 
 def test_partiql_reader_at_resource_level() -> None:
-    parsed = _dynamodb.parse_statement("UPDATE t SET v = ? WHERE pk = 'a' AND sk = 1.50")
+    parsed = _partiql.parse_statement("UPDATE t SET v = ? WHERE pk = 'a' AND sk = 1.50")
     assert parsed.key(("pk", "sk"), ["v"], "resource") == {"pk": "a", "sk": Decimal("1.50")}
     assert parsed.key(None, ["v"], "resource") is None
 
 
 def test_canonical_values_agree_across_levels() -> None:
     python = {"s": "x", "n": 1, "b": b"\x00", "l": [True, None], "m": {"ss": {"a", "b"}}}
-    as_map = _dynamodb.canonical({"M": typed(python)}, "client")
-    assert as_map == _dynamodb.canonical(python, "resource")
-    assert _dynamodb.canonical({"N": "1.0"}, "client") == _dynamodb.canonical(1, "resource")
-    assert _dynamodb.canonical({"BOOL": True}, "client") != _dynamodb.canonical(1, "resource")
+    as_map = _keys.canonical({"M": typed(python)}, "client")
+    assert as_map == _keys.canonical(python, "resource")
+    assert _keys.canonical({"N": "1.0"}, "client") == _keys.canonical(1, "resource")
+    assert _keys.canonical({"BOOL": True}, "client") != _keys.canonical(1, "resource")

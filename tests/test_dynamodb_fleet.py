@@ -66,7 +66,7 @@ class Process:
         self.mirror = mirror
 
     def lock_of(self, key: dict[str, Any]) -> Any:
-        from dualwrite._dynamodb.handlers import _holding  # noqa: PLC0415 - the lock a write holds
+        from dualwrite._dynamodb.calls import _holding  # noqa: PLC0415 - the lock a write holds
 
         return _holding(self.mirror, self.mirror.state.level, [("orders", key)])
 

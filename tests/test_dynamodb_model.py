@@ -14,7 +14,7 @@ import botocore.session
 import pytest
 from botocore import xform_name
 
-from dualwrite._dynamodb import handlers as _dynamodb
+from dualwrite._dynamodb import operations as _dynamodb
 from dualwrite._dynamodb.proxy import DynamoDBClientProxy
 
 MODEL = botocore.session.get_session().get_service_model("dynamodb")

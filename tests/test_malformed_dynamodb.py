@@ -18,7 +18,7 @@ from botocore.config import Config
 from conftest import REGION, Accounts, create_table, drop_tables
 
 import dualwrite
-from dualwrite._dynamodb import handlers as _dynamodb
+from dualwrite._dynamodb import operations as _dynamodb
 from dualwrite.testing import RecordingHook
 
 NO_VALIDATION = Config(parameter_validation=False, retries={"max_attempts": 1})

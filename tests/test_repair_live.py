@@ -401,7 +401,7 @@ def test_dynamodb_repair_does_not_hold_the_key_stripe(ddb: DynamoEnv, tmp_path: 
 
         _before(ddb.s_raw, "dynamodb.PutItem", hang, "hang")
         mirror = writer._runtime.mirrors[0]
-        from dualwrite._dynamodb.handlers import _canon_key  # noqa: PLC0415
+        from dualwrite._dynamodb.keys import _canon_key  # noqa: PLC0415
 
         lock = mirror.key_lock("orders", hash(_canon_key({"pk": {"S": "slow"}}, "client")))
         neighbour = next(

@@ -910,7 +910,7 @@ def test_a_one_account_write_of_several_keys_waits_for_its_own_keys_only(s3: S3E
 
 
 def test_exists_conditions_name_their_table() -> None:
-    from dualwrite._dynamodb.handlers import rename_statement, statement_table  # noqa: PLC0415
+    from dualwrite._dynamodb.partiql import rename_statement, statement_table  # noqa: PLC0415
 
     statement = 'EXISTS(SELECT * FROM "orders" WHERE pk = ?)'
     assert statement_table(statement) == "orders"
@@ -922,7 +922,7 @@ def test_exists_conditions_name_their_table() -> None:
 
 
 def test_new_first_responses_name_the_callers_resources() -> None:
-    from dualwrite._dynamodb import handlers as _dynamodb  # noqa: PLC0415
+    from dualwrite._dynamodb import routing as _dynamodb  # noqa: PLC0415
     from dualwrite._s3 import routing as _s3  # noqa: PLC0415
 
     renamed = {"orders-v2": "orders", "photos-acct2": "photos"}

@@ -38,7 +38,8 @@ from dualwrite._core.scan import (
     read_ahead,
     to_jsonable,
 )
-from dualwrite._dynamodb.handlers import canonical, read_item
+from dualwrite._dynamodb.converge import read_item
+from dualwrite._dynamodb.keys import canonical
 
 _PAGE = 1000  # items per Scan/Query page (a page is also cut at 1 MB by DynamoDB)
 _LOOKUP = 100  # BatchGetItem's limit

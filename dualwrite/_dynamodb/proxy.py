@@ -6,15 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from dualwrite._core.mirror import Mirror
 from dualwrite._core.proxy import ClientProxy, install, rebind
-from dualwrite._dynamodb.handlers import (
-    HANDLERS,
-    ROUTED_READS,
-    KeySchemas,
-    Level,
-    State,
-    route_name,
-    unclassified,
-)
+from dualwrite._dynamodb.keys import KeySchemas, Level, State
+from dualwrite._dynamodb.operations import HANDLERS, ROUTED_READS, unclassified
+from dualwrite._dynamodb.routing import route_name
 from dualwrite.exceptions import ConfigurationError
 
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dualwrite._core.mirror import Mirror
-from dualwrite._dynamodb import handlers, proxy
+from dualwrite._dynamodb import converge, keys, proxy, routing
 from dualwrite.journal import encode_key
 
 
@@ -18,13 +18,13 @@ class DynamoDB:
     identity_names = True  # tables are named per account: an unmapped table keeps its name
 
     def lock_name(self, resource: str) -> str:
-        return handlers.lock_name(resource)
+        return keys.lock_name(resource)
 
     def route_name(self, mirror: Mirror, resource: str) -> str | None:
-        return handlers.route_name(mirror, resource)
+        return routing.route_name(mirror, resource)
 
     def build_reverse(self, mirror: Mirror) -> Mirror:
-        return handlers.build_reverse(mirror)
+        return routing.build_reverse(mirror)
 
     def journal_key(self, key: object) -> Any:
         if not isinstance(key, Mapping):
@@ -44,31 +44,31 @@ class DynamoDB:
         attempts: int | None = None,
         deadline: float | None = None,
     ) -> str:
-        return handlers.repair_item(mirror, resource, key, attempts=attempts, deadline=deadline)
+        return converge.repair_item(mirror, resource, key, attempts=attempts, deadline=deadline)
 
     def upload_owner(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | None:
-        return handlers.upload_owner(mirror, api, params)
+        return routing.upload_owner(mirror, api, params)
 
     def reroute(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
-        return handlers.reroute(mirror, api, params)
+        return routing.reroute(mirror, api, params)
 
     def stage_targets(
         self, mirror: Mirror, api: str, params: Mapping[str, Any]
     ) -> list[tuple[str, Any]]:
-        return handlers.stage_targets(mirror, api, params)
+        return routing.stage_targets(mirror, api, params)
 
     def stage_sources(
         self, mirror: Mirror, api: str, params: Mapping[str, Any]
     ) -> list[tuple[str, Any]]:
-        return handlers.stage_sources(mirror, api, params)
+        return routing.stage_sources(mirror, api, params)
 
     def written_keys(
         self, mirror: Mirror, api: str, params: Mapping[str, Any] | None
     ) -> list[tuple[str, Any]] | None:
-        return handlers.written_keys(mirror, api, params)
+        return routing.written_keys(mirror, api, params)
 
     def as_called(self, api: str, response: Any, renamed: Mapping[str, str]) -> Any:
-        return handlers.as_called(api, response, renamed)
+        return routing.as_called(api, response, renamed)
 
     def wrap(self, writer: Any, primary: Any, **options: Any) -> Any:
         """Wrap a DynamoDB client, resource or Table (:func:`dualwrite._dynamodb.proxy.wrap`)."""

@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dualwrite._core.errors import describe_error
-from dualwrite._dynamodb.handlers import _key_for_level, _state, canonical, read_item, repair_item
+from dualwrite._dynamodb.converge import read_item, repair_item
+from dualwrite._dynamodb.keys import _key_for_level, _state, canonical
 from dualwrite._offline.follow_s3 import _PAUSE, Follower, FollowReport, Notice, Stop
 from dualwrite.exceptions import ConfigurationError
 

@@ -1,0 +1,253 @@
+"""Writes of several keys in one call: :func:`_call_keys` (one primary call, then the shadow
+given what it changed, in one go or one job per key), and the ``BatchWriteItem`` handler.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import attrs
+
+from dualwrite._core.errors import SkipShadow, UnsupportedWrite, safe_invoke
+from dualwrite._core.mirror import Mirror, ShadowContext
+from dualwrite._core.snapshot import snapshot
+from dualwrite._dynamodb.calls import (
+    Call,
+    _decided,
+    _holding,
+    _malformed,
+    _unknown_key,
+)
+from dualwrite._dynamodb.converge import (
+    _Change,
+    _change_ident,
+    _converge_one,
+    _request_ident,
+    _shadow_batch,
+    read_item,
+)
+from dualwrite._dynamodb.fleet import _count, _settle
+from dualwrite._dynamodb.keys import State, _state, well_formed_key
+from dualwrite.events import Write
+
+
+def _unknown_keys(mirror: Mirror, changes: Sequence[_Change]) -> None:
+    """Report the changes whose key could not be read (no key schema from either account).
+
+    Their items went to the shadow as well as can be, but neither ordered by key nor checked:
+    each is reported ``unsupported`` with no key, which the journal keeps as a table-level
+    entry until a ``diff``/``copy`` of the table settles it.
+    """
+    for change in changes:
+        if change.key is None:
+            mirror.unsupported(change.write, *_unknown_key(change.table))
+
+
+def _main_write(flagged: Mapping[str, Write]) -> Write:
+    """The write a call spanning tables is reported under: its first table with a shadow name."""
+    for write in flagged.values():
+        if write.shadow_resource is not None:
+            return attrs.evolve(write, key=None)
+    return attrs.evolve(next(iter(flagged.values())), key=None)
+
+
+def _mapped(mirror: Mirror, flagged: Mapping[str, Write], changes: list[_Change]) -> list[_Change]:
+    """The changes whose table has a shadow name; the others are reported, key by key."""
+    mapped = []
+    for change in changes:
+        if flagged[change.table].shadow_resource is None:
+            mirror.unsupported(
+                change.write, "unmapped", f"no shadow name for dynamodb table {change.table!r}"
+            )
+        else:
+            mapped.append(change)
+    return mapped
+
+
+def _batches_by_table(
+    ctx: ShadowContext, flagged: Mapping[str, Write], changes: list[_Change]
+) -> None:
+    """Write resolved changes with one BatchWriteItem per table.
+
+    Every table is written even when another fails; then the first failure is raised, so the
+    write fails as a whole (every key of the call journaled, the circuit breaker told).
+    """
+    by_table: dict[str, list[_Change]] = {}
+    for change in changes:
+        by_table.setdefault(change.table, []).append(change)
+    failure: Exception | None = None
+    for table, table_changes in by_table.items():
+        try:
+            _shadow_batch(ctx, str(flagged[table].shadow_resource), table_changes)
+        except Exception as exc:  # noqa: BLE001 - raised below, once every table was tried
+            failure = failure or exc
+    if failure is not None:
+        raise failure
+
+
+Done = Callable[[Any], list[_Change]]
+"""Given the primary's response, the changes it made (e.g. a batch minus its UnprocessedItems)."""
+ToShadow = Callable[[ShadowContext, list[_Change]], list[_Change]]
+"""Writes changes, all with a shadow name, to the shadow in one go (sync mode); returns them
+resolved (every item read back where it had to be), for :func:`_settle`."""
+
+
+def _call_keys(
+    mirror: Mirror,
+    state: State,
+    call: Call,
+    params: Mapping[str, Any],
+    flagged: Mapping[str, Write],
+    changes: list[_Change],
+    done: Done,
+    to_shadow: ToShadow,
+) -> Any:
+    """Call the primary once for a write of several keys, then give the shadow what it changed.
+
+    Sync mode: one shadow call for all the changes (a batch, a transaction), under the locks of
+    every key, reported under the call's first table, then one read of the primary to settle
+    them (:func:`_settle`); every key is journaled with its own table if that fails.
+
+    Background mode: one job per changed key, queued on that key's own worker queue (a call's
+    keys do not share one queue, so a batch cannot overtake, or be overtaken by, another write
+    of one of its keys). Each job reads its key back from the primary when it runs, with a
+    consistent read, puts or deletes it, and settles it: a job that runs later than it was
+    queued still writes the newest state, so the key's queue order is all that ordering needs.
+    """
+    if not mirror.writer.background:
+
+        def action(ctx: ShadowContext, response: Any) -> None:
+            mapped = _mapped(mirror, flagged, done(response))
+            if not mapped:
+                raise SkipShadow
+            written = to_shadow(ctx, mapped)
+            _unknown_keys(mirror, written)
+            _settle(ctx, state.level, written)
+
+        hold = _holding(mirror, state.level, [(c.table, c.key) for c in changes])
+        keys = [c.write for c in changes]
+        return mirror.call(_main_write(flagged), call, params, action, keys=keys, hold=hold)
+
+    # Same-key primary calls stay serialised in this process, as on every other path; the
+    # locks are released before the jobs are queued, so no caller waits for room holding them.
+    # Every key's intent is journaled before the primary call; each job removes its own.
+    with mirror.write_ahead(_main_write(flagged), [c.write for c in changes]) as intent:
+        response = mirror.locked(
+            _main_write(flagged),
+            [c.write for c in changes],
+            _holding(mirror, state.level, [(c.table, c.key) for c in changes]),
+            lambda: intent.primary(call, params),
+        )
+        mapped, exc = safe_invoke(lambda: _mapped(mirror, flagged, done(response)))
+        if exc is not None:  # a response this module cannot read: journal every key, never raise
+            mirror.run_shadow(
+                _main_write(flagged),
+                _raising(exc),
+                acked_at=time.perf_counter(),
+                keys=[c.write for c in changes],
+                intent=intent,
+            )
+            return response
+        for change in mapped:
+            counted: list[int] = []
+            mirror.shadow_acked(
+                change.write,
+                response,
+                _converge_key(mirror, state, change, counted),
+                hold=_holding(mirror, state.level, [(change.table, change.key)]),
+                intent=intent.part(change.write),
+                acked=functools.partial(
+                    _count, mirror, state.level, [(change.table, change.key)], counted
+                ),
+            )
+    return response
+
+
+def _converge_key(
+    mirror: Mirror, state: State, change: _Change, counted: list[int]
+) -> Callable[[ShadowContext, Any], None]:
+    def action(ctx: ShadowContext, response: Any) -> None:
+        shadow_table = str(ctx.write.shadow_resource)
+        if change.key is None:  # a put whose key schema is unknown: its item is all there is
+            ctx.shadow.put_item(TableName=shadow_table, Item=change.item)
+            raise UnsupportedWrite(*_unknown_key(change.table))
+        item = read_item(mirror.primary, change.table, change.key)
+        _converge_one(ctx.shadow, shadow_table, change.key, item)
+        _settle(ctx, state.level, [attrs.evolve(change, item=item, generation=counted[0])])
+
+    return action
+
+
+def _raising(exc: BaseException) -> Callable[[ShadowContext], None]:
+    def action(ctx: ShadowContext) -> None:
+        raise exc
+
+    return action
+
+
+def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    request = params.get("RequestItems")
+    if not isinstance(request, Mapping):
+        return _malformed(mirror, "BatchWriteItem", call, params, "RequestItems is not a map")
+    request = snapshot(request)
+    state = _state(mirror)
+    flagged: dict[str, Write] = {}
+    changes: list[_Change] = []
+    for table, entries in request.items():
+        if not isinstance(table, str) or not isinstance(entries, Sequence):
+            continue  # botocore rejects the whole call before anything is written
+        write = _decided(mirror, "BatchWriteItem", table, None)
+        if write is not None:
+            flagged[table] = write
+            changes.extend(c for c in (_batch_change(state, write, table, e) for e in entries) if c)
+    if not flagged:
+        return call(**params)
+    if not _well_formed(state, changes):
+        return _malformed(
+            mirror, "BatchWriteItem", call, params, "a key is not well formed", _main_write(flagged)
+        )
+
+    def done(response: Any) -> list[_Change]:
+        # Only what the primary processed: the caller retries the rest through this wrapper,
+        # and those retries are mirrored when they succeed.
+        unprocessed = response.get("UnprocessedItems") or {}
+        skipped = {
+            (table, _request_ident(r, state.level))
+            for table, requests in unprocessed.items()
+            for r in requests or ()
+        }
+        return [c for c in changes if (c.table, _change_ident(c, state.level)) not in skipped]
+
+    def to_shadow(ctx: ShadowContext, done: list[_Change]) -> list[_Change]:
+        _batches_by_table(ctx, flagged, done)
+        return done
+
+    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
+
+
+def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
+    """Whether every known key of ``changes`` is well formed (an unknown one is reported as
+    such: its table's key schema could not be read)."""
+    return all(
+        c.key is None or well_formed_key(c.key, state.level, state.schemas.known(c.table))
+        for c in changes
+    )
+
+
+def _batch_change(state: State, write: Write, table: str, entry: Any) -> _Change | None:
+    if not isinstance(entry, Mapping):
+        return None
+    put, delete = entry.get("PutRequest"), entry.get("DeleteRequest")
+    if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
+        item = put["Item"]
+        key = state.schemas.key_of(table, item)
+        if key is None and state.schemas.known(table) is not None:
+            key = {}  # the key schema is known and the item lacks a key attribute: malformed
+        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item)
+    if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
+        key = dict(delete["Key"])
+        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=None)
+    return None

@@ -1,0 +1,121 @@
+"""The single-item write handlers: ``PutItem``, ``DeleteItem``, ``UpdateItem``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from dualwrite._core.errors import UnsupportedWrite
+from dualwrite._core.mirror import Mirror, ShadowContext
+from dualwrite._core.snapshot import snapshot
+from dualwrite._dynamodb.calls import Call, _decided, _holding, _malformed, _unknown_key
+from dualwrite._dynamodb.converge import _Change, _converge_one, read_item
+from dualwrite._dynamodb.fleet import _counting, _settle
+from dualwrite._dynamodb.keys import _state, well_formed_key
+
+
+def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, item = params.get("TableName"), params.get("Item")
+    if not isinstance(table, str) or not isinstance(item, Mapping):
+        return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
+    # The request as it is now: the caller may reuse its dict the moment the call returns.
+    item = snapshot(item)
+    state = _state(mirror)
+    schema = state.schemas.get(table)
+    key = None if schema is None else state.schemas.key_of(table, item)
+    if schema is not None and not well_formed_key(key, state.level, schema):
+        return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
+    write = _decided(mirror, "PutItem", table, key)
+    if write is None:
+        return call(**params)
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        # The item as the caller wrote it, without ConditionExpression/Expected: the primary
+        # alone decided that the put happens.
+        ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
+        if key is None:
+            raise UnsupportedWrite(*_unknown_key(table))
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
+
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
+    return mirror.call(
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
+
+
+def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, key = params.get("TableName"), params.get("Key")
+    if not isinstance(table, str) or not isinstance(key, Mapping):
+        return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
+    key = snapshot(key)
+    state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
+    write = _decided(mirror, "DeleteItem", table, key)
+    if write is None:
+        return call(**params)
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
+        image = _Change(write=ctx.write, table=table, key=key, item=None, generation=counted[0])
+        _settle(ctx, state.level, [image])
+
+    primary, counted = _counting(mirror, state.level, call, [(table, key)])
+    return mirror.call(
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
+
+
+_ABSENT = object()
+
+
+def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+    table, key = params.get("TableName"), params.get("Key")
+    if not isinstance(table, str) or not isinstance(key, Mapping):
+        return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
+    key = snapshot(key)
+    state = _state(mirror)
+    if not well_formed_key(key, state.level, state.schemas.known(table)):
+        return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
+    write = _decided(mirror, "UpdateItem", table, key)
+    if write is None:
+        return call(**params)
+    asked = params.get("ReturnValues")
+    result: list[Any] = []  # the primary's resulting item, when its response carries it
+    primary = call
+    if write.shadow_resource is None:
+        pass  # reported "unmapped"; the caller's call stays exactly as it was
+    elif asked is None or asked == "NONE":
+
+        def primary(**kwargs: Any) -> Any:
+            # One call gives the caller's outcome and the resulting item; the caller then gets
+            # the response it asked for: the same dict, without the Attributes.
+            response = call(**{**kwargs, "ReturnValues": "ALL_NEW"})
+            result.append(response.pop("Attributes", _ABSENT))
+            return response
+
+    elif asked == "ALL_NEW":
+
+        def primary(**kwargs: Any) -> Any:
+            response = call(**kwargs)
+            # A copy: the caller owns the response and may change it the moment it returns.
+            result.append(snapshot(response.get("Attributes", _ABSENT)))
+            return response
+
+    # Otherwise (ALL_OLD, UPDATED_OLD, UPDATED_NEW) the same call cannot also return the new
+    # item: the action reads it back, consistently, while the key's lock is held (sync mode) or
+    # from the key's own queue (background mode), which orders it just as well.
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        item = result[0] if result else _ABSENT
+        if item is _ABSENT:
+            item = read_item(mirror.primary, table, key)
+        _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
+        image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
+        _settle(ctx, state.level, [image])
+
+    primary, counted = _counting(mirror, state.level, primary, [(table, key)])
+    return mirror.call(
+        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
+    )
