@@ -48,8 +48,9 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from dualwrite._offline.follow import Follower, Notice
 from dualwrite._offline.follow_dynamodb import DynamoFollower, notices_of
-from dualwrite._offline.follow_s3 import Follower, Notice, S3Follower, parse_body
+from dualwrite._offline.follow_s3 import S3Follower, parse_body
 from dualwrite._writer import DualWriter
 from dualwrite.exceptions import ConfigurationError
 from dualwrite.journal import encode_key

@@ -20,7 +20,8 @@ from _support.proxy import Fault, FaultProxy
 from _support.servers import MotoServer
 
 import dualwrite
-from dualwrite._offline.follow_s3 import Notice, S3Follower, follow_queue, parse_body
+from dualwrite._offline.follow import Notice
+from dualwrite._offline.follow_s3 import S3Follower, follow_queue, parse_body
 from dualwrite.events import Followed
 from dualwrite.hooks import MetricsHook
 from dualwrite.testing import RecordingHook

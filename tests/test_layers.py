@@ -144,10 +144,15 @@ def violations(graph: Mapping[str, set[str]]) -> list[str]:
 
 
 def _operation(module: str) -> str | None:
+    """The offline operation a module belongs to (``follow`` for ``follow_s3``), or ``None``
+    for a module the operations share (``progress``)."""
     if not module.startswith("dualwrite._offline."):
         return None
     name = module.split(".")[2]
-    return name if name.startswith(OFFLINE_OPERATIONS) else None
+    for operation in OFFLINE_OPERATIONS:
+        if name == operation or name.startswith(f"{operation}_"):
+            return operation
+    return None
 
 
 def cycles(graph: Mapping[str, set[str]]) -> list[list[str]]:

@@ -27,6 +27,7 @@ import attrs
 from botocore.exceptions import ClientError
 
 from dualwrite._core.decide import Decision, decided
+from dualwrite._core.errors import error_code
 from dualwrite._core.mirror import Mirror
 from dualwrite._stage import FALLBACK, REVERSED, Stage
 
@@ -205,7 +206,7 @@ def caller_error(forward: Mirror, exc: ClientError) -> ClientError:
     client.exceptions.NoSuchKey`` on the wrapped client would not catch. Same response, same
     message, the caller's class.
     """
-    code = str(exc.response.get("Error", {}).get("Code", ""))
+    code = error_code(exc) or ""
     cls: type[ClientError] = forward.primary.exceptions.from_code(code)
     if isinstance(exc, cls):
         return exc

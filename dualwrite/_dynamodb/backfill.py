@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from dualwrite._core.converge import retry_until_stable
-from dualwrite._core.errors import ShadowChanged
+from dualwrite._core.errors import ShadowChanged, error_code
 from dualwrite._core.scan import (
     Batch,
     Difference,
@@ -47,12 +47,6 @@ _LOOKUP_ATTEMPTS = 8
 _LOOKUP_BACKOFF = 0.05
 _MAX_CONDITION = 4000  # DynamoDB's limit on an expression is 4 KB
 _CHANGED = "ConditionalCheckFailedException"
-
-
-def _code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    error = response.get("Error") if isinstance(response, Mapping) else None
-    return str(error.get("Code")) if isinstance(error, Mapping) else None
 
 
 def _canon(item: Mapping[str, Any] | None) -> Hashable:
@@ -396,7 +390,7 @@ class DynamoJob:
                 **condition_on(shadow, self.key_names, item),
             )
         except Exception as exc:
-            if _code(exc) == _CHANGED:
+            if error_code(exc) == _CHANGED:
                 raise ShadowChanged from exc
             raise
         return "copied"

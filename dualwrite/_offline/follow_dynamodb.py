@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from dualwrite._core.errors import describe_error
+from dualwrite._core.errors import describe_error, error_code
 from dualwrite._dynamodb.converge import read_item, repair_item
 from dualwrite._dynamodb.keys import _key_for_level, _state, canonical
-from dualwrite._offline.follow_s3 import _PAUSE, Follower, FollowReport, Notice, Stop
+from dualwrite._offline.follow import _PAUSE, Follower, FollowReport, Notice, Stop
 from dualwrite.exceptions import ConfigurationError
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def converge_item(mirror: Mirror, table: str, key: Mapping[str, Any]) -> str:
 
 
 class DynamoFollower(Follower):
-    """A :class:`~dualwrite._offline.follow_s3.Follower` of DynamoDB keys (see converge_item)."""
+    """A :class:`~dualwrite._offline.follow.Follower` of DynamoDB keys (see converge_item)."""
 
     service = "dynamodb"
 
@@ -228,12 +228,6 @@ def _all_shards(streams: Any, arn: str) -> list[Mapping[str, Any]]:
         params["ExclusiveStartShardId"] = last
 
 
-def _code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    error = response.get("Error") if isinstance(response, Mapping) else None
-    return str(error.get("Code")) if isinstance(error, Mapping) else None
-
-
 def follow_stream(
     writer: DualWriter,
     dynamodb: Any,
@@ -350,7 +344,7 @@ def _iterator(streams: Any, arn: str, shard_id: str, after: str | None) -> tuple
             )
             return str(response["ShardIterator"]), False
         except Exception as exc:
-            if _code(exc) != "TrimmedDataAccessException":
+            if error_code(exc) != "TrimmedDataAccessException":
                 raise
             logger.warning(
                 "dualwrite follow: shard %s of %s: the checkpoint is older than the stream's "

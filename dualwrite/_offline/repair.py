@@ -41,7 +41,7 @@ import attrs
 
 from dualwrite import _services as services
 from dualwrite._core.converge import ATTEMPTS
-from dualwrite._core.errors import RepairError, describe_error, safe_invoke
+from dualwrite._core.errors import RepairError, describe_error
 from dualwrite._offline.progress import Progress
 from dualwrite._stage import Stage
 from dualwrite.events import Write
@@ -495,8 +495,8 @@ def _source(mirror: Mirror, entries: Sequence[Entry], *, staged: bool) -> tuple[
 def _stage_now(mirror: Mirror, entry: Entry) -> Stage | None:
     """The tenant's stage as the callback says now; ``None`` when it fails.
 
-    Not ``ask_stage``: its fallback (both accounts, old first) is safe for a write, but a repair
-    must not guess.
+    Not the write path's decision: its fallback (both accounts, old first) is safe for a write,
+    but a repair must not guess; nor is a failure reported (the key is only skipped).
     """
     write = Write(
         tenant=entry.tenant,
@@ -506,9 +506,7 @@ def _stage_now(mirror: Mirror, entry: Entry) -> Stage | None:
         shadow_resource=mirror.shadow_name(entry.resource),
         key=entry.key,
     )
-    assert mirror.writer.stage is not None
-    value, exc = safe_invoke(mirror.writer.stage, write)
-    return None if exc is not None else Stage.coerce(value)
+    return mirror.writer.decider.stage_now(write, report=False)
 
 
 def converge(

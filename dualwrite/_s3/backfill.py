@@ -24,7 +24,7 @@ from typing import Any
 import attrs
 
 from dualwrite._core.converge import retry_until_stable
-from dualwrite._core.errors import ShadowChanged
+from dualwrite._core.errors import ShadowChanged, error_code
 from dualwrite._core.scan import Batch, Difference, StateFile, Tally, Unit, read_ahead
 from dualwrite._s3.converge import (
     COPIED_ATTRIBUTES,
@@ -41,12 +41,6 @@ CHANGED_CODES = frozenset(
     {"PreconditionFailed", "412", "ConditionalRequestConflict", "NoSuchKey", "404"}
 )
 """Errors of a conditional shadow write that mean "the shadow's key changed since it was read"."""
-
-
-def _code(exc: BaseException) -> str | None:
-    response = getattr(exc, "response", None)
-    error = response.get("Error") if isinstance(response, Mapping) else None
-    return str(error.get("Code")) if isinstance(error, Mapping) else None
 
 
 def converge_object(
@@ -104,7 +98,7 @@ def converge_object(
                 expect[0] = None
                 return "deleted", None
         except Exception as exc:
-            if _code(exc) in CHANGED_CODES:
+            if error_code(exc) in CHANGED_CODES:
                 raise ShadowChanged(key) from exc
             raise
         # A second attempt (the primary changed meanwhile) is conditional on what was written.
@@ -343,7 +337,7 @@ def _head(client: Any, bucket: str, key: str, owner: Mapping[str, str]) -> dict[
     try:
         return dict(client.head_object(Bucket=bucket, Key=key, ChecksumMode="ENABLED", **owner))
     except Exception as exc:
-        if _code(exc) in MISSING_CODES:
+        if error_code(exc) in MISSING_CODES:
             return None
         raise
 

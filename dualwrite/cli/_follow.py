@@ -166,7 +166,7 @@ def run_follow(args: argparse.Namespace, *, out: TextIO) -> int:
     except CommandLineError as exc:
         print(f"dualwrite follow: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    from dualwrite._offline.follow_s3 import Stop  # noqa: PLC0415 - after the options are checked
+    from dualwrite._offline.follow import Stop  # noqa: PLC0415 - after the options are checked
 
     stop = Stop()
     with (

@@ -36,6 +36,7 @@ from dualwrite._offline.backfill import BackfillReport, RequestMeter, run
 from dualwrite._s3.check import check_s3
 from dualwrite.cli._backfill import build_job, open_pair
 from dualwrite.cli._demo import SHADOW_ROLE, embedded_aws
+from dualwrite.cli._parser import build_parser
 from dualwrite.testing import RecordingHook
 
 TENANT = "acme"
@@ -430,10 +431,8 @@ class _Walk:
     # -- the command line's engines ---------------------------------------------------------------
 
     def _args(self, *argv: str) -> Any:
-        from dualwrite.cli import _parser  # noqa: PLC0415 - the package imports this module lazily
-
         targets = ["--names", str(self.names_file), "--shadow-role-arn", SHADOW_ROLE]
-        return _parser().parse_args([*argv, *targets])
+        return build_parser().parse_args([*argv, *targets])
 
     def _pair(self, args: Any) -> tuple[Mirror, RequestMeter]:
         """The command line's account pair for ``args.service``, opened once per service."""
