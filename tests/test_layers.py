@@ -47,7 +47,7 @@ OFFLINE_OPERATIONS = ("repair", "backfill", "check", "follow")
 
 def layer(module: str) -> int:
     """The layer of a module of the package (see the module docstring)."""
-    if module in VOCABULARY:
+    if module in VOCABULARY or module.startswith(tuple(f"{v}." for v in VOCABULARY)):
         return 0
     if module.startswith("dualwrite._core"):
         return 1
