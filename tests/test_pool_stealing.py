@@ -12,10 +12,13 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from conftest import S3Env
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import dualwrite
 from dualwrite._core.pool import PoolClosedError, WorkerPool
+from dualwrite.events import ShadowWritten
 
 GUARD = 30  # seconds: only ever reached when the pool is wrong
 
@@ -117,6 +120,47 @@ def test_an_idle_worker_takes_other_keys_while_one_key_runs_a_long_job() -> None
     release.set()
     assert next_of_zero.wait(GUARD)
     closing(pool)
+
+
+def test_a_held_shadow_write_delays_only_its_own_key(s3: S3Env) -> None:
+    # Through a real writer on moto: the shadow's put of one key is held; with two workers the
+    # other keys' shadow writes all land meanwhile, and the held key's next write waits for it.
+    written: list[str] = []
+    landed = threading.Condition()
+
+    def hook(event: object) -> None:
+        if isinstance(event, ShadowWritten):
+            with landed:
+                written.append(str(event.write.key))
+                landed.notify_all()
+
+    writer = dualwrite.DualWriter(
+        flag=True, mode="background", workers=2, journal=None, hooks=[hook]
+    )
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    held, release = threading.Event(), threading.Event()
+
+    def hold(params: dict[str, object], **_: object) -> None:
+        if params.get("Key") == "held" and not held.is_set():
+            held.set()
+            release.wait(GUARD)
+
+    s3.shadow.meta.events.register("before-parameter-build.s3.PutObject", hold)
+    client.put_object(Bucket="photos", Key="held", Body=b"first")
+    assert held.wait(GUARD)
+    client.put_object(Bucket="photos", Key="held", Body=b"second")
+    others = [f"k{i}" for i in range(12)]
+    for key in others:
+        client.put_object(Bucket="photos", Key=key, Body=key.encode())
+    with landed:
+        assert landed.wait_for(lambda: len(written) == len(others), GUARD)
+    assert sorted(written) == sorted(others)
+    assert writer.pending == 2  # only the held key's two writes are left
+    assert s3.keys("shadow") == sorted(others)
+    release.set()
+    assert writer.flush(timeout=GUARD)
+    assert s3.shadow_body("held") == b"second"
+    writer.close()
 
 
 def test_jobs_of_one_key_spread_over_workers_but_never_overlap() -> None:
