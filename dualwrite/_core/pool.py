@@ -1,21 +1,25 @@
 """Background mode: shadow writes done by a worker pool, in per-key order.
 
-Each key is hashed to one worker, and each worker takes its jobs first in, first out, so writes
-to one key reach the shadow in the order the primary acknowledged them while writes to different
-keys proceed in parallel. The queues are bounded; what happens when one is full is the writer's
-``on_full`` policy: ``"block"`` the caller until there is room, or ``"journal"`` the key for
-repair and move on. Either way no key is lost silently.
+Jobs are queued per key (a *shard*: an int, see :func:`dualwrite._core.entries.shard`), first
+in, first out, so writes to one key reach the shadow one at a time, in the order the primary
+acknowledged them. A key whose oldest job may start (no job of that key is running) is *ready*,
+and any idle worker takes the oldest ready job: a job never waits behind another key's job while
+a worker is free. (Two keys whose shards collide are simply ordered as one.)
 
-A write of several keys (``DeleteObjects``) is queued on the queue of each of its keys, as a
-barrier: it runs once every one of those queues has reached it, so it keeps its place in each
-key's order (neither overtaking nor overtaken by a single-key write of one of its keys). The
-barriers of two such writes are queued in the same order on every queue, so they cannot wait for
-each other.
+A write of several keys (``DeleteObjects``) is one job queued on the queue of each of its keys:
+it becomes ready once it is the oldest job of every one of them, runs once, and only then lets
+each key's next job go, so it keeps its place in each key's order (neither overtaking nor
+overtaken by a single-key write of one of its keys). Jobs are queued under one lock, so any two
+of them are in the same order on every queue they share, and none can wait for a job that waits
+for it. No worker waits for such a job: it is taken only when it can run.
 
-A blocked caller waits *after* its job is queued (:meth:`WorkerPool.wait_for_room`), not while
+The jobs waiting to start are bounded (``queue_size``, all keys together); what happens when
+they are at the limit is the writer's ``on_full`` policy: ``"block"`` the caller until there is
+room, or ``"journal"`` the key for repair and move on. Either way no key is lost silently. A
+blocked caller waits *after* its job is queued (:meth:`WorkerPool.wait_for_room`), not while
 queueing it: the caller queues under the key's lock (that is what orders same-key writes) and
 must not keep that lock while it waits for a worker, since the worker may need the same lock
-(converging a key from the primary). A queue therefore holds at most its capacity plus one job
+(converging a key from the primary). The pool therefore holds at most its capacity plus one job
 per blocked caller.
 """
 
@@ -37,71 +41,67 @@ Tag = tuple[int, bool]
 """A job's shard and direction (whether it writes the old account as the shadow)."""
 
 _worker = threading.local()
+"""``active`` on the pool's threads: a hook that writes through a wrapped client runs there, and
+must not wait for room or for a direction, which only the workers themselves can make."""
 
 
 class PoolClosedError(RuntimeError):
     """The pool was closed: the job was not queued (the caller should run it itself)."""
 
 
-class _Queue:
-    """One worker's FIFO of jobs, with the condition its worker and blocked callers wait on."""
+class _Job:
+    """A queued job: its keys, its direction tags, and how many of its keys it still waits on."""
 
-    __slots__ = ("capacity", "changed", "directions", "finished", "jobs", "queued", "stopping")
+    __slots__ = ("context", "run", "sequence", "shards", "tags", "waiting")
 
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self.jobs: deque[tuple[contextvars.Context | None, Job, tuple[Tag, ...]]] = deque()
-        self.changed = threading.Condition()
-        self.stopping = False
-        # (shard, direction) -> jobs queued or running with that tag (see WorkerPool.submit).
-        self.directions: Counter[Tag] = Counter()
-        # Jobs with a direction ever queued and finished here, per direction.
-        self.queued = {False: 0, True: 0}
-        self.finished = {False: 0, True: 0}
-
-
-class _Barrier:
-    """A job queued on several queues: the last worker to reach it runs it, the others wait."""
-
-    def __init__(self, parties: int, context: contextvars.Context, job: Job) -> None:
-        self._left = parties
-        self._lock = threading.Lock()
-        self._finished = threading.Event()
-        self._context = context
-        self._job = job
-
-    def arrive(self) -> None:
-        with self._lock:
-            self._left -= 1
-            last = self._left == 0
-        if not last:
-            self._finished.wait()
-            return
-        try:
-            self._context.run(self._job)
-        finally:
-            self._finished.set()
+    def __init__(
+        self,
+        context: contextvars.Context,
+        run: Job,
+        shards: tuple[int, ...],
+        tags: tuple[Tag, ...],
+        sequence: int,
+    ) -> None:
+        self.context = context
+        self.run = run
+        self.shards = shards
+        self.tags = tags
+        self.sequence = sequence
+        # Keys whose queue this job is not yet the oldest of; ready to run at zero.
+        self.waiting = len(shards)
 
 
 class WorkerPool:
-    """A fixed pool of daemon threads, each with its own bounded FIFO queue.
+    """A fixed pool of daemon threads taking jobs in per-key order, any thread any key.
 
     Args:
-        workers: number of threads (and queues).
-        queue_size: capacity of all queues together (each holds ``queue_size // workers``).
+        workers: number of threads.
+        queue_size: how many jobs may wait to start, all keys together.
         name: prefix of the threads' names.
     """
 
     def __init__(self, *, workers: int, queue_size: int, name: str = "dualwrite") -> None:
-        capacity = max(1, queue_size // workers)
-        self._queues = [_Queue(capacity) for _ in range(workers)]
-        self._pending = 0
+        self._capacity = max(1, queue_size)
+        self._lock = threading.Lock()
+        # Workers wait on _work for a ready job; callers wait on _changed for room, for a
+        # direction's jobs to finish, or for the pool to be idle.
+        self._work = threading.Condition(self._lock)
+        self._changed = threading.Condition(self._lock)
+        # Per shard, its jobs in order: the first is running or waiting on its other shards.
+        self._keys: dict[int, deque[_Job]] = {}
+        self._ready: deque[_Job] = deque()
+        self._waiting = 0  # queued, not started: what the capacity bounds
+        self._pending = 0  # queued or running
+        # (shard, direction) -> jobs queued or running with that tag (see submit).
+        self._directions: Counter[Tag] = Counter()
+        # Per direction, the sequence numbers of its jobs not finished, oldest first.
+        self._unfinished: dict[bool, dict[int, None]] = {False: {}, True: {}}
+        self._sequence = 0
         self._closed = False
-        self._idle = threading.Condition()
-        self._multi = threading.Lock()
+        self._stopping = False
         self._threads = [
-            threading.Thread(target=self._run, args=(q,), name=f"{name}-{i}", daemon=True)
-            for i, q in enumerate(self._queues)
+            threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
+            for i in range(workers)
         ]
         for thread in self._threads:
             thread.start()
@@ -114,69 +114,54 @@ class WorkerPool:
         block: bool,
         direction: bool | None = None,
     ) -> bool:
-        """Queue ``job`` on the worker for ``shard``, in the caller's context. Never waits.
+        """Queue ``job`` for ``shard``, in the caller's context. Never waits.
 
         Args:
             shard: any int, or several (a write of several keys); jobs sharing a shard run one
                 after the other, in the order they were queued.
             job: the work.
             block: the caller will wait for room (:meth:`wait_for_room`) instead of being
-                refused: the job is queued even when the queue is full.
+                refused: the job is queued even when the pool is full.
             direction: with stages, which way the job writes (``True``: new account first);
                 counted per shard until it is done, for :meth:`wait_direction`.
 
         Returns:
-            ``False`` when a queue is full and ``block`` is false; the job was not queued.
+            ``False`` when the pool is full and ``block`` is false; the job was not queued.
 
         Raises:
             PoolClosedError: :meth:`close` was called; the job was not queued.
         """
-        queues = self._queues_of(shard)
-        with self._idle:
+        shards = _shards(shard)
+        tags = () if direction is None else tuple((s, direction) for s in shards)
+        context = contextvars.copy_context()
+        with self._lock:
             if self._closed:
                 msg = "the DualWriter is closed"
                 raise PoolClosedError(msg)
-            # Counted before they are queued, so that close() waits for them.
-            self._pending += len(queues)
-        context = contextvars.copy_context()
-        if len(queues) == 1:
-            (jobs,) = queues
-            with jobs.changed:
-                queued = block or len(jobs.jobs) < jobs.capacity
-                if queued:
-                    tags = self._tags(jobs, shard, direction)
-                    jobs.jobs.append((context, job, tags))
-                    jobs.directions.update(tags)
-                    if tags:
-                        jobs.queued[tags[0][1]] += 1
-                    jobs.changed.notify_all()
-        else:
-            barrier = _Barrier(len(queues), context, job)
-            # One multi-queue job at a time: their barriers keep one order on every queue.
-            with self._multi:
-                queued = block or all(len(q.jobs) < q.capacity for q in queues)
-                if queued:
-                    for jobs in queues:
-                        with jobs.changed:
-                            tags = self._tags(jobs, shard, direction)
-                            jobs.jobs.append((None, barrier.arrive, tags))
-                            jobs.directions.update(tags)
-                            if tags:
-                                jobs.queued[tags[0][1]] += 1
-                            jobs.changed.notify_all()
-        if not queued:
-            for _ in queues:
-                self._done()
-        return queued
+            if not block and self._waiting >= self._capacity:
+                return False
+            self._sequence += 1
+            queued = _Job(context, job, shards or (0,), tags, self._sequence)
+            self._waiting += 1
+            self._pending += 1
+            if tags:
+                self._directions.update(tags)
+                self._unfinished[tags[0][1]][queued.sequence] = None
+            for key in queued.shards:
+                jobs = self._keys.get(key)
+                if jobs is None:
+                    self._keys[key] = deque((queued,))
+                    self._reached(queued)
+                else:
+                    jobs.append(queued)
+        return True
 
-    def _tags(
-        self, jobs: _Queue, shard: int | Sequence[int], direction: bool | None
-    ) -> tuple[Tag, ...]:
-        if direction is None:
-            return ()
-        shards = [shard] if isinstance(shard, int) else list(shard)
-        mine = self._queues.index(jobs)
-        return tuple({(s, direction) for s in shards if s % len(self._queues) == mine})
+    def _reached(self, job: _Job) -> None:
+        """``job`` became the oldest of one of its keys' queues; it is ready once of all."""
+        job.waiting -= 1
+        if not job.waiting:
+            self._ready.append(job)
+            self._work.notify()
 
     def wait_direction(self, shard: int | Sequence[int], direction: bool) -> None:
         """Wait until no job of ``shard`` queued in the other direction is left.
@@ -185,13 +170,10 @@ class WorkerPool:
         """
         if getattr(_worker, "active", False):
             return
-        shards = [shard] if isinstance(shard, int) else list(shard)
-        for jobs in self._queues_of(shard):
-            with jobs.changed:
-                while not jobs.stopping and any(
-                    jobs.directions[(s, not direction)] for s in shards
-                ):
-                    jobs.changed.wait()
+        tags = [(s, not direction) for s in _shards(shard)]
+        with self._lock:
+            while not self._stopping and any(self._directions[tag] for tag in tags):
+                self._changed.wait()
 
     def wait_direction_all(self, direction: bool) -> None:
         """Wait until every job queued so far in the other direction, of any shard, is done.
@@ -201,94 +183,89 @@ class WorkerPool:
         """
         if getattr(_worker, "active", False):
             return
-        other = not direction
-        for jobs in self._queues:
-            with jobs.changed:
-                target = jobs.queued[other]
-                while not jobs.stopping and jobs.finished[other] < target:
-                    jobs.changed.wait()
+        unfinished = self._unfinished[not direction]
+        with self._lock:
+            last = self._sequence
+            # Sequence numbers are inserted in increasing order: the first left is the oldest.
+            while not self._stopping and next(iter(unfinished), last + 1) <= last:
+                self._changed.wait()
 
     def direction_pending(self, shard: int | Sequence[int], direction: bool) -> bool:
         """Whether a job of ``shard`` queued in the other direction is left (``False`` on a
         worker thread, as :meth:`wait_direction` returns at once there)."""
         if getattr(_worker, "active", False):
             return False
-        shards = [shard] if isinstance(shard, int) else list(shard)
-        for jobs in self._queues_of(shard):
-            with jobs.changed:
-                # A stopping queue (close() timed out) is not waited for, here as in
-                # wait_direction: the caller goes on rather than spin.
-                if not jobs.stopping and any(jobs.directions[(s, not direction)] for s in shards):
-                    return True
-        return False
-
-    def _queues_of(self, shard: int | Sequence[int]) -> list[_Queue]:
-        shards = [shard] if isinstance(shard, int) else list(shard)
-        indices = sorted({s % len(self._queues) for s in shards}) or [0]
-        return [self._queues[i] for i in indices]
+        tags = [(s, not direction) for s in _shards(shard)]
+        with self._lock:
+            # A stopping pool (close() timed out) is not waited for, here as in wait_direction:
+            # the caller goes on rather than spin.
+            return not self._stopping and any(self._directions[tag] for tag in tags)
 
     def wait_for_room(self, shard: int | Sequence[int]) -> None:
-        """Wait until the queues of ``shard`` are within their capacity.
+        """Wait until the jobs waiting to start are within the pool's capacity.
 
-        Returns at once on a worker thread: a hook that writes through a wrapped client runs
-        there, and waiting for its own queue to drain would never end.
+        ``shard`` is the caller's (all keys share the capacity). Returns at once on a worker
+        thread: a hook that writes through a wrapped client runs there, and waiting for the
+        workers to drain would never end.
         """
         if getattr(_worker, "active", False):
             return
-        for jobs in self._queues_of(shard):
-            with jobs.changed:
-                while len(jobs.jobs) > jobs.capacity and not jobs.stopping:
-                    jobs.changed.wait()
+        with self._lock:
+            while self._waiting > self._capacity and not self._stopping:
+                self._changed.wait()
 
-    def _run(self, jobs: _Queue) -> None:
+    def _run(self) -> None:
         _worker.active = True
         while True:
-            with jobs.changed:
-                while not jobs.jobs and not jobs.stopping:
-                    jobs.changed.wait()
-                if not jobs.jobs:  # stopping, and nothing left
-                    return
-                context, job, tags = jobs.jobs.popleft()
-                jobs.changed.notify_all()  # a blocked caller may go on
+            with self._lock:
+                while not self._ready:
+                    if self._stopping:
+                        return
+                    self._work.wait()
+                job = self._ready.popleft()
+                self._waiting -= 1
+                self._changed.notify_all()  # a blocked caller may go on
             try:
-                if context is None:  # a barrier: it enters the job's context itself
-                    job()
-                else:
-                    context.run(job)
+                job.context.run(job.run)
             except Exception:  # pragma: no cover - jobs contain their own failures
                 logger.exception("dualwrite: a background shadow job raised")
             finally:
-                if tags:
-                    with jobs.changed:
-                        jobs.finished[tags[0][1]] += 1
-                        jobs.directions.subtract(tags)
-                        for tag in tags:
-                            if jobs.directions[tag] <= 0:
-                                del jobs.directions[tag]
-                        jobs.changed.notify_all()
-                self._done()
+                with self._lock:
+                    self._finished(job)
 
-    def _done(self) -> None:
-        with self._idle:
-            self._pending -= 1
-            if self._pending == 0:
-                self._idle.notify_all()
+    def _finished(self, job: _Job) -> None:
+        """Let each of ``job``'s keys go on to its next job; count ``job`` done."""
+        for key in job.shards:
+            jobs = self._keys[key]
+            jobs.popleft()  # job itself: only the oldest job of every key it has runs
+            if jobs:
+                self._reached(jobs[0])
+            else:
+                del self._keys[key]
+        if job.tags:
+            self._directions.subtract(job.tags)
+            for tag in job.tags:
+                if self._directions[tag] <= 0:
+                    del self._directions[tag]
+            del self._unfinished[job.tags[0][1]][job.sequence]
+        self._pending -= 1
+        self._changed.notify_all()
 
     @property
     def pending(self) -> int:
         """Jobs queued or running."""
-        with self._idle:
+        with self._lock:
             return self._pending
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until no job is queued or running; return ``False`` on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
+        with self._lock:
             while self._pending:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
-                self._idle.wait(remaining)
+                self._changed.wait(remaining)
         return True
 
     def close(self, timeout: float | None = None) -> bool:
@@ -296,17 +273,25 @@ class WorkerPool:
 
         Returns:
             Whether everything queued was done within ``timeout``. Jobs left over keep running
-            on the (daemon) threads until their queues are empty.
+            on the (daemon) threads until none is left: a thread stops once no job is ready,
+            and the one finishing a key's job takes that key's next.
         """
-        with self._idle:
+        with self._lock:
             self._closed = True
         done = self.flush(timeout)
-        for jobs in self._queues:
-            with jobs.changed:
-                jobs.stopping = True
-                jobs.changed.notify_all()
+        with self._lock:
+            self._stopping = True
+            self._work.notify_all()
+            self._changed.notify_all()
         if done:
             for thread in self._threads:
                 if thread is not threading.current_thread():
                     thread.join(timeout)
         return done
+
+
+def _shards(shard: int | Sequence[int]) -> tuple[int, ...]:
+    """``shard`` as distinct ints, in the order given."""
+    if isinstance(shard, int):
+        return (shard,)
+    return tuple(dict.fromkeys(shard))
