@@ -249,9 +249,10 @@ def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = Non
     the service refuses it, and should it not, the write is reported ``unsupported``.
     """
     try:
-        if not isinstance(key, Mapping) or not key:
+        if not (type(key) is dict or isinstance(key, Mapping)) or not key:
             return False
-        if schema is not None and set(key) != set(schema):
+        # A schema names each attribute once: same size and all of its names is the same set.
+        if schema is not None and (len(key) != len(schema) or not all(n in key for n in schema)):
             return False
         return all(isinstance(name, str) and _key_value(v, level) for name, v in key.items())
     except Exception:  # noqa: BLE001 - a mapping that misbehaves is no key
@@ -260,7 +261,7 @@ def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = Non
 
 def _key_value(value: Any, level: Level) -> bool:
     if level == "client":
-        if not isinstance(value, Mapping) or len(value) != 1:
+        if not (type(value) is dict or isinstance(value, Mapping)) or len(value) != 1:
             return False
         ((tag, inner),) = value.items()
         if tag in ("S", "N"):
