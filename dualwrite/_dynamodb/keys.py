@@ -161,6 +161,11 @@ def canonical(value: Any, level: Level) -> Hashable:
 
 
 def _number(text: Any) -> Hashable:
+    if type(text) is str:  # a typed "N" value: the common case, without the checks below
+        try:
+            return ("N", Decimal(text))
+        except (InvalidOperation, ValueError):
+            return ("N?", _repr(text))
     if not isinstance(text, (str, int, Decimal, float)) or isinstance(text, bool):
         return ("N?", _repr(text))
     try:
@@ -170,10 +175,13 @@ def _number(text: Any) -> Hashable:
 
 
 def _canon_typed(value: Any) -> Hashable:
-    if type(value) is dict and len(value) == 1:  # the common case, without an ABC check
+    if type(value) is dict and len(value) == 1:  # the common cases, without an ABC check
         ((tag, inner),) = value.items()
-        if tag == "S" and type(inner) is str:
-            return ("S", inner)
+        if type(inner) is str:
+            if tag == "S":
+                return ("S", inner)
+            if tag == "N":
+                return _number(inner)
     if isinstance(value, Mapping) and len(value) == 1:
         ((tag, inner),) = value.items()
         if tag == "S" and isinstance(inner, str):
@@ -205,8 +213,10 @@ def _repr(value: Any) -> str:
 
 
 def _canon_python(value: Any) -> Hashable:
-    if type(value) is str:  # the common case first
+    if type(value) is str:  # the common cases first
         return ("S", value)
+    if type(value) is Decimal or type(value) is int:
+        return _number(value)
     if value is None:
         return ("NULL",)
     if isinstance(value, bool):
