@@ -242,4 +242,5 @@ class Decider:
                 write.operation,
                 write.resource,
             )
-        self._writer.emit_no_tenant(NoTenant(write=write))
+        if self._writer.wants_no_tenant:
+            self._writer.emit_no_tenant(NoTenant(write=write))

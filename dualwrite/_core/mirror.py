@@ -118,8 +118,10 @@ class Mirror:
             # The old account's name: a key written new-first (CUTOVER) and the same key written
             # old-first (a DUAL_WRITE call decided a moment earlier) share one lock.
             resource = self.plugin.lock_name(self.shadow_name(resource) or resource)
+        # An int is already hashable (DynamoDB passes its canonical key's hash): no freezing.
+        frozen = key if type(key) is int else freeze(key)
         try:
-            stripe = hash((self.service, resource, freeze(key)))
+            stripe = hash((self.service, resource, frozen))
         except Exception:  # noqa: BLE001 - a resource name of a shape no request carries
             stripe = hash(self.service)
         return _KEY_LOCKS[stripe % len(_KEY_LOCKS)]

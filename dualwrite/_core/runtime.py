@@ -93,6 +93,8 @@ class Runtime:
         self.stage = stage
         self.hooks: tuple[Hook, ...] = tuple(hooks)
         self._no_tenant_hooks = tuple(h for h in hooks if getattr(h, "no_tenant", False) is True)
+        # Whether a no_tenant event has anywhere to go: without such a hook none is built.
+        self.wants_no_tenant = bool(self._no_tenant_hooks)
         self.journal = journal
         self.tenant_of = tenant_of
         self.on_shadow_error = on_shadow_error

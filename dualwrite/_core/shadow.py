@@ -260,7 +260,7 @@ def settle(
         whole_failed = True
         ctx.failed(write, raised, ended - started)
         ctx.events.insert(0, ctx.events.pop())
-    elif not ctx._failures:
+    elif not ctx._failures and mirror.writer.hooks:  # journaled never; built for a hook only
         ctx.events.insert(
             0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
         )

@@ -192,7 +192,6 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     request = params.get("RequestItems")
     if not isinstance(request, Mapping):
         return _malformed(mirror, "BatchWriteItem", call, params, "RequestItems is not a map")
-    request = snapshot(request)
     state = _state(mirror)
     flagged: dict[str, Write] = {}
     changes: list[_Change] = []
@@ -202,7 +201,10 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
         write = _decided(mirror, "BatchWriteItem", table, None)
         if write is not None:
             flagged[table] = write
-            changes.extend(c for c in (_batch_change(state, write, table, e) for e in entries) if c)
+            # The table's requests as they are now (a table the flag leaves alone is not
+            # copied): the caller may reuse its dicts the moment the call returns.
+            frozen = snapshot(entries)
+            changes.extend(c for c in (_batch_change(state, write, table, e) for e in frozen) if c)
     if not flagged:
         return call(**params)
     if not _well_formed(state, changes):

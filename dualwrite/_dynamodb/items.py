@@ -18,16 +18,19 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
     table, item = params.get("TableName"), params.get("Item")
     if not isinstance(table, str) or not isinstance(item, Mapping):
         return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
-    # The request as it is now: the caller may reuse its dict the moment the call returns.
-    item = snapshot(item)
     state = _state(mirror)
     schema = state.schemas.get(table)
     key = None if schema is None else state.schemas.key_of(table, item)
     if schema is not None and not well_formed_key(key, state.level, schema):
         return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
+    # The decision needs the key (tenant_of and the flag get it), not the rest of the item: a
+    # write the flag leaves alone copies nothing but its key.
+    key = snapshot(key)
     write = _decided(mirror, "PutItem", table, key)
     if write is None:
         return call(**params)
+    # The request as it is now: the caller may reuse its dict the moment the call returns.
+    item = snapshot(item)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         # The item as the caller wrote it, without ConditionExpression/Expected: the primary

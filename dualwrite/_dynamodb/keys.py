@@ -161,6 +161,11 @@ def canonical(value: Any, level: Level) -> Hashable:
 
 
 def _number(text: Any) -> Hashable:
+    if type(text) is str:  # a typed "N" value: the common case, without the checks below
+        try:
+            return ("N", Decimal(text))
+        except (InvalidOperation, ValueError):
+            return ("N?", _repr(text))
     if not isinstance(text, (str, int, Decimal, float)) or isinstance(text, bool):
         return ("N?", _repr(text))
     try:
@@ -170,10 +175,13 @@ def _number(text: Any) -> Hashable:
 
 
 def _canon_typed(value: Any) -> Hashable:
-    if type(value) is dict and len(value) == 1:  # the common case, without an ABC check
+    if type(value) is dict and len(value) == 1:  # the common cases, without an ABC check
         ((tag, inner),) = value.items()
-        if tag == "S" and type(inner) is str:
-            return ("S", inner)
+        if type(inner) is str:
+            if tag == "S":
+                return ("S", inner)
+            if tag == "N":
+                return _number(inner)
     if isinstance(value, Mapping) and len(value) == 1:
         ((tag, inner),) = value.items()
         if tag == "S" and isinstance(inner, str):
@@ -205,8 +213,10 @@ def _repr(value: Any) -> str:
 
 
 def _canon_python(value: Any) -> Hashable:
-    if type(value) is str:  # the common case first
+    if type(value) is str:  # the common cases first
         return ("S", value)
+    if type(value) is Decimal or type(value) is int:
+        return _number(value)
     if value is None:
         return ("NULL",)
     if isinstance(value, bool):
@@ -249,9 +259,10 @@ def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = Non
     the service refuses it, and should it not, the write is reported ``unsupported``.
     """
     try:
-        if not isinstance(key, Mapping) or not key:
+        if not (type(key) is dict or isinstance(key, Mapping)) or not key:
             return False
-        if schema is not None and set(key) != set(schema):
+        # A schema names each attribute once: same size and all of its names is the same set.
+        if schema is not None and (len(key) != len(schema) or not all(n in key for n in schema)):
             return False
         return all(isinstance(name, str) and _key_value(v, level) for name, v in key.items())
     except Exception:  # noqa: BLE001 - a mapping that misbehaves is no key
@@ -260,7 +271,7 @@ def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = Non
 
 def _key_value(value: Any, level: Level) -> bool:
     if level == "client":
-        if not isinstance(value, Mapping) or len(value) != 1:
+        if not (type(value) is dict or isinstance(value, Mapping)) or len(value) != 1:
             return False
         ((tag, inner),) = value.items()
         if tag in ("S", "N"):

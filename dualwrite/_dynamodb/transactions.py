@@ -22,7 +22,6 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
     items = params.get("TransactItems")
     if not isinstance(items, Sequence) or isinstance(items, (str, bytes)):
         return _malformed(mirror, "TransactWriteItems", call, params, "TransactItems not a list")
-    items = snapshot(items)
     state = _state(mirror)
     decisions: dict[str, Write | None] = {}
     changes: list[_Change] = []
@@ -40,6 +39,9 @@ def _transact_write_items(mirror: Mirror, call: Call, params: dict[str, Any], pi
         write = decisions[table]
         if write is None:
             continue
+        # The entry as it is now (one the flag leaves alone is not copied): the caller may
+        # reuse its dicts the moment the call returns.
+        body = snapshot(body)
         if kind == "Put":
             key = state.schemas.key_of(table, body.get("Item"))
             if key is None and state.schemas.known(table) is not None:

@@ -1,0 +1,175 @@
+"""Per-call fast paths: what a write builds only when something needs it.
+
+A write the flag leaves alone copies nothing of its request but the key the flag is asked with:
+the call-time snapshot (semantics 10) is taken after the decision: a DynamoDB handler with the
+flag off must never copy the caller's item, batch entries or transaction entries. A spy
+replaces ``snapshot`` in each handler module and fails on a copy of any object the caller
+passed (the key a ``PutItem`` is decided with is the wrapper's own, derived from the item).
+Flag on, the same spy shows that the copy is still taken. And a ``no_tenant`` event is built
+only when a hook asks for such events, a ``shadow_written`` event only when a hook listens, and
+the canonical key's shortcuts for strings and numbers agree with the general form.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from conftest import Accounts, DynamoEnv, create_table, drop_tables
+
+import dualwrite._core.decide
+import dualwrite._core.shadow
+import dualwrite._dynamodb.batch
+import dualwrite._dynamodb.items
+import dualwrite._dynamodb.transactions
+from dualwrite._core.snapshot import snapshot
+from dualwrite._dynamodb.keys import _canon_key, canonical
+from dualwrite.events import NoTenant, ShadowWritten
+from dualwrite.hooks import MetricsHook
+from dualwrite.testing import RecordingHook
+
+MODULES = [dualwrite._dynamodb.items, dualwrite._dynamodb.batch, dualwrite._dynamodb.transactions]
+
+
+@pytest.fixture
+def aws(shared_accounts: Accounts) -> Iterator[Accounts]:
+    yield shared_accounts
+    drop_tables(shared_accounts)
+
+
+class Spy:
+    """Records every container ``snapshot`` copies, by identity."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.copied: list[int] = []
+        for module in MODULES:
+            monkeypatch.setattr(module, "snapshot", self)
+
+    def __call__(self, value: Any) -> Any:
+        self._record(value)
+        return snapshot(value)
+
+    def _record(self, value: Any) -> None:
+        """Every container reached by the copy: ``value`` and what it holds."""
+        self.copied.append(id(value))
+        if isinstance(value, dict):
+            for inner in value.values():
+                self._record(inner)
+        elif isinstance(value, (list, tuple)):
+            for inner in value:
+                self._record(inner)
+
+    def copied_any(self, *values: Any) -> bool:
+        return any(id(v) in self.copied for v in values)
+
+
+def _request(pk: str) -> dict[str, Any]:
+    return {"pk": {"S": pk}, "tags": {"L": [{"S": "a"}]}}
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_put_item_copies_the_item_only_when_mirrored(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    env = DynamoEnv(aws)
+    wrapped = env.wrap(flag=lambda write: flag, journal=None)
+    spy = Spy(monkeypatch)
+    item = _request("k1")
+    wrapped.put_item(TableName="orders", Item=item)
+    assert spy.copied_any(item) is flag
+    assert env.get("primary", {"pk": {"S": "k1"}}) == item
+    assert (env.get("shadow", {"pk": {"S": "k1"}}) == item) is flag
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_batch_and_transaction_copy_only_mirrored_tables(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    env = DynamoEnv(aws)
+    for client in (env.p_raw, env.s_raw):
+        create_table(client, "audit")
+    # "audit" is never mirrored; "orders" as the parameter says.
+    wrapped = env.wrap(flag=lambda write: flag and write.resource == "orders", journal=None)
+    spy = Spy(monkeypatch)
+    orders = [{"PutRequest": {"Item": _request("b1")}}]
+    audit = [{"PutRequest": {"Item": _request("b2")}}]
+    wrapped.batch_write_item(RequestItems={"orders": orders, "audit": audit})
+    put = {"TableName": "orders", "Item": _request("t1")}
+    put_audit = {"TableName": "audit", "Item": _request("t2")}
+    wrapped.transact_write_items(TransactItems=[{"Put": put}, {"Put": put_audit}])
+
+    assert not spy.copied_any(audit, put_audit)
+    assert spy.copied_any(orders, put) is flag
+    shadow_keys = {i["pk"]["S"] for i in env.scan("shadow")}
+    assert shadow_keys == ({"b1", "t1"} if flag else set())
+    audit_shadow = env.s_raw.scan(TableName="audit")["Items"]
+    assert audit_shadow == []
+    assert {i["pk"]["S"] for i in env.scan("primary")} == {"b1", "t1"}
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_no_tenant_event_built_only_for_a_hook_that_asks(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, listening: bool
+) -> None:
+    built: list[NoTenant] = []
+
+    def spy(**fields: Any) -> NoTenant:
+        built.append(NoTenant(**fields))
+        return built[-1]
+
+    monkeypatch.setattr(dualwrite._core.decide, "NoTenant", spy)
+    env = DynamoEnv(aws)
+    hooks = [MetricsHook()] if listening else [RecordingHook()]
+    wrapped = env.wrap(flag=lambda write: write.tenant is not None, journal=None, hooks=hooks)
+    wrapped.put_item(TableName="orders", Item=_request("n1"))
+    assert len(built) == (1 if listening else 0)
+    assert env.get("primary", {"pk": {"S": "n1"}}) is not None
+    assert env.get("shadow", {"pk": {"S": "n1"}}) is None
+
+
+@pytest.mark.parametrize(
+    ("typed_value", "python_value"),
+    [
+        ({"N": "1.50"}, Decimal("1.5")),
+        ({"N": "7"}, 7),
+        ({"N": "7"}, Decimal("7.000")),
+        ({"N": "-0"}, 0),
+        ({"S": "7"}, "7"),
+    ],
+)
+def test_canonical_key_fast_paths_agree_across_levels(typed_value: Any, python_value: Any) -> None:
+    client = _canon_key({"pk": {"S": "a"}, "sk": typed_value}, "client")
+    resource = _canon_key({"pk": "a", "sk": python_value}, "resource")
+    assert client == resource
+    assert hash(client) == hash(resource)  # the key's lock stripe
+
+
+def test_canonical_key_fast_paths_keep_kinds_apart() -> None:
+    assert canonical({"N": "7"}, "client") != canonical({"S": "7"}, "client")
+    assert canonical(True, "resource") != canonical(1, "resource")
+    # A number DynamoDB would refuse: the primary judges it; the wrapper never raises.
+    assert canonical({"N": "seven"}, "client") == ("N?", "'seven'")
+    assert canonical({"N": "seven"}, "client") != canonical({"N": "7"}, "client")
+
+
+@pytest.mark.parametrize("listening", [False, True])
+def test_shadow_written_event_built_only_for_a_hook(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, listening: bool
+) -> None:
+    built: list[ShadowWritten] = []
+
+    def spy(**fields: Any) -> ShadowWritten:
+        built.append(ShadowWritten(**fields))
+        return built[-1]
+
+    monkeypatch.setattr(dualwrite._core.shadow, "ShadowWritten", spy)
+    env = DynamoEnv(aws)
+    recorder = RecordingHook()
+    wrapped = env.wrap(journal=None, hooks=[recorder] if listening else [])
+    item = _request("w1")
+    wrapped.put_item(TableName="orders", Item=item)
+    assert len(built) == (1 if listening else 0)
+    assert recorder.kinds() == (["shadow_written"] if listening else [])
+    assert env.get("shadow", {"pk": {"S": "w1"}}) == item
