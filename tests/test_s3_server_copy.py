@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import botocore.session
 import pytest
 from _support.cli import OWNER_ACL, Accounts, enforce_owner_acl
 from _support.proxy import FaultProxy
@@ -26,6 +27,19 @@ from conftest import PRIMARY_ACCOUNT, SHADOW_ACCOUNT, S3Env, record_requests
 from dualwrite._core.errors import RepairError, ShadowChanged
 from dualwrite._s3.backfill import converge_object
 from dualwrite._s3.server_copy import ServerSideCopy, server_copy_object_state
+
+_COPY_INPUT = (
+    botocore.session.get_session()
+    .get_service_model("s3")
+    .operation_model("CopyObject")
+    .input_shape.members
+)
+CONDITIONAL_COPY = {"IfNoneMatch", "IfMatch"} <= set(_COPY_INPUT)
+needs_conditional_copy = pytest.mark.skipif(
+    not CONDITIONAL_COPY,
+    reason="this botocore has no IfNoneMatch/IfMatch on CopyObject: --server-side copies "
+    "through the host (test_without_a_conditional_copy_every_object_goes_through_the_host)",
+)
 
 MiB = 1024 * 1024
 
@@ -101,6 +115,7 @@ def _state(client: Any, bucket: str, key: str) -> dict[str, Any]:
     }
 
 
+@needs_conditional_copy
 def test_an_object_is_copied_inside_s3_with_its_attributes_and_tags(env: S3Env) -> None:
     env.primary.put_object(
         Bucket="photos",
@@ -200,6 +215,7 @@ def test_a_shadow_key_written_meanwhile_is_left_alone(env: S3Env) -> None:
     assert env.shadow_body("k") == b"live write"
 
 
+@needs_conditional_copy
 def test_a_primary_change_under_the_copy_is_read_again(env: S3Env) -> None:
     env.primary.put_object(Bucket="photos", Key="k", Body=b"v1", Metadata={"v": "1"})
     changed = []
@@ -268,6 +284,27 @@ def test_an_object_the_shadow_may_not_read_is_copied_through_the_host(env: S3Env
         assert _state(env.shadow, "photos-acct2", key) == _state(env.primary, "photos", key)
 
 
+def test_the_conditional_copy_check_reads_the_installed_model(env: S3Env) -> None:
+    copier = ServerSideCopy()
+    assert copier._can_copy_conditionally(env.shadow) is CONDITIONAL_COPY
+
+
+def test_without_a_conditional_copy_every_object_goes_through_the_host(env: S3Env) -> None:
+    """A botocore without IfNoneMatch/IfMatch on CopyObject (1.39) cannot keep a copy inside S3
+    from overwriting a newer live write: the copier uses the host's conditional PutObject."""
+    env.primary.put_object(Bucket="photos", Key="a", Body=b"a", ContentType="text/a")
+    shadow_sent = record_requests(env.shadow)
+    copier = ServerSideCopy()
+    copier._conditional = False  # as botocore 1.39's model says
+    copied = copier(
+        env.primary, env.shadow, "photos", "a", "photos-acct2", condition={"IfNoneMatch": "*"}
+    )
+    assert copied is not None
+    assert (copier.server_side, copier.through_host) == (0, 1)
+    assert "CopyObject" not in shadow_sent
+    assert _state(env.shadow, "photos-acct2", "a") == _state(env.primary, "photos", "a")
+
+
 def test_a_denied_primary_read_is_not_retried_through_the_host(env: S3Env) -> None:
     env.primary.put_object(Bucket="photos", Key="k", Body=b"k")
 
@@ -313,6 +350,7 @@ def cli_env(server: MotoServer, tmp_path: Path) -> Accounts:
     return Accounts(server, tmp_path, {"s3": {"photos": "photos-acct2"}})
 
 
+@needs_conditional_copy
 def test_copy_server_side_copies_every_object_without_reading_a_body(cli_env: Accounts) -> None:
     p, s = cli_env.p_s3, cli_env.s_s3
     p.create_bucket(Bucket="photos")

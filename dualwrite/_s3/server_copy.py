@@ -253,13 +253,41 @@ class ServerSideCopy:
 
     Attributes:
         server_side: objects copied inside S3.
-        through_host: objects copied through the host because the shadow could not read them.
+        through_host: objects copied through the host because the shadow could not read them,
+            or because the installed botocore cannot make ``CopyObject`` conditional.
     """
 
     def __init__(self) -> None:
         self.server_side = 0
         self.through_host = 0
         self._lock = threading.Lock()
+        self._conditional: bool | None = None  # whether the shadow's botocore has the condition
+
+    def _can_copy_conditionally(self, shadow: Any) -> bool:
+        """Whether the shadow client's botocore knows ``IfNoneMatch``/``IfMatch`` on
+        ``CopyObject`` and ``CompleteMultipartUpload`` (botocore 1.39 lacks them on CopyObject).
+
+        Without them a copy inside S3 could overwrite a newer live write, so every object goes
+        through the host instead (its conditional ``PutObject``), with one warning per run.
+        """
+        if self._conditional is None:
+            try:
+                model = shadow.meta.service_model
+                known = all(
+                    {"IfNoneMatch", "IfMatch"} <= set(model.operation_model(op).input_shape.members)
+                    for op in ("CopyObject", "CompleteMultipartUpload")
+                )
+            except Exception:  # noqa: BLE001 - an unusual client: take the safe path
+                known = False
+            if not known:
+                logger.warning(
+                    "dualwrite copy --server-side: this botocore cannot make CopyObject "
+                    "conditional (IfNoneMatch/IfMatch), which keeps a copy from overwriting a "
+                    "newer live write; copying every object through this host instead "
+                    "(upgrade botocore to copy inside S3)"
+                )
+            self._conditional = known
+        return self._conditional
 
     def __call__(
         self,
@@ -274,6 +302,19 @@ class ServerSideCopy:
         kms_keys: KmsKeys = None,
     ) -> CopiedObject | None:
         """Copy one object; see :func:`dualwrite._s3.copy_object_state` for the contract."""
+        if condition and not self._can_copy_conditionally(shadow):
+            with self._lock:
+                self.through_host += 1
+            return copy_object_state(
+                primary,
+                shadow,
+                bucket,
+                key,
+                shadow_bucket,
+                owner=owner,
+                condition=condition,
+                kms_keys=kms_keys,
+            )
         try:
             copied = server_copy_object_state(
                 primary,
