@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import inspect
 import re
+import types
 from collections.abc import Mapping
 from typing import Any, TypeVar
 
@@ -77,14 +80,15 @@ def wrap_any(
     shadow_account: str | None,
 ) -> T:
     """Implement :meth:`DualWriter.wrap` (see there)."""
-    for side, obj in (("primary", primary), ("shadow", shadow)):
-        if _is_async(obj):
-            msg = (
-                f"the {side} is an asynchronous client ({type(obj).__module__}."
-                f"{type(obj).__name__}): aiobotocore/aioboto3 support is not there yet; wrap a "
-                "boto3 client (or resource) instead"
-            )
-            raise ConfigurationError(msg)
+    asynchronous = _is_async(primary), _is_async(shadow)
+    if asynchronous[0] != asynchronous[1]:
+        sync_side = "shadow" if asynchronous[0] else "primary"
+        msg = (
+            f"the primary is {'an asynchronous' if asynchronous[0] else 'a boto3'} client but "
+            f"the {sync_side} is not: wrap an aiobotocore/aioboto3 primary with an "
+            "aiobotocore/aioboto3 shadow, and a boto3 one with a boto3 one"
+        )
+        raise ConfigurationError(msg)
     p_kind = _describe(primary)
     if p_kind is None:
         msg = (
@@ -119,6 +123,17 @@ def wrap_any(
     # A Bucket/Table on each side names the pair by itself.
     if names is None and p_level == s_level and p_level in ("Bucket", "Table"):
         names = {primary.name: shadow.name}  # type: ignore[attr-defined]
+    if asynchronous[0]:
+        return _wrap_async(
+            writer,
+            primary,
+            shadow=shadow,
+            service=service,
+            levels=(p_level, s_level),
+            names=names,
+            kms_keys=kms_keys,
+            shadow_account=shadow_account,
+        )
     wrapped: T = services.get(service).wrap(
         writer,
         primary,
@@ -129,3 +144,54 @@ def wrap_any(
         shadow_account=shadow_account,
     )
     return wrapped
+
+
+def _wrap_async(
+    writer: Any,
+    primary: T,
+    *,
+    shadow: Any,
+    service: str,
+    levels: tuple[str, str],
+    **options: Any,
+) -> T:
+    """Wrap an aiobotocore client or aioboto3 resource (see :mod:`dualwrite._core.aio`).
+
+    The service wraps the pair's synchronous faces (:class:`~dualwrite._core.aio.LoopClient`)
+    exactly as it wraps boto3 clients; the async proxy runs that sync proxy's mirrored methods
+    on the writer's worker threads.
+    """
+    from dualwrite._core import aio  # noqa: PLC0415 - loaded by the first async wrap()
+    from dualwrite._core.proxy import client_of, rebind  # noqa: PLC0415
+
+    p_client, s_client = client_of(primary), client_of(shadow)
+    if p_client is s_client:
+        msg = f"primary and shadow are the same {service} client; pass the shadow account's client"
+        raise ConfigurationError(msg)
+    ref = aio.LoopRef()
+    with contextlib.suppress(RuntimeError):  # wrapped outside a loop: the first call sets it
+        ref.loop = asyncio.get_running_loop()
+    runtime = writer
+    if runtime.aio is None:
+        runtime.aio = aio.AsyncDriver()
+    runtime.aio.refs.append(ref)
+
+    def face(level: str, client: Any) -> Any:
+        loop_client = aio.LoopClient(client, ref)
+        if level == "client":
+            return loop_client
+        # What a service's wrap() reads of a resource: its client.
+        return types.SimpleNamespace(meta=types.SimpleNamespace(client=loop_client))
+
+    wrapped = services.get(service).wrap(
+        writer,
+        face(levels[0], p_client),
+        shadow=face(levels[1], s_client),
+        levels=levels,
+        **options,
+    )
+    sync_proxy = wrapped if levels[0] == "client" else wrapped.meta.client
+    proxy = aio.AsyncClientProxy(p_client, sync_proxy, runtime.aio, ref)
+    if levels[0] == "client":
+        return proxy  # type: ignore[return-value]
+    return rebind(primary, proxy)

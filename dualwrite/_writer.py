@@ -7,6 +7,7 @@ worker pool, breaker, the flag/stage decisions) is its :class:`~dualwrite._core.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import functools
 import logging
@@ -443,7 +444,41 @@ class DualWriter:
         pool = self._runtime.pool
         if pool is None:
             return True
+        self._not_on_own_loop("flush", "await writer.aflush()")
         return pool.flush(timeout)
+
+    def _not_on_own_loop(self, method: str, instead: str) -> None:
+        """Refuse to wait, on an event loop's thread, for shadow writes that need that loop."""
+        aio = self._runtime.aio
+        if aio is not None and aio.on_own_loop():
+            msg = (
+                f"writer.{method}() was called on the thread of the event loop that the wrapped "
+                "async clients use: it would wait for shadow writes that need that loop. "
+                f"Use {instead} there"
+            )
+            raise RuntimeError(msg)
+
+    async def aflush(self, timeout: float | None = None) -> bool:
+        """:meth:`flush` for asyncio callers: awaits without blocking the event loop."""
+        return await asyncio.to_thread(self.flush, timeout)
+
+    async def aclose(self, timeout: float | None = None) -> bool:
+        """:meth:`close` for asyncio callers: awaits without blocking the event loop."""
+        return await asyncio.to_thread(self.close, timeout)
+
+    async def arepair(
+        self,
+        *,
+        limit: int | None = None,
+        progress: bool = False,
+        workers: int = 8,
+        deadline: float | None = None,
+    ) -> RepairReport:
+        """:meth:`repair` for asyncio callers (wrapped async clients read and write through the
+        running event loop, which this leaves free)."""
+        return await asyncio.to_thread(
+            self.repair, limit=limit, progress=progress, workers=workers, deadline=deadline
+        )
 
     def repair(
         self,
@@ -531,6 +566,8 @@ class DualWriter:
         runtime = self._runtime
         if runtime.closed:
             return True
+        if runtime.pool is not None:
+            self._not_on_own_loop("close", "await writer.aclose() or async with DualWriter(...)")
         done = True
         # Calls from now on run their shadow write in the caller's thread; a call that was
         # already queueing finds the pool closed and does the same (WorkerPool.submit).
@@ -556,6 +593,12 @@ class DualWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+    async def __aenter__(self) -> DualWriter:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     def __repr__(self) -> str:
         return (

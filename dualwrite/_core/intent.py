@@ -9,6 +9,7 @@ one that may have changed the primary.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,12 @@ if TYPE_CHECKING:
 
 _sent = threading.local()
 _faults = threading.local()
+# An async client's request leaves from its event loop's thread, not from the worker thread
+# that waits for it (dualwrite._core.aio): there the sends are counted into the box of the
+# task that makes the call, and added to the waiting thread's count.
+_send_box: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "dualwrite_send_box", default=None
+)
 
 
 def journal_faults() -> int:
@@ -38,7 +45,23 @@ def note_journal_fault() -> None:
 
 def _count_send(**_: Any) -> None:
     """``before-send`` handler on the primary client: a request is leaving (returns ``None``)."""
+    box = _send_box.get()
+    if box is not None:
+        box[0] += 1
+        return
     _sent.count = getattr(_sent, "count", 0) + 1
+
+
+def count_sends_into(box: list[int]) -> None:
+    """Count the requests the current context sends into ``box`` (an event loop's task that
+    makes a call for a waiting thread; see :func:`add_sends`)."""
+    _send_box.set(box)
+
+
+def add_sends(count: int) -> None:
+    """Add ``count`` requests sent for this thread from elsewhere (its event loop)."""
+    if count:
+        _sent.count = getattr(_sent, "count", 0) + count
 
 
 def track_sends(client: Any) -> bool:

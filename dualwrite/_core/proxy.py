@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import wrapt
 from botocore import xform_name
@@ -27,8 +27,17 @@ from dualwrite._core.mirror import Mirror
 
 T = TypeVar("T")
 
+# wrapt 2 splits ``BaseObjectProxy`` (no ``__iter__``) out of ``ObjectProxy`` and makes both
+# generic; wrapt 1.x, which aioboto3 still pins, has the one non-generic ``ObjectProxy``.
+if TYPE_CHECKING:
+    _BaseProxy = wrapt.BaseObjectProxy[Any]
+    _Proxy = wrapt.ObjectProxy[Any]
+else:
+    _BaseProxy = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+    _Proxy = wrapt.ObjectProxy
 
-class ClientProxy(wrapt.BaseObjectProxy[Any]):
+
+class ClientProxy(_BaseProxy):
     """A primary client whose mirrored writes go through a :class:`Mirror`.
 
     Subclasses get one method per mirrored operation from :func:`install`.
@@ -79,7 +88,7 @@ class ClientProxy(wrapt.BaseObjectProxy[Any]):
         return f"<dualwrite proxy of {self.__wrapped__!r}>"
 
 
-class _StagedPaginator(wrapt.ObjectProxy[Any]):
+class _StagedPaginator(_Proxy):
     """A paginator whose ``paginate()`` decides the stage once, for all its pages."""
 
     def __init__(self, paginator: Any, proxy: ClientProxy, operation_name: str) -> None:
@@ -99,7 +108,7 @@ class _StagedPaginator(wrapt.ObjectProxy[Any]):
         return _RenamedPages(pages, forward, chosen, api)
 
 
-class _RenamedPages(wrapt.ObjectProxy[Any]):
+class _RenamedPages(_Proxy):
     """A page iterator of the new account whose pages, iterated, name what the caller named
     and raise the caller's exception classes (``build_full_result()`` and ``search()`` return
     the new account's pages as they are)."""

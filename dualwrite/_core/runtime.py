@@ -112,6 +112,9 @@ class Runtime:
         self.closed = False
         self.mirrors: list[Mirror] = []
         self.decider = Decider(self)
+        # The worker threads of wrapped async clients (dualwrite._core.aio.AsyncDriver), made
+        # by their first wrap().
+        self.aio: Any = None
         self._services = services
         # Faults a journal recovered from by itself (a deleted file recreated), reported as
         # events by the thread that next uses the journal (see _drain_notices).

@@ -1,0 +1,395 @@
+"""aiobotocore and aioboto3 S3 clients, wrapped: the sync guarantees, awaited.
+
+Two accounts on a ThreadedMotoServer; where data landed is proved by reading each account with
+a boto3 client. Skipped where aiobotocore is not installed (CI runs it in its async virtualenv).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import socket
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+
+import dualwrite
+from dualwrite.journal import open_journal
+from dualwrite.testing import RecordingHook
+from tests._support.aio import AioAccounts
+from tests._support.servers import MotoServer
+
+aiobotocore = pytest.importorskip("aiobotocore")
+pytest.importorskip("aiobotocore.session")
+
+NAMES = {"photos": "photos-acct2"}
+OWNER_ACL = "bucket-owner-full-control"
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[MotoServer]:
+    srv = MotoServer()
+    yield srv
+    srv.stop()
+
+
+class Env:
+    def __init__(self, url: str) -> None:
+        self.accounts = AioAccounts(url)
+        self.primary = self.accounts.admin("primary", "s3")
+        self.shadow = self.accounts.admin("shadow", "s3")
+        self.primary.create_bucket(Bucket="photos")
+        self.shadow.create_bucket(Bucket="photos-acct2")
+
+    def keys(self, side: str) -> list[str]:
+        client, bucket = (
+            (self.primary, "photos") if side == "primary" else (self.shadow, "photos-acct2")
+        )
+        contents = client.list_objects_v2(Bucket=bucket).get("Contents", [])
+        return sorted(o["Key"] for o in contents)
+
+    def body(self, side: str, key: str) -> bytes:
+        client, bucket = (
+            (self.primary, "photos") if side == "primary" else (self.shadow, "photos-acct2")
+        )
+        return client.get_object(Bucket=bucket, Key=key)["Body"].read()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def env(server: MotoServer) -> Env:
+    server.reset()
+    return Env(server.url)
+
+
+def record_params(client: Any) -> list[tuple[str, dict[str, Any]]]:
+    """Record every request an aiobotocore client builds: (operation, params)."""
+    calls: list[tuple[str, dict[str, Any]]] = []
+
+    def on_build(params: dict[str, Any], model: Any, **_: Any) -> None:
+        calls.append((model.name, dict(params)))
+
+    client.meta.events.register("before-parameter-build.s3.*", on_build)
+    return calls
+
+
+async def _chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
+    for start in range(0, len(data), size):
+        await asyncio.sleep(0)
+        yield data[start : start + size]
+
+
+class _AsyncFile:
+    """A file whose ``read`` is a coroutine, like ``aiofiles``'."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = io.BytesIO(data)
+
+    async def read(self, size: int = -1) -> bytes:
+        await asyncio.sleep(0)
+        return self._data.read(size)
+
+
+def test_every_body_kind_and_operation_reaches_both_accounts(env: Env) -> None:
+    data = random.Random(1).randbytes(6 * MiB)
+    rec = RecordingHook()
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            sent = record_params(shadow)
+            async with dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer:
+                s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+                assert isinstance(s3, type(primary))
+                at_offset = io.BytesIO(b"skip" + data[:1000])
+                at_offset.seek(4)
+                await s3.put_object(Bucket="photos", Key="bytes", Body=data[:1000], ACL="private")
+                await s3.put_object(Bucket="photos", Key="str", Body="héllo")
+                await s3.put_object(Bucket="photos", Key="offset", Body=at_offset)
+                await s3.put_object(Bucket="photos", Key="agen", Body=_chunks(data[:70000], 4096))
+                await s3.put_object(Bucket="photos", Key="afile", Body=_AsyncFile(data[:5000]))
+                await s3.copy_object(Bucket="photos", Key="copy", CopySource="photos/bytes")
+                upload = await s3.create_multipart_upload(Bucket="photos", Key="multi")
+                parts = []
+                for number, chunk in enumerate((data[: 5 * MiB], data[5 * MiB :]), start=1):
+                    part = await s3.upload_part(
+                        Bucket="photos",
+                        Key="multi",
+                        UploadId=upload["UploadId"],
+                        PartNumber=number,
+                        Body=chunk,
+                    )
+                    parts.append({"PartNumber": number, "ETag": part["ETag"]})
+                await s3.complete_multipart_upload(
+                    Bucket="photos",
+                    Key="multi",
+                    UploadId=upload["UploadId"],
+                    MultipartUpload={"Parts": parts},
+                )
+                await s3.put_object(Bucket="photos", Key="gone", Body=b"x")
+                await s3.delete_object(Bucket="photos", Key="gone")
+            creates = [
+                p for op, p in sent if op in ("PutObject", "CopyObject", "CreateMultipartUpload")
+            ]
+            assert creates
+            assert all(p["ACL"] == OWNER_ACL for p in creates)
+
+    asyncio.run(main())
+    expected = {
+        "bytes": data[:1000],
+        "str": "héllo".encode(),
+        "offset": data[:1000],
+        "agen": data[:70000],
+        "afile": data[:5000],
+        "copy": data[:1000],
+        "multi": data,
+    }
+    assert env.keys("primary") == env.keys("shadow") == sorted(expected)
+    for key, body in expected.items():
+        assert env.body("primary", key) == body
+        assert env.body("shadow", key) == body
+    assert set(rec.kinds()) == {"shadow_written"}
+
+
+def test_the_primarys_response_and_exception_reach_the_caller_unchanged(env: Env) -> None:
+    rec = RecordingHook()
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            writer = dualwrite.DualWriter(flag=True, hooks=[rec], journal=None)
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            response = await s3.put_object(Bucket="photos", Key="k", Body=b"v")
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+            with pytest.raises(primary.exceptions.NoSuchBucket) as wrapped:
+                await s3.put_object(Bucket="nope", Key="k", Body=b"v")
+            with pytest.raises(primary.exceptions.NoSuchBucket) as plain:
+                await primary.put_object(Bucket="nope", Key="k", Body=b"v")
+            assert str(wrapped.value) == str(plain.value)
+            with pytest.raises(TypeError, match="only accepts keyword arguments"):
+                await s3.put_object("photos")
+            # Reads are the primary's own coroutines, with async streaming bodies.
+            got = await s3.get_object(Bucket="photos", Key="k")
+            assert await got["Body"].read() == b"v"
+            await writer.aclose()
+
+    asyncio.run(main())
+    assert rec.kinds() == ["shadow_written"]
+    assert env.keys("shadow") == ["k"]
+
+
+def test_concurrent_tasks_of_different_tenants_keep_their_own_flag(env: Env) -> None:
+    asked: list[tuple[str | None, str]] = []
+
+    def flag(write: dualwrite.Write) -> bool:
+        asked.append((write.tenant, str(write.key)))
+        return write.tenant == "acme"
+
+    async def one(s3: Any, tenant: str, n: int) -> None:
+        with dualwrite.tenant(tenant):
+            await asyncio.sleep(random.random() / 100)
+            await s3.put_object(Bucket="photos", Key=f"{tenant}/{n}", Body=b"x")
+
+    async def main() -> None:
+        async with (
+            env.accounts.clients("s3") as (primary, shadow),
+            dualwrite.DualWriter(flag=flag, journal=None) as writer,
+        ):
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            await asyncio.gather(
+                *(one(s3, tenant, n) for n in range(10) for tenant in ("acme", "globex"))
+            )
+
+    asyncio.run(main())
+    assert env.keys("shadow") == sorted(f"acme/{n}" for n in range(10))
+    assert len(env.keys("primary")) == 20
+    assert sorted(asked) == sorted((k.split("/")[0], k) for k in env.keys("primary"))
+
+
+def test_background_keeps_each_keys_order_and_aflush_waits(env: Env) -> None:
+    rec = RecordingHook()
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            async with dualwrite.DualWriter(
+                flag=True, mode="background", hooks=[rec], journal=None
+            ) as writer:
+                s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+                for n in range(30):
+                    await s3.put_object(Bucket="photos", Key=f"k{n % 3}", Body=str(n).encode())
+                assert await writer.aflush(timeout=30)
+                assert writer.pending == 0
+            assert writer.closed
+
+    asyncio.run(main())
+    for key, last in (("k0", b"27"), ("k1", b"28"), ("k2", b"29")):
+        assert env.body("primary", key) == env.body("shadow", key) == last
+    assert rec.kinds().count("shadow_written") == 30
+
+
+def test_sync_flush_on_the_loop_thread_is_refused(env: Env) -> None:
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            writer = dualwrite.DualWriter(flag=True, mode="background", journal=None)
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            await s3.put_object(Bucket="photos", Key="k", Body=b"v")
+            with pytest.raises(RuntimeError, match="aflush"):
+                writer.flush()
+            with pytest.raises(RuntimeError, match="aclose"):
+                writer.close()
+            assert await writer.aclose()
+
+    asyncio.run(main())
+    assert env.body("shadow", "k") == b"v"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _entries(path: Path) -> list[Any]:
+    journal = open_journal(str(path))
+    try:
+        return list(journal.entries())
+    finally:
+        journal.close()
+
+
+OUTAGE = Config(connect_timeout=0.5, read_timeout=1, retries={"total_max_attempts": 1})
+
+
+def test_a_shadow_outage_is_journaled_and_arepair_converges_it(env: Env, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    rec = RecordingHook()
+
+    async def main() -> None:
+        async with (
+            env.accounts.clients("s3") as (primary, shadow),
+            aiobotocore.session.get_session().create_client(
+                "s3",
+                region_name="us-east-1",
+                endpoint_url=f"http://127.0.0.1:{_closed_port()}",
+                config=OUTAGE,
+                **env.accounts.shadow_credentials,
+            ) as down,
+        ):
+            async with dualwrite.DualWriter(flag=True, hooks=[rec], journal=str(journal)) as w:
+                s3 = w.wrap(primary, shadow=down, names=NAMES)
+                response = await s3.put_object(Bucket="photos", Key="k", Body=b"data")
+                assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+            assert rec.kinds() == ["shadow_failed"]
+            assert rec.events[0].error_type == "EndpointConnectionError"  # type: ignore[attr-defined]
+            assert env.keys("shadow") == []
+            assert [e.key for e in _entries(journal)] == ["k"]
+            async with dualwrite.DualWriter(flag=True, journal=str(journal)) as repairer:
+                repairer.wrap(primary, shadow=shadow, names=NAMES)
+                report = await repairer.arepair()
+                assert report.repaired == 1
+
+    asyncio.run(main())
+    assert env.body("shadow", "k") == b"data"
+    assert _entries(journal) == []
+
+
+def test_background_writes_left_when_the_loop_ends_are_journaled(env: Env, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+    rec = RecordingHook()
+    writer = dualwrite.DualWriter(flag=True, mode="background", hooks=[rec], journal=str(journal))
+
+    async def slow(**_: Any) -> None:
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            shadow.meta.events.register("before-send.s3.PutObject", slow)
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            for n in range(5):
+                await s3.put_object(Bucket="photos", Key=f"k{n}", Body=b"v")
+        # The loop ends here, with the shadow writes still queued or running.
+
+    asyncio.run(main())
+    assert writer.close(timeout=30)
+    assert env.keys("primary") == [f"k{n}" for n in range(5)]
+    journaled = {e.key for e in _entries(journal)}
+    # Every key the shadow lacks is journaled, so repair() can restore it.
+    assert set(env.keys("primary")) - set(env.keys("shadow")) <= journaled
+    assert journaled
+    assert "shadow_failed" in rec.kinds()
+
+
+def test_flag_off_writes_only_the_primary(env: Env) -> None:
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            sent = record_params(shadow)
+            async with dualwrite.DualWriter(flag=False, journal=None) as writer:
+                s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+                await s3.put_object(Bucket="photos", Key="k", Body=b"v")
+                await s3.delete_objects(Bucket="photos", Delete={"Objects": [{"Key": "x"}]})
+            assert sent == []
+
+    asyncio.run(main())
+    assert env.keys("primary") == ["k"]
+    assert env.keys("shadow") == []
+
+
+# aioboto3 sends each part as bytes, which aiohttp warns about: plain aioboto3 warns the same.
+@pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
+def test_aioboto3_managed_upload_and_bucket_resource(env: Env) -> None:
+    aioboto3 = pytest.importorskip("aioboto3")
+
+    data = random.Random(2).randbytes(12 * MiB)
+    rec = RecordingHook()
+
+    async def main() -> None:
+        primary_session = aioboto3.Session(region_name="us-east-1")
+        shadow_session = aioboto3.Session(
+            region_name="us-east-1", **env.accounts.shadow_credentials
+        )
+        url = env.accounts.url
+        async with (
+            primary_session.client("s3", endpoint_url=url) as primary,
+            shadow_session.client("s3", endpoint_url=url) as shadow,
+        ):
+            sent = record_params(shadow)
+            async with dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer:
+                s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+                config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
+                await s3.upload_fileobj(io.BytesIO(data), "photos", "big", Config=config)
+                await s3.upload_fileobj(io.BytesIO(b"small"), "photos", "small")
+                await s3.copy({"Bucket": "photos", "Key": "small"}, "photos", "small-copy")
+            uploads = [op for op, _ in sent]
+            assert "UploadPart" in uploads
+            creates = [p for op, p in sent if op in ("PutObject", "CreateMultipartUpload")]
+            assert all(p["ACL"] == OWNER_ACL for p in creates)
+        async with (
+            primary_session.resource("s3", endpoint_url=url) as p_res,
+            shadow_session.resource("s3", endpoint_url=url) as s_res,
+            dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer,
+        ):
+            resource = writer.wrap(p_res, shadow=s_res, names=NAMES)
+            bucket = await resource.Bucket("photos")
+            await bucket.put_object(Key="via-resource", Body=b"r")
+
+    asyncio.run(main())
+    assert env.body("shadow", "big") == env.body("primary", "big") == data
+    assert env.body("shadow", "small") == b"small"
+    assert env.body("shadow", "small-copy") == b"small"
+    assert env.body("shadow", "via-resource") == b"r"
+    assert "shadow_failed" not in rec.kinds()
+
+
+def test_wrapping_an_async_primary_with_a_sync_shadow_is_refused(env: Env) -> None:
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, _shadow):
+            writer = dualwrite.DualWriter(flag=True, journal=None)
+            with pytest.raises(dualwrite.exceptions.ConfigurationError, match="asynchronous"):
+                writer.wrap(primary, shadow=env.shadow, names=NAMES)
+            with pytest.raises(dualwrite.exceptions.ConfigurationError, match="same"):
+                writer.wrap(primary, shadow=primary, names=NAMES)
+
+    asyncio.run(main())
