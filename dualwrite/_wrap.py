@@ -82,17 +82,18 @@ def wrap_any(
     """Implement :meth:`DualWriter.wrap` (see there)."""
     asynchronous = _is_async(primary), _is_async(shadow)
     if asynchronous[0] != asynchronous[1]:
-        sync_side = "shadow" if asynchronous[0] else "primary"
+        async_side, sync_side = ("primary", "shadow") if asynchronous[0] else ("shadow", "primary")
         msg = (
-            f"the primary is {'an asynchronous' if asynchronous[0] else 'a boto3'} client but "
-            f"the {sync_side} is not: wrap an aiobotocore/aioboto3 primary with an "
-            "aiobotocore/aioboto3 shadow, and a boto3 one with a boto3 one"
+            f"the {async_side} is an asynchronous (aiobotocore/aioboto3) client but the "
+            f"{sync_side} is a boto3 one: wrap an async primary with an async shadow, and a "
+            "boto3 one with a boto3 one"
         )
         raise ConfigurationError(msg)
     p_kind = _describe(primary)
     if p_kind is None:
         msg = (
-            "wrap() takes a boto3 S3 or DynamoDB client, a boto3 S3/DynamoDB resource, or an S3 "
+            "wrap() takes a boto3 (or aiobotocore) S3 or DynamoDB client, a boto3 (or aioboto3) "
+            "S3/DynamoDB resource, or an S3 "
             f"Bucket/Object or DynamoDB Table; got {type(primary).__name__}"
         )
         raise ConfigurationError(msg)

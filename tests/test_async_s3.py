@@ -7,6 +7,8 @@ a boto3 client. Skipped where aiobotocore is not installed (CI runs it in its as
 from __future__ import annotations
 
 import asyncio
+import gc
+import importlib
 import io
 import random
 import socket
@@ -21,11 +23,11 @@ from botocore.config import Config
 import dualwrite
 from dualwrite.journal import open_journal
 from dualwrite.testing import RecordingHook
-from tests._support.aio import AioAccounts
+from tests._support.aio import AioAccounts, require
 from tests._support.servers import MotoServer
 
-aiobotocore = pytest.importorskip("aiobotocore")
-pytest.importorskip("aiobotocore.session")
+aiobotocore = require("aiobotocore")
+importlib.import_module("aiobotocore.session")
 
 NAMES = {"photos": "photos-acct2"}
 OWNER_ACL = "bucket-owner-full-control"
@@ -296,6 +298,9 @@ def test_a_shadow_outage_is_journaled_and_arepair_converges_it(env: Env, tmp_pat
     assert _entries(journal) == []
 
 
+# Ending the loop under queued writes leaves asyncio's own "Task was destroyed but it is pending"
+# for a call scheduled while it shut down: collected (and ignored) here, not in the next test.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_background_writes_left_when_the_loop_ends_are_journaled(env: Env, tmp_path: Path) -> None:
     journal = tmp_path / "journal.db"
     rec = RecordingHook()
@@ -314,6 +319,7 @@ def test_background_writes_left_when_the_loop_ends_are_journaled(env: Env, tmp_p
 
     asyncio.run(main())
     assert writer.close(timeout=30)
+    gc.collect()
     assert env.keys("primary") == [f"k{n}" for n in range(5)]
     journaled = {e.key for e in _entries(journal)}
     # Every key the shadow lacks is journaled, so repair() can restore it.
@@ -340,7 +346,7 @@ def test_flag_off_writes_only_the_primary(env: Env) -> None:
 # aioboto3 sends each part as bytes, which aiohttp warns about: plain aioboto3 warns the same.
 @pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
 def test_aioboto3_managed_upload_and_bucket_resource(env: Env) -> None:
-    aioboto3 = pytest.importorskip("aioboto3")
+    aioboto3 = require("aioboto3")
 
     data = random.Random(2).randbytes(12 * MiB)
     rec = RecordingHook()
@@ -393,3 +399,47 @@ def test_wrapping_an_async_primary_with_a_sync_shadow_is_refused(env: Env) -> No
                 writer.wrap(primary, shadow=primary, names=NAMES)
 
     asyncio.run(main())
+
+
+def test_a_hung_shadow_releases_the_awaiting_task_after_shadow_timeout(
+    env: Env, tmp_path: Path
+) -> None:
+    journal = tmp_path / "journal.db"
+    rec = RecordingHook()
+    gate = asyncio.Event()
+
+    async def hang(**_: Any) -> None:
+        await gate.wait()
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            shadow.meta.events.register("before-send.s3.PutObject", hang)
+            writer = dualwrite.DualWriter(
+                flag=True, hooks=[rec], journal=str(journal), shadow_timeout=0.2
+            )
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            ticker = 0
+
+            async def tick() -> None:  # the loop stays free while the task waits
+                nonlocal ticker
+                while not gate.is_set():
+                    ticker += 1
+                    await asyncio.sleep(0.01)
+
+            ticking = asyncio.create_task(tick())
+            response = await s3.put_object(Bucket="photos", Key="hung", Body=b"v1")
+            assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
+            assert ticker > 5
+            assert [e.error_type for e in rec.events] == ["ShadowTimeout"]  # type: ignore[attr-defined]
+            assert [(e.key, e.reason) for e in _entries(journal)] == [("hung", "timeout")]
+            gate.set()
+            await ticking
+            while "shadow_written" not in rec.kinds():
+                await asyncio.sleep(0.01)
+            report = await writer.arepair()
+            assert report.copied == 1
+            await writer.aclose()
+
+    asyncio.run(main())
+    assert env.body("shadow", "hung") == b"v1"
+    assert _entries(journal) == []
