@@ -528,6 +528,7 @@ class DualWriter:
         ):
             msg = f"deadline must be a number of seconds > 0, or None; got {deadline!r}"
             raise ConfigurationError(msg)
+        self._not_on_own_loop("repair", "await writer.arepair()")
         started = time.monotonic()
         # Queued writes go first (their intents would otherwise be left to this live process);
         # a hung shadow must not hold repair forever.

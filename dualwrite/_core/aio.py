@@ -76,6 +76,10 @@ class LoopRef:
         if loop is None:
             msg = "this async client was never called from an event loop"
             raise LoopUnavailableError(msg)
+        if getattr(loop, "_asyncgens_shutdown_called", False):
+            # asyncio.run() is ending the loop: a call scheduled now would never finish.
+            msg = "the event loop is shutting down"
+            raise LoopUnavailableError(msg)
         if _running_loop() is loop:
             msg = (
                 "a synchronous dualwrite call was made on the event loop's own thread, which it "
