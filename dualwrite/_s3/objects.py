@@ -282,15 +282,21 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
             return
         for key in keys:
             if key not in errors:
-                _settle_key(ctx, attrs.evolve(write, key=key), _deleted(view), stamp)
+                # No stamp: a later write of this client may reach the shadow before this
+                # unordered delete does, so "a later write checks after this one" does not hold
+                # here; each key is always checked.
+                _settle_key(ctx, attrs.evolve(write, key=key), _deleted(view), None)
 
-    # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md.
-    stamp = Stamp(mirror, bucket)
-    primary = stamp.primary(call, lambda: requested)
-    return _call(mirror, pin, write, primary, params, action, ordered=False, keys=requested)
+    # Many keys: no per-key ordering (it would take up to 1,000 locks); see docs/s3.md. For the
+    # same reason the keys are not stamped: a stamp says "this write reached the shadow after
+    # every earlier one of the key", which only the per-key lock makes true. Stamping them would
+    # let an ordered write of the key skip its check while this delete may still land after it.
+    return _call(mirror, pin, write, call, params, action, ordered=False, keys=requested)
 
 
-def _settle_key(ctx: ShadowContext, write: Write, expected: Expected, stamp: Stamp) -> None:
+def _settle_key(
+    ctx: ShadowContext, write: Write, expected: Expected, stamp: Stamp | None
+) -> None:
     """:func:`settle` for one key of a multi-key write; a failure is that key's alone."""
     one = ShadowContext(ctx.mirror, write, ())
     try:
