@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
+from botocore.exceptions import ConnectionClosedError, ParamValidationError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -512,3 +513,35 @@ def test_concurrent_tasks_leave_both_accounts_equal(
     assert env.keys("primary") == env.keys("shadow")
     for key in env.keys("primary"):
         assert env.body("primary", key) == env.body("shadow", key), key
+
+
+def test_a_primary_failure_after_the_request_left_is_journaled_uncertain(
+    env: Env, tmp_path: Path
+) -> None:
+    """The request leaves from the loop's thread, not the worker's: its send still counts, so
+    the failure is classified as in sync mode (the write may have happened)."""
+    journal = tmp_path / "journal.db"
+
+    def drop(**kwargs: Any) -> None:
+        raise ConnectionClosedError(endpoint_url=kwargs["request"].url)
+
+    def refuse(**_: Any) -> None:
+        raise ParamValidationError(report="refused before sending")
+
+    async def main() -> None:
+        once = Config(retries={"total_max_attempts": 1})
+        async with env.accounts.clients("s3", config=once) as (primary, shadow):
+            writer = dualwrite.DualWriter(flag=True, journal=str(journal))
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            primary.meta.events.register("before-send.s3.PutObject", drop)
+            with pytest.raises(ConnectionClosedError):
+                await s3.put_object(Bucket="photos", Key="maybe", Body=b"x")
+            primary.meta.events.unregister("before-send.s3.PutObject", drop)
+            primary.meta.events.register("before-parameter-build.s3.PutObject", refuse)
+            with pytest.raises(ParamValidationError):
+                await s3.put_object(Bucket="photos", Key="surely-not", Body=b"x")
+            await writer.aclose()
+
+    asyncio.run(main())
+    assert [(e.key, e.reason) for e in _entries(journal)] == [("maybe", "uncertain")]
+    assert env.keys("shadow") == []
