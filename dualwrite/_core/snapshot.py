@@ -27,15 +27,21 @@ def snapshot(value: T) -> T:
     return _copy(value, 0)  # type: ignore[no-any-return]
 
 
+# Exact types returned as they are without a call (the leaves of almost every request).
+_LEAVES = frozenset(_IMMUTABLE)
+
+
 def _copy(value: Any, depth: int) -> Any:
+    if type(value) is dict:  # the common container, copied without a call per leaf
+        return _copy_dict(value, depth)
     if isinstance(value, _IMMUTABLE):
         return value
     if depth > 64:  # a self-referencing structure: botocore would refuse it anyway
         return value
     if isinstance(value, dict):
-        return {k: _copy(v, depth + 1) for k, v in value.items()}
+        return _copy_dict(value, depth)
     if isinstance(value, list):
-        return [_copy(v, depth + 1) for v in value]
+        return [v if type(v) in _LEAVES else _copy(v, depth + 1) for v in value]
     if isinstance(value, tuple):
         return tuple(_copy(v, depth + 1) for v in value)
     if isinstance(value, frozenset):
@@ -45,3 +51,20 @@ def _copy(value: Any, depth: int) -> Any:
     if isinstance(value, (bytearray, memoryview)):
         return bytes(value)
     return value
+
+
+def _copy_dict(value: dict[Any, Any], depth: int) -> dict[Any, Any]:
+    """A plain ``dict`` copy of ``value`` (of any ``dict`` subclass): leaves are taken as they
+    are, nested dicts copied here, anything else by :func:`_copy`."""
+    if depth > 64:  # a self-referencing structure: botocore would refuse it anyway
+        return value
+    copied = {}
+    for key, item in value.items():
+        kind = type(item)
+        if kind in _LEAVES:
+            copied[key] = item
+        elif kind is dict:
+            copied[key] = _copy_dict(item, depth + 1)
+        else:
+            copied[key] = _copy(item, depth + 1)
+    return copied
