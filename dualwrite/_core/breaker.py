@@ -49,6 +49,10 @@ class Circuit:
 
     def allow(self) -> bool:
         """Whether the next shadow write may be attempted (at most one probe while open)."""
+        if self._opened_at is None:
+            # Closed: nothing to change, so no lock (a failure opening it at this very moment
+            # is ordered after this call, as if the call had come a moment earlier).
+            return True
         with self._lock:
             if self._opened_at is None:
                 return True
@@ -70,6 +74,8 @@ class Circuit:
 
     def success(self) -> bool:
         """Record a success; return ``True`` if it closed an open circuit."""
+        if not self._failures and self._opened_at is None and not self._probing:
+            return False  # nothing to reset: no lock (ordered before any concurrent failure)
         with self._lock:
             self._failures = 0
             self._probing = False
