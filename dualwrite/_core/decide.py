@@ -53,6 +53,12 @@ def scoped_decisions() -> dict[str, Decision] | None:
     return getattr(_scope, "decisions", None)
 
 
+def set_decisions(decisions: dict[str, Decision] | None) -> None:
+    """Make ``decisions`` this thread's current call's (the caller restores the previous ones;
+    :func:`decided` does both)."""
+    _scope.decisions = decisions
+
+
 @contextlib.contextmanager
 def decided(decisions: dict[str, Decision] | None) -> Any:
     """Make ``decisions`` the current call's, for :meth:`Decider.decide` (nesting-safe)."""

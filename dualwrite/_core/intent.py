@@ -162,6 +162,8 @@ class Intent:
 
     def settle(self) -> None:
         """Remove the entries (the shadow holds the state, or their replacement is durable)."""
+        if not self._ids:  # nothing journaled (no journal), or already settled
+            return
         ids = self.ids
         self._ids = []
         if ids and not self.kept:

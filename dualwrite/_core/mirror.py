@@ -348,6 +348,19 @@ class Mirror:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         if intent is None:
             intent = writer.intend(write, keys, mirror=self)
+        if not writer.background:  # never turned on again once off (close)
+            return self._sync(
+                write,
+                call,
+                params,
+                action,
+                lock=lock,
+                intent=intent,
+                secrets=secrets,
+                body=body,
+                keys=keys,
+                deferred=deferred,
+            )
         primary_intent = intent
         return self._then_shadow(
             write,
@@ -470,6 +483,55 @@ class Mirror:
         elif outcome is not None:
             # Outside the key's lock: a hook may write through a wrapped client.
             finish(self, outcome, deferred=deferred, intent=intent)
+        return response
+
+    def _sync(
+        self,
+        write: Write,
+        call: Callable[..., Any],
+        params: Mapping[str, Any],
+        action: Callable[[ShadowContext, Any], None],
+        *,
+        lock: contextlib.AbstractContextManager[Any],
+        intent: Intent,
+        secrets: tuple[object, ...],
+        body: Body | None,
+        keys: Sequence[Any] | None,
+        deferred: list[ShadowWriteError] | None,
+    ) -> Any:
+        """:meth:`_then_shadow` in sync mode, for :meth:`call`: the same steps, without the
+        closures and the ordering loop that only background mode needs.
+
+        Under ``lock``: the primary, then the shadow action, bounded by ``shadow_timeout``;
+        outside it: the outcome journaled and sent (a hook may write through a wrapped client).
+        """
+        try:
+            with lock:
+                started = time.perf_counter()
+                response = call_primary(intent, call, params, tracks_sends=self._tracks_sends)
+                acked = time.perf_counter()
+                timeout = self.writer.shadow_timeout
+                if timeout is not None:
+                    # A large body takes as long on the shadow as on the primary: the caller
+                    # waits for the shadow as long as the primary took, plus shadow_timeout.
+                    timeout += acked - started
+                outcome = shadow_outcome(
+                    self,
+                    write,
+                    action,
+                    response=response,
+                    acked_at=acked,
+                    secrets=secrets,
+                    keys=keys,
+                    timeout=timeout,
+                    body=body,
+                )
+                if outcome.late:
+                    body = None  # the late shadow call still reads it, and closes it
+        finally:
+            if body is not None:
+                body.close()
+        finish(self, outcome, deferred=deferred, intent=intent)
         return response
 
     def _call_closed(

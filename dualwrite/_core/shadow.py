@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from dualwrite._core.bodies import Body
-from dualwrite._core.decide import decided, scoped_decisions
+from dualwrite._core.decide import scoped_decisions, set_decisions
 from dualwrite._core.errors import (
     ErrorInfo,
     SkipShadow,
@@ -148,9 +148,18 @@ class Outcome:
     late: bool = False
 
 
-def _attempt(action: ShadowAction, ctx: ShadowContext) -> BaseException | None:
+_NO_RESPONSE: Any = object()
+"""``shadow_outcome(response=)`` not given: the action takes the context alone."""
+
+
+def _attempt(
+    action: Callable[..., None], ctx: ShadowContext, response: Any
+) -> BaseException | None:
     try:
-        action(ctx)
+        if response is _NO_RESPONSE:
+            action(ctx)
+        else:
+            action(ctx, response)
     except Exception as exc:  # noqa: BLE001 - a shadow failure must not reach the caller
         return exc
     return None
@@ -159,8 +168,9 @@ def _attempt(action: ShadowAction, ctx: ShadowContext) -> BaseException | None:
 def shadow_outcome(
     mirror: Mirror,
     write: Write,
-    action: ShadowAction,
+    action: Callable[..., None],
     *,
+    response: Any = _NO_RESPONSE,
     acked_at: float,
     secrets: tuple[object, ...] = (),
     keys: Sequence[Any] | None = None,
@@ -169,10 +179,11 @@ def shadow_outcome(
 ) -> Outcome:
     """Run ``action`` against the shadow and collect what to report, without reporting it.
 
-    With ``timeout``, the action runs on a helper thread and the caller waits that long at
-    most; past it the outcome is a ``shadow_failed`` (``ShadowTimeout``) to journal as
-    ``timeout``, and the late action reports its own outcome when it ends (and closes
-    ``body``), without removing any entry.
+    ``action`` is a :data:`ShadowAction`, or, given ``response`` (the primary's), an action
+    called as ``action(ctx, response)``. With ``timeout``, the action runs on a helper thread
+    and the caller waits that long at most; past it the outcome is a ``shadow_failed``
+    (``ShadowTimeout``) to journal as ``timeout``, and the late action reports its own outcome
+    when it ends (and closes ``body``), without removing any entry.
     """
     if write.shadow_resource is None:
         return Outcome(
@@ -206,9 +217,9 @@ def shadow_outcome(
     ctx = ShadowContext(mirror, write, secrets)
     started = time.perf_counter()
     if timeout is None:
-        raised = _attempt(action, ctx)
+        raised = _attempt(action, ctx, response)
     else:
-        late = _Late(mirror, ctx, action, started, acked_at, keys, body)
+        late = _Late(mirror, ctx, action, response, started, acked_at, keys, body)
         if not _RUNNER.run(late, timeout):
             # The shadow did not answer in time. Its call goes on; the key is journaled now.
             if circuit is not None and circuit.failure():
@@ -287,6 +298,10 @@ def finish(
     Raises:
         ShadowWriteError: only with ``on_shadow_error="raise"``, after the events were sent.
     """
+    if not outcome.events:  # nothing to journal, send or raise: settle the intent only
+        if intent is not None:
+            intent.settle()
+        return
     write = outcome.write
     mirror.writer.report(outcome.events, outcome.keys, reason=outcome.reason, intent=intent)
     if mirror.writer.on_shadow_error != "raise":
@@ -339,19 +354,28 @@ def closed_event(write: Write) -> ShadowFailed:
 
 
 class _Late:
-    """A shadow action run on a helper thread, which the caller may stop waiting for."""
+    """A shadow action run on a helper thread, which the caller may stop waiting for.
+
+    Also what the helper thread is handed: it runs the action in the caller's context
+    (``contextvars``) and with the caller's stage decisions, then releases ``_done``, the plain
+    lock the caller waits on (acquired here, released once by the helper).
+    """
 
     __slots__ = (
+        "_done",
+        "_finished",
         "_lock",
         "abandoned",
         "acked_at",
         "action",
         "body",
+        "context",
         "ctx",
-        "done",
+        "decisions",
         "keys",
         "mirror",
         "raised",
+        "response",
         "started",
     )
 
@@ -359,7 +383,8 @@ class _Late:
         self,
         mirror: Mirror,
         ctx: ShadowContext,
-        action: ShadowAction,
+        action: Callable[..., None],
+        response: Any,
         started: float,
         acked_at: float,
         keys: Sequence[Any] | None,
@@ -368,20 +393,39 @@ class _Late:
         self.mirror = mirror
         self.ctx = ctx
         self.action = action
+        self.response = response
         self.started = started
         self.acked_at = acked_at
         self.keys = keys
         self.body = body
         self.raised: BaseException | None = None
-        self.done = threading.Event()
         self.abandoned = False
+        self.context = contextvars.copy_context()
+        self.decisions = scoped_decisions()
+        self._finished = False
         self._lock = threading.Lock()
+        self._done = threading.Lock()
+        self._done.acquire()
+
+    def serve(self) -> None:
+        """Run on the helper thread: the action in the caller's context and decisions."""
+        decisions = self.decisions
+        if decisions is None:  # a helper thread has none of its own between tasks
+            self.context.run(self)
+            return
+        previous = scoped_decisions()
+        set_decisions(decisions)
+        try:
+            self.context.run(self)
+        finally:
+            set_decisions(previous)
 
     def __call__(self) -> None:
-        self.raised = _attempt(self.action, self.ctx)
+        self.raised = _attempt(self.action, self.ctx, self.response)
         with self._lock:
             abandoned = self.abandoned
-            self.done.set()
+            self._finished = True
+        self._done.release()
         if not abandoned:
             return
         # The caller gave up and journaled the key ("timeout"). Report what happened; the
@@ -395,11 +439,10 @@ class _Late:
         mirror.writer.report(outcome.events, outcome.keys, reason="timeout")
 
     def wait(self, timeout: float) -> bool:
-        finished = self.done.wait(timeout)
-        if finished:
+        if self._done.acquire(True, timeout):
             return True
         with self._lock:
-            if self.done.is_set():
+            if self._finished:
                 return True
             self.abandoned = True
             return False
@@ -413,19 +456,12 @@ class _Runner:
     """
 
     def __init__(self) -> None:
-        self._idle: list[queue.SimpleQueue[Callable[[], None]]] = []
+        self._idle: list[queue.SimpleQueue[_Late]] = []
         self._lock = threading.Lock()
         self._count = 0
 
     def run(self, late: _Late, timeout: float) -> bool:
         """Run ``late`` in the caller's context; return whether it finished within ``timeout``."""
-        context = contextvars.copy_context()
-        decisions = scoped_decisions()
-
-        def task() -> None:
-            with decided(decisions):
-                context.run(late)
-
         with self._lock:
             inbox = self._idle.pop() if self._idle else None
         if inbox is None:
@@ -434,14 +470,14 @@ class _Runner:
                 self._count += 1
                 name = f"dualwrite-shadow-{self._count}"
             threading.Thread(target=self._serve, args=(inbox,), name=name, daemon=True).start()
-        inbox.put(task)
+        inbox.put(late)
         return late.wait(timeout)
 
-    def _serve(self, inbox: queue.SimpleQueue[Callable[[], None]]) -> None:
+    def _serve(self, inbox: queue.SimpleQueue[_Late]) -> None:
         while True:
-            task = inbox.get()
+            late = inbox.get()
             try:
-                task()
+                late.serve()
             except Exception:  # pragma: no cover - tasks contain their own failures
                 logger.exception("dualwrite: a shadow call raised outside its guard")
             with self._lock:
