@@ -68,8 +68,13 @@ def _counting(
 ) -> tuple[Call, list[int]]:
     """``call``, counting each of ``targets`` as written once it succeeded (see :class:`_Later`).
 
-    Returns the call and the list that receives the counts (in ``targets`` order).
+    Returns the call and the list that receives the counts (in ``targets`` order). With
+    ``single_writer`` nothing is counted (no fleet check asks): the call is returned as it is,
+    with a count of -1 per target, which a check made all the same (``single_writer`` turned
+    off meanwhile) takes as "not known", so it runs its rounds.
     """
+    if mirror.writer.single_writer:
+        return call, [-1] * len(targets)
     counted: list[int] = []
 
     def counting(**kwargs: Any) -> Any:

@@ -38,6 +38,8 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
         ctx.shadow.put_item(TableName=ctx.write.shadow_resource, Item=item)
         if key is None:
             raise UnsupportedWrite(*_unknown_key(table))
+        if mirror.writer.single_writer:
+            return  # no fleet check (see _settle)
         image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
         _settle(ctx, state.level, [image])
 
@@ -61,6 +63,8 @@ def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
 
     def action(ctx: ShadowContext, response: Any) -> None:
         ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
+        if mirror.writer.single_writer:
+            return  # no fleet check (see _settle)
         image = _Change(write=ctx.write, table=table, key=key, item=None, generation=counted[0])
         _settle(ctx, state.level, [image])
 
@@ -115,6 +119,8 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
         if item is _ABSENT:
             item = read_item(mirror.primary, table, key)
         _converge_one(ctx.shadow, str(ctx.write.shadow_resource), key, item)
+        if mirror.writer.single_writer:
+            return  # no fleet check (see _settle)
         image = _Change(write=ctx.write, table=table, key=key, item=item, generation=counted[0])
         _settle(ctx, state.level, [image])
 

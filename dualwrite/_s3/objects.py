@@ -56,6 +56,7 @@ def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | N
         return call(**params)
     body = Body(params.get("Body"))
     view = _frozen(params)
+    stamp = _stamp(mirror, write)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         if view.get("WriteOffsetBytes") is not None:
@@ -66,14 +67,27 @@ def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | N
         if "Body" in view:
             shadow_params["Body"] = body.for_shadow()
         compare(ctx, response, ctx.shadow.put_object(**shadow_params))
-        settle(ctx, _written(view, response), stamp)
+        if stamp is not None or not mirror.writer.single_writer:
+            settle(ctx, _written(view, response), stamp)
 
-    stamp = Stamp(mirror, write.resource)
-    primary = stamp.primary(call, lambda: [str(write.key)])
-    primary_params = {**params, "Body": body.for_primary()} if "Body" in params else params
+    primary = call if stamp is None else stamp.primary(call, lambda: [str(write.key)])
+    primary_params = params
+    if "Body" in params:
+        given = body.for_primary()
+        if given is not params["Body"]:  # a spool of a body that cannot rewind
+            primary_params = {**params, "Body": given}
     return _call(
         mirror, pin, write, primary, primary_params, action, secrets=_secrets(params), body=body
     )
+
+
+def _stamp(mirror: Mirror, write: Write) -> Stamp | None:
+    """The write's :class:`Stamp`, or ``None`` with ``single_writer`` (no fleet check to skip).
+
+    Should ``single_writer`` be turned off before the shadow write, the check runs unstamped
+    (it is then never skipped, which is only slower).
+    """
+    return None if mirror.writer.single_writer else Stamp(mirror, write.resource)
 
 
 def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
@@ -116,8 +130,8 @@ def _copy_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | 
             return
         settle(ctx, expected, stamp)
 
-    stamp = Stamp(mirror, write.resource)
-    primary = stamp.primary(call, lambda: [str(write.key)])
+    stamp = _stamp(mirror, write)
+    primary = call if stamp is None else stamp.primary(call, lambda: [str(write.key)])
     return _call(mirror, pin, write, primary, params, action, secrets=_secrets(params))
 
 
@@ -153,11 +167,13 @@ def _simple(
         def action(ctx: ShadowContext, response: Any) -> None:
             _refuse_version(operation, view)
             getattr(ctx.shadow, method)(**translate(mirror, write, view, creates=False))
+            if stamp is None and mirror.writer.single_writer:
+                return
             expected = expect(view)
             if expected is not None:
                 settle(ctx, expected, stamp)
 
-        stamp = Stamp(mirror, write.resource) if whole else None
+        stamp = _stamp(mirror, write) if whole else None
         primary = stamp.primary(call, lambda: [str(write.key)]) if stamp is not None else call
         return _call(mirror, pin, write, primary, params, action, secrets=_secrets(params))
 
@@ -294,9 +310,7 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
     return _call(mirror, pin, write, call, params, action, ordered=False, keys=requested)
 
 
-def _settle_key(
-    ctx: ShadowContext, write: Write, expected: Expected, stamp: Stamp | None
-) -> None:
+def _settle_key(ctx: ShadowContext, write: Write, expected: Expected, stamp: Stamp | None) -> None:
     """:func:`settle` for one key of a multi-key write; a failure is that key's alone."""
     one = ShadowContext(ctx.mirror, write, ())
     try:
