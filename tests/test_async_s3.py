@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _support.aio import AioAccounts, require
+from _support.servers import MotoServer
 from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import ConnectionClosedError, ParamValidationError
@@ -26,8 +28,6 @@ from hypothesis import strategies as st
 import dualwrite
 from dualwrite.journal import open_journal
 from dualwrite.testing import RecordingHook
-from tests._support.aio import AioAccounts, require
-from tests._support.servers import MotoServer
 
 aiobotocore = require("aiobotocore")
 importlib.import_module("aiobotocore.session")
@@ -107,7 +107,9 @@ def test_every_body_kind_and_operation_reaches_both_accounts(env: Env) -> None:
     async def main() -> None:
         async with env.accounts.clients("s3") as (primary, shadow):
             sent = record_params(shadow)
-            async with dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer:
+            async with dualwrite.DualWriter(
+                flag=True, hooks=[rec], journal=None, shadow_timeout=None
+            ) as writer:
                 s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
                 assert isinstance(s3, type(primary))
                 at_offset = io.BytesIO(b"skip" + data[:1000])
@@ -165,7 +167,7 @@ def test_the_primarys_response_and_exception_reach_the_caller_unchanged(env: Env
 
     async def main() -> None:
         async with env.accounts.clients("s3") as (primary, shadow):
-            writer = dualwrite.DualWriter(flag=True, hooks=[rec], journal=None)
+            writer = dualwrite.DualWriter(flag=True, hooks=[rec], journal=None, shadow_timeout=None)
             s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
             response = await s3.put_object(Bucket="photos", Key="k", Body=b"v")
             assert response["ResponseMetadata"]["HTTPStatusCode"] == 200
@@ -201,7 +203,7 @@ def test_concurrent_tasks_of_different_tenants_keep_their_own_flag(env: Env) -> 
     async def main() -> None:
         async with (
             env.accounts.clients("s3") as (primary, shadow),
-            dualwrite.DualWriter(flag=flag, journal=None) as writer,
+            dualwrite.DualWriter(flag=flag, journal=None, shadow_timeout=None) as writer,
         ):
             s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
             await asyncio.gather(
@@ -370,7 +372,9 @@ def test_aioboto3_managed_upload_and_bucket_resource(env: Env) -> None:
             shadow_session.client("s3", endpoint_url=url) as shadow,
         ):
             sent = record_params(shadow)
-            async with dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer:
+            async with dualwrite.DualWriter(
+                flag=True, hooks=[rec], journal=None, shadow_timeout=None
+            ) as writer:
                 s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
                 config = TransferConfig(multipart_threshold=5 * MiB, multipart_chunksize=5 * MiB)
                 await s3.upload_fileobj(io.BytesIO(data), "photos", "big", Config=config)
@@ -383,7 +387,9 @@ def test_aioboto3_managed_upload_and_bucket_resource(env: Env) -> None:
         async with (
             primary_session.resource("s3", endpoint_url=url) as p_res,
             shadow_session.resource("s3", endpoint_url=url) as s_res,
-            dualwrite.DualWriter(flag=True, hooks=[rec], journal=None) as writer,
+            dualwrite.DualWriter(
+                flag=True, hooks=[rec], journal=None, shadow_timeout=None
+            ) as writer,
         ):
             resource = writer.wrap(p_res, shadow=s_res, names=NAMES)
             bucket = await resource.Bucket("photos")
@@ -501,7 +507,9 @@ def test_concurrent_tasks_leave_both_accounts_equal(
     async def main() -> None:
         async with (
             env.accounts.clients("s3") as (primary, shadow),
-            dualwrite.DualWriter(flag=True, mode=mode, hooks=[rec], journal=None) as writer,
+            dualwrite.DualWriter(
+                flag=True, mode=mode, hooks=[rec], journal=None, shadow_timeout=None
+            ) as writer,
         ):
             s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
             await asyncio.gather(*(_apply(s3, op) for op in ops))
@@ -545,3 +553,12 @@ def test_a_primary_failure_after_the_request_left_is_journaled_uncertain(
     asyncio.run(main())
     assert [(e.key, e.reason) for e in _entries(journal)] == [("maybe", "uncertain")]
     assert env.keys("shadow") == []
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, database=None)
+@given(ops=operations, mode=st.sampled_from(["sync", "background"]))
+def test_concurrent_tasks_leave_both_accounts_equal_thoroughly(
+    server: MotoServer, ops: list[tuple[str, str, Any]], mode: str
+) -> None:
+    test_concurrent_tasks_leave_both_accounts_equal.hypothesis.inner_test(server, ops, mode)  # type: ignore[attr-defined]

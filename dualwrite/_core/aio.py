@@ -57,10 +57,13 @@ class LoopUnavailableError(DualWriteError, RuntimeError):
 class LoopRef:
     """The event loop a wrapped async client pair is used from (the last one that called it)."""
 
-    __slots__ = ("loop",)
+    __slots__ = ("dead", "loop")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
+        # A loop that cancelled one of our calls: only a loop shutting down cancels every task
+        # (asyncio.run(), a server's shutdown), so no further call is started on it.
+        self.dead: asyncio.AbstractEventLoop | None = None
 
     def run(self, method: Callable[..., Awaitable[Any]], args: Any, kwargs: Any) -> Any:
         """Run ``method(*args, **kwargs)`` on the loop and wait for its result (a worker thread).
@@ -76,7 +79,7 @@ class LoopRef:
         if loop is None:
             msg = "this async client was never called from an event loop"
             raise LoopUnavailableError(msg)
-        if getattr(loop, "_asyncgens_shutdown_called", False):
+        if loop is self.dead or getattr(loop, "_asyncgens_shutdown_called", False):
             # asyncio.run() is ending the loop: a call scheduled now would never finish.
             msg = "the event loop is shutting down"
             raise LoopUnavailableError(msg)
@@ -100,10 +103,13 @@ class LoopRef:
                     return future.result(_POLL)
                 except concurrent.futures.TimeoutError:
                     if loop.is_closed() or not loop.is_running():
-                        future.cancel()
+                        self.dead = loop
+                        if not loop.is_closed():  # a closed loop cannot take the cancel
+                            future.cancel()
                         msg = "the event loop stopped before the call finished"
                         raise LoopUnavailableError(msg) from None
                 except concurrent.futures.CancelledError:
+                    self.dead = loop
                     msg = "the call was cancelled by its event loop (shutting down)"
                     raise LoopUnavailableError(msg) from None
         finally:
@@ -308,7 +314,10 @@ class AsyncClientProxy(_BaseProxy):
 
     async def _self_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         """A mirrored write: the sync proxy's method, run on a worker thread."""
-        self._self_ref.loop = asyncio.get_running_loop()
+        ref = self._self_ref
+        ref.loop = asyncio.get_running_loop()
+        if ref.dead is ref.loop:  # a call from it: the loop runs on (not asyncio.run's end)
+            ref.dead = None
         if args:  # botocore's own "only accepts keyword arguments", from the loop
             return await getattr(self.__wrapped__, name)(*args, **kwargs)
         body = kwargs.get("Body")
