@@ -9,11 +9,14 @@ object (file objects, streams, ``Decimal``, ``Binary``) as it is: bodies are the
 
 from __future__ import annotations
 
+import marshal
 from typing import Any, TypeVar
 
 T = TypeVar("T")
 
 _IMMUTABLE = (str, bytes, int, float, bool, type(None))
+# Exact types returned as they are without a call (the leaves of almost every request).
+_LEAVES = frozenset(_IMMUTABLE)
 
 
 def snapshot(value: T) -> T:
@@ -24,11 +27,16 @@ def snapshot(value: T) -> T:
     ``bytes``. Anything else is returned as it is. Never raises for any input shape: a value
     the library cannot read must reach the shadow side as the caller gave it.
     """
-    return _copy(value, 0)  # type: ignore[no-any-return]
-
-
-# Exact types returned as they are without a call (the leaves of almost every request).
-_LEAVES = frozenset(_IMMUTABLE)
+    if type(value) in _LEAVES:
+        return value
+    try:
+        # Plain dicts, lists, tuples, sets, str, bytes and numbers (every low-level request and
+        # DynamoDB item) are copied in C: a marshal round trip makes the same copy as _copy
+        # (buffers become bytes), with no shared sub-object (version 2 keeps no references).
+        copied = marshal.dumps(value, 2)  # type: ignore[arg-type] # any shape: may raise
+        return marshal.loads(copied)  # type: ignore[no-any-return] # noqa: S302 - our own bytes
+    except Exception:  # noqa: BLE001 - a subclass, Decimal, Binary, a file, a cycle: walk it
+        return _copy(value, 0)  # type: ignore[no-any-return]
 
 
 def _copy(value: Any, depth: int) -> Any:
@@ -64,6 +72,11 @@ def _copy_dict(value: dict[Any, Any], depth: int) -> dict[Any, Any]:
         if kind in _LEAVES:
             copied[key] = item
         elif kind is dict:
+            if len(item) == 1:  # e.g. a DynamoDB attribute value, {"S": "..."}: no call
+                ((name, inner),) = item.items()
+                if type(inner) in _LEAVES:
+                    copied[key] = {name: inner}
+                    continue
             copied[key] = _copy_dict(item, depth + 1)
         else:
             copied[key] = _copy(item, depth + 1)
