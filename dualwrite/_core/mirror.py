@@ -346,9 +346,9 @@ class Mirror:
             lock = hold
         else:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
-        if intent is None:
-            intent = writer.intend(write, keys, mirror=self)
         if not writer.background:  # never turned on again once off (close)
+            if intent is None and writer.journal is not None:  # else it would be empty
+                intent = writer.intend(write, keys, mirror=self)
             return self._sync(
                 write,
                 call,
@@ -361,6 +361,8 @@ class Mirror:
                 keys=keys,
                 deferred=deferred,
             )
+        if intent is None:
+            intent = writer.intend(write, keys, mirror=self)
         primary_intent = intent
         return self._then_shadow(
             write,
@@ -493,7 +495,7 @@ class Mirror:
         action: Callable[[ShadowContext, Any], None],
         *,
         lock: contextlib.AbstractContextManager[Any],
-        intent: Intent,
+        intent: Intent | None,
         secrets: tuple[object, ...],
         body: Body | None,
         keys: Sequence[Any] | None,

@@ -51,8 +51,8 @@ from dualwrite.events import Write
 def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | None) -> Any:
     if not _readable(params):
         return _unreadable(mirror, "PutObject", call, params, pin)
-    write = _decided(mirror, "PutObject", params, pin)
-    if write is None:
+    write, on = _decide(mirror, "PutObject", params["Bucket"], params["Key"], pin)
+    if not on:
         return call(**params)
     body = Body(params.get("Body"))
     view = _frozen(params)
@@ -76,8 +76,14 @@ def _put_object(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin | N
         given = body.for_primary()
         if given is not params["Body"]:  # a spool of a body that cannot rewind
             primary_params = {**params, "Body": given}
-    return _call(
-        mirror, pin, write, primary, primary_params, action, secrets=_secrets(params), body=body
+    return mirror.call(
+        write,
+        primary,
+        primary_params,
+        action,
+        secrets=_secrets(params),
+        body=body,
+        deferred=pin.errors if pin is not None else None,
     )
 
 

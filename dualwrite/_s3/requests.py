@@ -276,7 +276,17 @@ def _frozen(params: Mapping[str, Any]) -> dict[str, Any]:
     is copied (semantics 10). The body is left out (:data:`BODY` in its place): it is
     :class:`Body`'s business, and a reference to it would keep the caller's object alive.
     """
-    return {name: BODY if name == "Body" else snapshot(value) for name, value in params.items()}
+    return {
+        name: BODY
+        if name == "Body"
+        else value
+        if type(value) in _LEAVES  # most parameters: no call
+        else snapshot(value)
+        for name, value in params.items()
+    }
+
+
+_LEAVES = frozenset((str, bytes, int, float, bool, type(None)))
 
 
 BODY = object()
