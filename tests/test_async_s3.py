@@ -12,6 +12,7 @@ import importlib
 import io
 import random
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -562,3 +563,74 @@ def test_concurrent_tasks_leave_both_accounts_equal_thoroughly(
     server: MotoServer, ops: list[tuple[str, str, Any]], mode: str
 ) -> None:
     test_concurrent_tasks_leave_both_accounts_equal.hypothesis.inner_test(server, ops, mode)  # type: ignore[attr-defined]
+
+
+def test_the_flag_is_asked_once_in_the_calling_task_and_off_needs_no_thread(
+    env: Env, tmp_path: Path
+) -> None:
+    asked: list[tuple[str | None, str, bool]] = []
+    journal = tmp_path / "journal.db"
+    rec = RecordingHook()
+
+    def flag(write: dualwrite.Write) -> bool:
+        on_loop = threading.current_thread() is threading.main_thread()
+        asked.append((write.tenant, write.operation, on_loop))
+        if write.tenant == "broken":
+            raise RuntimeError("flag service down")
+        return write.tenant == "acme"
+
+    async def main() -> None:
+        async with env.accounts.clients("s3") as (primary, shadow):
+            sent = record_params(shadow)
+            async with dualwrite.DualWriter(
+                flag=flag, hooks=[rec], journal=str(journal), shadow_timeout=None
+            ) as writer:
+                s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+                used = writer._runtime.aio.executor
+                with dualwrite.tenant("globex"):
+                    await s3.put_object(Bucket="photos", Key="off", Body=b"o")
+                    await s3.delete_object(Bucket="photos", Key="off")
+                assert used() is not None
+                idle = used()._work_queue.qsize() == 0 and not used()._threads
+                assert idle  # a clean "off" never reached a worker thread
+                with dualwrite.tenant("acme"):
+                    await s3.put_object(Bucket="photos", Key="on", Body=_AsyncFile(b"n"))
+                with dualwrite.tenant("broken"):
+                    await s3.put_object(Bucket="photos", Key="failed", Body=b"f")
+                # Parts keep their upload's decision: asked once, at the create.
+                with dualwrite.tenant("acme"):
+                    upload = await s3.create_multipart_upload(Bucket="photos", Key="multi")
+                    part = await s3.upload_part(
+                        Bucket="photos",
+                        Key="multi",
+                        UploadId=upload["UploadId"],
+                        PartNumber=1,
+                        Body=b"p",
+                    )
+                    await s3.complete_multipart_upload(
+                        Bucket="photos",
+                        Key="multi",
+                        UploadId=upload["UploadId"],
+                        MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": part["ETag"]}]},
+                    )
+            assert [op for op, _ in sent] == [
+                "PutObject",
+                "CreateMultipartUpload",
+                "UploadPart",
+                "CompleteMultipartUpload",
+            ]
+
+    asyncio.run(main())
+    # Once per call, on the loop's thread (the calling task), for every one-key write.
+    assert asked == [
+        ("globex", "PutObject", True),
+        ("globex", "DeleteObject", True),
+        ("acme", "PutObject", True),
+        ("broken", "PutObject", True),
+        ("acme", "CreateMultipartUpload", True),
+    ]
+    assert env.keys("primary") == ["failed", "multi", "on"]
+    assert env.keys("shadow") == ["multi", "on"]
+    assert env.body("shadow", "on") == b"n"
+    assert rec.kinds().count("flag_failed") == 1
+    assert [(e.key, e.reason) for e in _entries(journal)] == [("failed", "flag_failed")]

@@ -33,6 +33,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from dualwrite._core.bodies import SPOOL_MEMORY
+from dualwrite._core.decide import Asked, Decider, pre_decided
 from dualwrite._core.intent import add_sends, count_sends_into
 from dualwrite._core.proxy import _BaseProxy, _Proxy
 from dualwrite.exceptions import DualWriteError
@@ -318,15 +319,38 @@ class AsyncClientProxy(_BaseProxy):
         ref.loop = asyncio.get_running_loop()
         if ref.dead is ref.loop:  # a call from it: the loop runs on (not asyncio.run's end)
             ref.dead = None
+        client = self.__wrapped__
         if args:  # botocore's own "only accepts keyword arguments", from the loop
-            return await getattr(self.__wrapped__, name)(*args, **kwargs)
+            return await getattr(client, name)(*args, **kwargs)
+        method = getattr(self._self_sync, name)
+        asked = self._self_ask(name, kwargs)
+        if asked is not None:
+            write, answer = asked
+            if not answer.on and Decider.quiet(answer):
+                # A clean "off", asked in the calling task: the primary's own call, as if no
+                # wrapper were there (no thread, and the body goes to aiobotocore as given).
+                return await getattr(client, name)(**kwargs)
+            method = functools.partial(_answered, write, answer, method)
         body = kwargs.get("Body")
         if body is None or not _is_async_body(body):
-            return await self._self_driver.run(getattr(self._self_sync, name), **kwargs)
+            return await self._self_driver.run(method, **kwargs)
         # The call is done with it when it returns: a queued shadow write has its own copy.
         with await spool_async_body(body) as spool:
             kwargs["Body"] = spool
-            return await self._self_driver.run(getattr(self._self_sync, name), **kwargs)
+            return await self._self_driver.run(method, **kwargs)
+
+    def _self_ask(self, name: str, kwargs: dict[str, Any]) -> tuple[Any, Asked] | None:
+        """Ask the flag here, on the loop, for a call whose handler would decide one write
+        known without I/O (``Service.target_write``); ``None`` for every other call."""
+        mirror = self._self_sync._self_mirror
+        runtime = mirror.writer
+        if runtime.stage is not None or runtime.closed:
+            return None
+        api = self.__wrapped__.meta.method_to_api_mapping.get(name)
+        write = mirror.plugin.target_write(mirror, api, kwargs) if api else None
+        if write is None:
+            return None
+        return write, runtime.decider.ask(write)
 
     async def __aenter__(self) -> AsyncClientProxy:
         await self.__wrapped__.__aenter__()
@@ -337,6 +361,13 @@ class AsyncClientProxy(_BaseProxy):
 
     def __repr__(self) -> str:
         return f"<dualwrite async proxy of {self.__wrapped__!r}>"
+
+
+def _answered(write: Any, asked: Asked, method: Callable[..., Any], **kwargs: Any) -> Any:
+    """``method(**kwargs)`` on a worker thread, whose handler takes ``asked`` as the flag's
+    answer for ``write`` instead of asking again."""
+    with pre_decided(write, asked):
+        return method(**kwargs)
 
 
 def _is_async_body(body: Any) -> bool:

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import attrs
 
@@ -44,8 +44,34 @@ class Decision:
 
 
 # The decisions of the call being made in this thread, by resource as the handling mirror names
-# it; set by the proxy around one handler call (dualwrite._core.routing.decided).
+# it; set by the proxy around one handler call (dualwrite._core.routing.decided). Also the flag
+# decision an async proxy took on its loop for the call (pre_decided).
 _scope = threading.local()
+
+
+class Asked(NamedTuple):
+    """What :meth:`Decider.ask` found: the write (tenant resolved), whether the flag is on, and
+    the failure to report (``source`` is ``"tenant_of"`` or ``"flag"``), if any."""
+
+    write: Write
+    on: bool
+    source: str | None
+    error: BaseException | None
+
+
+@contextlib.contextmanager
+def pre_decided(write: Write, asked: Asked) -> Any:
+    """Make ``asked`` the answer for ``write`` when this thread's handler decides it (once).
+
+    An async proxy asks the flag on its loop (:meth:`Decider.ask`), so that a clean "off" needs
+    no worker thread; when it hands the call to one, the handler's :meth:`Decider.decide` of the
+    same write takes this answer instead of asking again: the flag is asked once per call.
+    """
+    _scope.asked = (write, asked)
+    try:
+        yield
+    finally:
+        _scope.asked = None
 
 
 def scoped_decisions() -> dict[str, Decision] | None:
@@ -101,19 +127,51 @@ class Decider:
         writer = self._writer
         if writer.stage is not None:
             return self._decide_stage(write, reverse)
-        write, failed = self._tenant(write)
-        if failed:
-            return write, False
-        flag = writer.flag
+        asked = getattr(_scope, "asked", None)
+        if asked is not None and asked[0] == write:  # asked already, by an async proxy
+            _scope.asked = None
+            return self.settle(asked[1])
+        return self.settle(self.ask(write))
+
+    def ask(self, write: Write) -> Asked:
+        """Resolve the tenant and ask the flag (``flag=`` writers), reporting nothing.
+
+        For a caller that must know the answer before it can report (an async proxy asks on
+        its event loop, and reports through :meth:`settle` on a worker thread, or not at all
+        when the answer is a clean "off"; see :func:`pre_decided`).
+        """
+        tenant_of = self._writer.tenant_of
+        if write.tenant is None and tenant_of is not None:
+            tenant, exc = safe_invoke(tenant_of, write)
+            if exc is not None:
+                return Asked(write, False, "tenant_of", exc)
+            if tenant is not None:
+                write = attrs.evolve(write, tenant=str(tenant))
+        flag = self._writer.flag
         if flag is True or flag is False:
-            return write, flag
-        if write.tenant is None:
-            self._no_tenant(write)
+            return Asked(write, flag, None, None)
         on, exc = safe_invoke(flag, write)
         if exc is not None:
-            self._failed(write, "flag", exc)
+            return Asked(write, False, "flag", exc)
+        return Asked(write, bool(on), None, None)
+
+    def settle(self, asked: Asked) -> tuple[Write, bool]:
+        """Report what :meth:`ask` found (``flag_failed``, ``no_tenant``); the decision."""
+        write = asked.write
+        if asked.source == "tenant_of":
+            self._failed(write, "tenant_of", asked.error)  # type: ignore[arg-type]
             return write, False
-        return write, bool(on)
+        flag = self._writer.flag
+        if write.tenant is None and not (flag is True or flag is False):
+            self._no_tenant(write)
+        if asked.error is not None:
+            self._failed(write, "flag", asked.error)
+        return write, asked.on
+
+    @staticmethod
+    def quiet(asked: Asked) -> bool:
+        """Whether :meth:`settle` would report nothing for ``asked``."""
+        return asked.error is None and asked.write.tenant is not None
 
     def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
         decisions = scoped_decisions()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from dualwrite._core.mirror import Mirror
+    from dualwrite.events import Write
 
 
 class Service(Protocol):
@@ -39,6 +40,11 @@ class Service(Protocol):
 
     def build_reverse(self, mirror: Mirror) -> Mirror:
         """The mirror that writes the new account first and mirrors to the old (CUTOVER)."""
+
+    def target_write(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> Write | None:
+        """The :class:`~dualwrite.Write` whose flag decides ``api`` with ``params``, when the
+        operation's handler decides exactly that write first and it is known without I/O;
+        ``None`` otherwise. Lets an async proxy ask the flag on its event loop."""
 
     def journal_key(self, key: object) -> Any:
         """``key`` as the journal can record it; the resource-level key (``""``, ``{}``) for a

@@ -8,6 +8,7 @@ from typing import Any
 
 from dualwrite._core.mirror import Mirror
 from dualwrite._dynamodb import converge, keys, proxy, routing
+from dualwrite.events import Write
 from dualwrite.journal import encode_key
 
 
@@ -25,6 +26,12 @@ class DynamoDB:
 
     def build_reverse(self, mirror: Mirror) -> Mirror:
         return routing.build_reverse(mirror)
+
+    def target_write(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> Write | None:
+        """``None``: a DynamoDB write's key needs the table's key schema (and a resource's
+        serializer) to be described, so its flag is asked by the handler."""
+        del mirror, api, params
+        return None
 
     def journal_key(self, key: object) -> Any:
         if not isinstance(key, Mapping):

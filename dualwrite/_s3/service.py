@@ -8,6 +8,26 @@ from typing import Any
 from dualwrite._core.mirror import Mirror
 from dualwrite._s3 import proxy, routing
 from dualwrite._s3.converge import repair_object
+from dualwrite.events import Write
+
+# The operations whose handler's first act on a readable (Bucket, Key) is to decide
+# ``mirror.describe(api, Bucket, Key)`` (objects.py, multipart.py): an async proxy may ask their
+# flag on its loop. Parts and completions keep their upload's decision: not here.
+_DECIDED_BY_TARGET = frozenset(
+    {
+        "PutObject",
+        "CopyObject",
+        "DeleteObject",
+        "PutObjectTagging",
+        "DeleteObjectTagging",
+        "PutObjectAcl",
+        "PutObjectRetention",
+        "PutObjectLegalHold",
+        "PutObjectAnnotation",
+        "DeleteObjectAnnotation",
+        "CreateMultipartUpload",
+    }
+)
 
 
 class S3:
@@ -24,6 +44,15 @@ class S3:
 
     def build_reverse(self, mirror: Mirror) -> Mirror:
         return routing.build_reverse(mirror)
+
+    def target_write(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> Write | None:
+        """The write of a one-key operation whose handler decides ``(Bucket, Key)`` first."""
+        if api not in _DECIDED_BY_TARGET:
+            return None
+        bucket, key = params.get("Bucket"), params.get("Key")
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            return None  # the handler's _unreadable path decides otherwise
+        return mirror.describe(api, bucket, key)
 
     def journal_key(self, key: object) -> Any:
         return key if isinstance(key, str) else ""
