@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from dualwrite._core.bodies import SPOOL_MEMORY
-from dualwrite._core.decide import Asked, Decider, pre_decided
+from dualwrite._core.decide import Asked, pre_decided
 from dualwrite._core.intent import add_sends, count_sends_into
 from dualwrite._core.proxy import _BaseProxy, _Proxy
 from dualwrite.exceptions import DualWriteError
@@ -326,7 +326,7 @@ class AsyncClientProxy(_BaseProxy):
         asked = self._self_ask(name, kwargs)
         if asked is not None:
             write, answer = asked
-            if not answer.on and Decider.quiet(answer):
+            if not answer.on and self._self_sync._self_mirror.writer.decider.quiet(answer):
                 # A clean "off", asked in the calling task: the primary's own call, as if no
                 # wrapper were there (no thread, and the body goes to aiobotocore as given).
                 return await getattr(client, name)(**kwargs)

@@ -168,10 +168,12 @@ class Decider:
             self._failed(write, "flag", asked.error)
         return write, asked.on
 
-    @staticmethod
-    def quiet(asked: Asked) -> bool:
+    def quiet(self, asked: Asked) -> bool:
         """Whether :meth:`settle` would report nothing for ``asked``."""
-        return asked.error is None and asked.write.tenant is not None
+        if asked.error is not None:
+            return False
+        flag = self._writer.flag
+        return asked.write.tenant is not None or flag is True or flag is False
 
     def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
         decisions = scoped_decisions()
