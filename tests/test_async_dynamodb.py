@@ -13,6 +13,7 @@ import gc
 import logging
 import socket
 import sys
+import threading
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from decimal import Decimal
@@ -1207,3 +1208,46 @@ def test_partiql_writes_are_mirrored_by_key_and_reads_stay_on_the_primary(env: E
     assert env.both() == ([], [])
     assert recorder.kinds() == ["shadow_written"] * 3
     assert [e.write.key for e in recorder.events] == [key("a")] * 3
+
+
+def test_one_item_writes_ask_the_flag_once_on_the_loop_and_off_needs_no_thread(env: Env) -> None:
+    asked: list[tuple[str | None, str, bool]] = []
+
+    def flag(write: dualwrite.Write) -> bool:
+        on_loop = threading.current_thread() is threading.main_thread()
+        asked.append((write.tenant, write.operation, on_loop))
+        return write.tenant == "acme"
+
+    async def main() -> None:
+        async with env.accounts.clients("dynamodb") as (primary, shadow):
+            sent = record_sends(shadow)
+            async with dualwrite.DualWriter(flag=flag, journal=None, shadow_timeout=None) as w:
+                ddb = w.wrap(primary, shadow=shadow)
+                with dualwrite.tenant("globex"):
+                    # The first PutItem describes the table (on a worker thread); from then on
+                    # its key is known without I/O.
+                    await ddb.put_item(TableName=TABLE, Item=typed({"pk": "g1", "n": 1}))
+                    await ddb.put_item(TableName=TABLE, Item=typed({"pk": "g2", "n": 1}))
+                    await ddb.update_item(
+                        TableName=TABLE,
+                        Key=key("g2"),
+                        UpdateExpression="ADD n :one",
+                        ExpressionAttributeValues={":one": {"N": "1"}},
+                    )
+                    await ddb.delete_item(TableName=TABLE, Key=key("g1"))
+                with dualwrite.tenant("acme"):
+                    await ddb.put_item(TableName=TABLE, Item=typed({"pk": "a1", "n": 7}))
+            assert "PutItem" in sent
+            assert all(s in ("PutItem", "DescribeTable") for s in sent)
+
+    run(main)
+    assert asked == [
+        ("globex", "PutItem", False),
+        ("globex", "PutItem", True),
+        ("globex", "UpdateItem", True),
+        ("globex", "DeleteItem", True),
+        ("acme", "PutItem", True),
+    ]
+    assert env.get("shadow", "a1") == env.get("primary", "a1")
+    assert env.get("shadow", "g2") is None
+    assert env.get("primary", "g2") is not None

@@ -7,9 +7,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from dualwrite._core.mirror import Mirror
+from dualwrite._core.snapshot import snapshot
 from dualwrite._dynamodb import converge, keys, proxy, routing
+from dualwrite._dynamodb.calls import _describe
 from dualwrite.events import Write
 from dualwrite.journal import encode_key
+
+_ONE_ITEM = frozenset({"PutItem", "UpdateItem", "DeleteItem"})
 
 
 class DynamoDB:
@@ -28,10 +32,29 @@ class DynamoDB:
         return routing.build_reverse(mirror)
 
     def target_write(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> Write | None:
-        """``None``: a DynamoDB write's key needs the table's key schema (and a resource's
-        serializer) to be described, so its flag is asked by the handler."""
-        del mirror, api, params
-        return None
+        """The write ``PutItem``/``UpdateItem``/``DeleteItem`` decide first, when its key is
+        well formed and (for ``PutItem``) the table's key schema is already known; ``None``
+        otherwise (the handler then asks, after a ``DescribeTable`` if need be)."""
+        if api not in _ONE_ITEM:
+            return None
+        table = params.get("TableName")
+        if not isinstance(table, str):
+            return None
+        state = mirror.state
+        schema = state.schemas.known(table)
+        if api == "PutItem":
+            item = params.get("Item")
+            if schema is None or not isinstance(item, Mapping):
+                return None
+            try:
+                key: Any = {name: item[name] for name in schema}
+            except Exception:  # noqa: BLE001 - the handler reports the malformed item
+                return None
+        else:
+            key = params.get("Key")
+        if not isinstance(key, Mapping) or not keys.well_formed_key(key, state.level, schema):
+            return None
+        return _describe(mirror, api, table, snapshot(key))
 
     def journal_key(self, key: object) -> Any:
         if not isinstance(key, Mapping):
