@@ -260,21 +260,24 @@ def settle(
     whole_failed = False
     healthy = True  # whether the outcome tells the circuit the shadow answered
     ended = time.perf_counter()
-    if isinstance(raised, SkipShadow):
+    if raised is None:
+        pass  # the common case, handled below without the type checks
+    elif isinstance(raised, SkipShadow):
         if circuit is not None:
             circuit.release()
         return Outcome(write=write, keys=keys, events=[])
-    if isinstance(raised, UnsupportedWrite):
+    if raised is None:
+        if not ctx._failures and mirror.writer.hooks:  # journaled never; built for a hook only
+            ctx.events.insert(
+                0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
+            )
+    elif isinstance(raised, UnsupportedWrite):
         healthy = False
         ctx.events.insert(0, Unsupported(write=write, reason=raised.reason, detail=raised.detail))
     elif raised is not None:
         whole_failed = True
         ctx.failed(write, raised, ended - started)
         ctx.events.insert(0, ctx.events.pop())
-    elif not ctx._failures and mirror.writer.hooks:  # journaled never; built for a hook only
-        ctx.events.insert(
-            0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
-        )
     if circuit is not None:
         if whole_failed:
             if circuit.failure():

@@ -92,12 +92,17 @@ def translate(
     options: Options = mirror.state.options
     shadow = {k: v for k, v in params.items() if k not in _CONDITIONS}
     shadow["Bucket"] = write.shadow_resource
-    _other_account(options, shadow)
+    if not _ACCOUNT_PARAMS.isdisjoint(shadow):
+        _other_account(options, shadow)
     if creates:
         for grant in _GRANTS:
             shadow.pop(grant, None)
         shadow["ACL"] = OWNER_ACL
     return shadow
+
+
+_ACCOUNT_PARAMS = frozenset({"ExpectedBucketOwner", "ExpectedSourceBucketOwner", "SSEKMSKeyId"})
+"""The parameters :func:`_other_account` translates: without any, it has nothing to do."""
 
 
 def _other_account(options: Options, params: dict[str, Any]) -> None:
@@ -173,6 +178,8 @@ def _map_copy_source(mirror: Mirror, params: dict[str, Any]) -> dict[str, str]:
 
 def _secrets(params: Mapping[str, Any]) -> tuple[object, ...]:
     """Every form an SSE-C key of ``params`` may take in an error message."""
+    if "SSECustomerKey" not in params and "CopySourceSSECustomerKey" not in params:
+        return ()  # no SSE-C key: the common case, without the loop
     found: list[object] = []
     for name in _SECRET_PARAMS:
         key = params.get(name)
