@@ -634,3 +634,39 @@ def test_the_flag_is_asked_once_in_the_calling_task_and_off_needs_no_thread(
     assert env.body("shadow", "on") == b"n"
     assert rec.kinds().count("flag_failed") == 1
     assert [(e.key, e.reason) for e in _entries(journal)] == [("failed", "flag_failed")]
+
+
+def test_the_request_is_taken_as_it_was_when_the_task_made_the_call(env: Env) -> None:
+    """Other tasks run while a mirrored write waits for its worker thread: a dict they change
+    then is not the request (semantics 10), on either account."""
+
+    async def main() -> None:
+        async with (
+            env.accounts.clients("s3") as (primary, shadow),
+            dualwrite.DualWriter(flag=True, journal=None, shadow_timeout=None) as writer,
+        ):
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            metadata = {"n": "0"}
+            body = bytearray(b"0")
+
+            async def change() -> None:
+                for n in range(1, 50):
+                    metadata["n"] = str(n)
+                    body[0] = ord("x")
+                    await asyncio.sleep(0)
+
+            changing = asyncio.create_task(change())
+            await asyncio.sleep(0)  # the other task starts changing
+            metadata["n"] = "kept"
+            body[0] = ord("k")
+            await s3.put_object(Bucket="photos", Key="k", Body=body, Metadata=metadata)
+            await changing
+
+    asyncio.run(main())
+    for side, client, bucket in (
+        ("primary", env.primary, "photos"),
+        ("shadow", env.shadow, "photos-acct2"),
+    ):
+        head = client.head_object(Bucket=bucket, Key="k")
+        assert head["Metadata"] == {"n": "kept"}, side
+        assert env.body(side, "k") == b"k", side

@@ -36,6 +36,7 @@ from dualwrite._core.bodies import SPOOL_MEMORY
 from dualwrite._core.decide import Asked, pre_decided
 from dualwrite._core.intent import add_sends, count_sends_into
 from dualwrite._core.proxy import _BaseProxy, _Proxy
+from dualwrite._core.snapshot import snapshot
 from dualwrite.exceptions import DualWriteError
 
 # How often a thread waiting for the loop checks that the loop still runs.
@@ -331,6 +332,9 @@ class AsyncClientProxy(_BaseProxy):
                 # wrapper were there (no thread, and the body goes to aiobotocore as given).
                 return await getattr(client, name)(**kwargs)
             method = functools.partial(_answered, write, answer, method)
+        # The request as it is now (semantics 10): while this task waits for the worker thread,
+        # other tasks of the loop run, and may change the dicts and buffers it was given.
+        kwargs = snapshot(kwargs)
         body = kwargs.get("Body")
         if body is None or not _is_async_body(body):
             return await self._self_driver.run(method, **kwargs)
