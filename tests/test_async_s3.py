@@ -691,6 +691,10 @@ def test_stages_route_writes_and_reads_by_the_tenants_stage(env: Env) -> None:
                 env.primary.put_object(Bucket="photos", Key="acme", Body=b"stale old copy")
                 got = await s3.get_object(Bucket="photos", Key="acme")  # the new account's
                 assert await got["Body"].read() == b"new-first"
+                env.shadow.put_object(Bucket="photos-acct2", Key="acme-only-new", Body=b"n")
+                pages = s3.get_paginator("list_objects_v2").paginate(Bucket="photos")
+                listed = [(p["Name"], o["Key"]) async for p in pages for o in p["Contents"]]
+                assert listed == [("photos", "acme"), ("photos", "acme-only-new")]
             with dualwrite.tenant("globex"):
                 await s3.put_object(Bucket="photos", Key="globex", Body=b"old-first")
             with dualwrite.tenant("initech"):
@@ -698,6 +702,6 @@ def test_stages_route_writes_and_reads_by_the_tenants_stage(env: Env) -> None:
 
     asyncio.run(main())
     assert env.keys("primary") == ["acme", "globex", "initech"]
-    assert env.keys("shadow") == ["acme", "globex"]
+    assert env.keys("shadow") == ["acme", "acme-only-new", "globex"]
     assert env.body("shadow", "acme") == b"new-first"
     assert env.body("shadow", "globex") == b"old-first"

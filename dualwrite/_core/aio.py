@@ -32,6 +32,7 @@ import threading
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
+from dualwrite._core import routing as _routing
 from dualwrite._core.bodies import SPOOL_MEMORY
 from dualwrite._core.decide import Asked, pre_decided
 from dualwrite._core.intent import add_sends, count_sends_into
@@ -47,7 +48,7 @@ ASYNC_WORKERS = 64
 # with this proxy as the client, so that every part they write is a mirrored call.
 _TRANSFERS = frozenset({"upload_file", "upload_fileobj", "copy"})
 # Attributes that stay the primary's own even where the sync proxy has its own version.
-_PASSTHROUGH = frozenset({"get_paginator", "get_waiter", "download_file", "download_fileobj"})
+_PASSTHROUGH = frozenset({"get_waiter", "download_file", "download_fileobj"})
 
 
 class LoopUnavailableError(DualWriteError, RuntimeError):
@@ -356,6 +357,14 @@ class AsyncClientProxy(_BaseProxy):
             return None
         return write, runtime.decider.ask(write)
 
+    def get_paginator(self, operation_name: str) -> Any:
+        """The client's paginator; with stages, each ``paginate()`` reads the tenant's owner
+        (decided once, in the calling task), as a sync wrapped client's does."""
+        paginator = self.__wrapped__.get_paginator(operation_name)
+        if self._self_sync._self_mirror.writer.stage is None:
+            return paginator
+        return _StagedPaginator(paginator, self, operation_name)
+
     async def __aenter__(self) -> AsyncClientProxy:
         await self.__wrapped__.__aenter__()
         return self
@@ -365,6 +374,45 @@ class AsyncClientProxy(_BaseProxy):
 
     def __repr__(self) -> str:
         return f"<dualwrite async proxy of {self.__wrapped__!r}>"
+
+
+class _StagedPaginator(_Proxy):
+    """An aiobotocore paginator whose ``paginate()`` decides the stage once, for all its pages."""
+
+    def __init__(self, paginator: Any, proxy: AsyncClientProxy, operation_name: str) -> None:
+        super().__init__(paginator)
+        self._self_proxy = proxy
+        self._self_operation = operation_name
+
+    def paginate(self, **kwargs: Any) -> Any:
+        proxy = self._self_proxy
+        forward = proxy._self_sync._self_mirror
+        api = proxy.__wrapped__.meta.method_to_api_mapping.get(self._self_operation, "")
+        chosen = _routing.route(forward, api, kwargs)
+        client = chosen.mirror.primary
+        client = getattr(client, "__wrapped__", client)  # the aiobotocore client of a LoopClient
+        if client is proxy.__wrapped__:
+            return self.__wrapped__.paginate(**dict(chosen.params))
+        pages = client.get_paginator(self._self_operation).paginate(**dict(chosen.params))
+        return _RenamedPages(pages, forward, chosen, api)
+
+
+class _RenamedPages(_Proxy):
+    """The new account's async page iterator, whose pages name what the caller named and whose
+    errors are the caller's client's classes."""
+
+    def __init__(self, pages: Any, forward: Any, chosen: Any, api: str) -> None:
+        super().__init__(pages)
+        self._self_route = (forward, chosen, api)
+
+    def __aiter__(self) -> Any:
+        return self._self_pages()
+
+    async def _self_pages(self) -> Any:
+        forward, chosen, api = self._self_route
+        with _routing.callers_errors(forward, reverse=chosen.mirror.reversed):
+            async for page in self.__wrapped__:
+                yield _routing.as_called(forward, chosen, api, page)
 
 
 def _answered(write: Any, asked: Asked, method: Callable[..., Any], **kwargs: Any) -> Any:
