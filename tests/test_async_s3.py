@@ -705,3 +705,29 @@ def test_stages_route_writes_and_reads_by_the_tenants_stage(env: Env) -> None:
     assert env.keys("shadow") == ["acme", "acme-only-new", "globex"]
     assert env.body("shadow", "acme") == b"new-first"
     assert env.body("shadow", "globex") == b"old-first"
+
+
+def test_a_presigned_write_url_is_journaled_at_signing(env: Env, tmp_path: Path) -> None:
+    journal = tmp_path / "journal.db"
+
+    async def main() -> None:
+        async with (
+            env.accounts.clients("s3") as (primary, shadow),
+            dualwrite.DualWriter(flag=True, journal=str(journal)) as writer,
+        ):
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            url = await s3.generate_presigned_url(
+                "put_object", Params={"Bucket": "photos", "Key": "up"}, ExpiresIn=60
+            )
+            plain = await primary.generate_presigned_url(
+                "put_object", Params={"Bucket": "photos", "Key": "up"}, ExpiresIn=60
+            )
+            assert isinstance(url, str)
+            assert url.split("?")[0] == plain.split("?")[0]
+            read = await s3.generate_presigned_url(
+                "get_object", Params={"Bucket": "photos", "Key": "up"}
+            )
+            assert "up" in read
+
+    asyncio.run(main())
+    assert [(e.key, e.reason) for e in _entries(journal)] == [("up", "presigned")]

@@ -322,9 +322,12 @@ class AsyncClientProxy(_BaseProxy):
         if ref.dead is ref.loop:  # a call from it: the loop runs on (not asyncio.run's end)
             ref.dead = None
         client = self.__wrapped__
-        if args:  # botocore's own "only accepts keyword arguments", from the loop
+        api_method = name in client.meta.method_to_api_mapping
+        if args and api_method:  # botocore's own "only accepts keyword arguments", from the loop
             return await getattr(client, name)(*args, **kwargs)
         method = getattr(self._self_sync, name)
+        if args:  # generate_presigned_url/post: positional arguments, and no Body
+            return await self._self_driver.run(functools.partial(method, *args), **kwargs)
         asked = self._self_ask(name, kwargs)
         if asked is not None:
             write, answer = asked
