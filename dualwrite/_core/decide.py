@@ -46,7 +46,14 @@ class Decision:
 # The decisions of the call being made in this thread, by resource as the handling mirror names
 # it; set by the proxy around one handler call (dualwrite._core.routing.decided). Also the flag
 # decision an async proxy took on its loop for the call (pre_decided).
-_scope = threading.local()
+class _Scope(threading.local):
+    # Class-level defaults: a thread that never set them reads these, without the
+    # AttributeError (raised and caught) that getattr(..., None) costs on a missing attribute.
+    decisions: dict[str, Decision] | None = None
+    asked: tuple[Write, Asked] | None = None
+
+
+_scope = _Scope()
 
 
 class Asked(NamedTuple):
@@ -76,7 +83,7 @@ def pre_decided(write: Write, asked: Asked) -> Any:
 
 def scoped_decisions() -> dict[str, Decision] | None:
     """The decisions of the call this thread is making, if the proxy took them."""
-    return getattr(_scope, "decisions", None)
+    return _scope.decisions
 
 
 def set_decisions(decisions: dict[str, Decision] | None) -> None:
@@ -88,7 +95,7 @@ def set_decisions(decisions: dict[str, Decision] | None) -> None:
 @contextlib.contextmanager
 def decided(decisions: dict[str, Decision] | None) -> Any:
     """Make ``decisions`` the current call's, for :meth:`Decider.decide` (nesting-safe)."""
-    previous = getattr(_scope, "decisions", None)
+    previous = _scope.decisions
     _scope.decisions = decisions
     try:
         yield
@@ -127,7 +134,7 @@ class Decider:
         writer = self._writer
         if writer.stage is not None:
             return self._decide_stage(write, reverse)
-        asked = getattr(_scope, "asked", None)
+        asked = _scope.asked
         if asked is not None and asked[0] == write:  # asked already, by an async proxy
             _scope.asked = None
             return self.settle(asked[1])
