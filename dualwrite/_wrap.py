@@ -124,26 +124,16 @@ def wrap_any(
     # A Bucket/Table on each side names the pair by itself.
     if names is None and p_level == s_level and p_level in ("Bucket", "Table"):
         names = {primary.name: shadow.name}  # type: ignore[attr-defined]
+    options = {
+        "shadow": shadow,
+        "names": names,
+        "levels": (p_level, s_level),
+        "kms_keys": kms_keys,
+        "shadow_account": shadow_account,
+    }
     if asynchronous[0]:
-        return _wrap_async(
-            writer,
-            primary,
-            shadow=shadow,
-            service=service,
-            levels=(p_level, s_level),
-            names=names,
-            kms_keys=kms_keys,
-            shadow_account=shadow_account,
-        )
-    wrapped: T = services.get(service).wrap(
-        writer,
-        primary,
-        shadow=shadow,
-        names=names,
-        levels=(p_level, s_level),
-        kms_keys=kms_keys,
-        shadow_account=shadow_account,
-    )
+        return _wrap_async(writer, primary, service=service, **options)
+    wrapped: T = services.get(service).wrap(writer, primary, **options)
     return wrapped
 
 

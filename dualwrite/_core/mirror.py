@@ -455,20 +455,8 @@ class Mirror:
                 body = None  # the queued job owns it now
                 queued = True
             else:
-                timeout = writer.shadow_timeout
-                if timeout is not None:
-                    # A large body takes as long on the shadow as on the primary: the caller
-                    # waits for the shadow as long as the primary took, plus shadow_timeout.
-                    timeout += acked - started
-                outcome = shadow_outcome(
-                    self,
-                    write,
-                    lambda ctx: action(ctx, response),
-                    acked_at=acked,
-                    secrets=secrets,
-                    keys=keys,
-                    timeout=timeout,
-                    body=body,
+                outcome = self._shadow_now(
+                    write, action, response, started, acked, secrets=secrets, keys=keys, body=body
                 )
                 if outcome.late:
                     body = None  # the late shadow call still reads it, and closes it
@@ -486,6 +474,37 @@ class Mirror:
             # Outside the key's lock: a hook may write through a wrapped client.
             finish(self, outcome, deferred=deferred, intent=intent)
         return response
+
+    def _shadow_now(
+        self,
+        write: Write,
+        action: Callable[[ShadowContext, Any], None],
+        response: Any,
+        started: float,
+        acked: float,
+        *,
+        secrets: tuple[object, ...],
+        keys: Sequence[Any] | None,
+        body: Body | None,
+    ) -> Outcome:
+        """Run ``action(ctx, response)`` on the shadow now (sync mode), bounded by
+        ``shadow_timeout``; the outcome, not yet reported."""
+        timeout = self.writer.shadow_timeout
+        if timeout is not None:
+            # A large body takes as long on the shadow as on the primary: the caller waits for
+            # the shadow as long as the primary took, plus shadow_timeout.
+            timeout += acked - started
+        return shadow_outcome(
+            self,
+            write,
+            action,
+            response=response,
+            acked_at=acked,
+            secrets=secrets,
+            keys=keys,
+            timeout=timeout,
+            body=body,
+        )
 
     def _sync(
         self,
@@ -512,21 +531,8 @@ class Mirror:
                 started = time.perf_counter()
                 response = call_primary(intent, call, params, tracks_sends=self._tracks_sends)
                 acked = time.perf_counter()
-                timeout = self.writer.shadow_timeout
-                if timeout is not None:
-                    # A large body takes as long on the shadow as on the primary: the caller
-                    # waits for the shadow as long as the primary took, plus shadow_timeout.
-                    timeout += acked - started
-                outcome = shadow_outcome(
-                    self,
-                    write,
-                    action,
-                    response=response,
-                    acked_at=acked,
-                    secrets=secrets,
-                    keys=keys,
-                    timeout=timeout,
-                    body=body,
+                outcome = self._shadow_now(
+                    write, action, response, started, acked, secrets=secrets, keys=keys, body=body
                 )
                 if outcome.late:
                     body = None  # the late shadow call still reads it, and closes it
