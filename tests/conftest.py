@@ -228,8 +228,21 @@ class DynamoEnv:
         client = self.p_raw if side == "primary" else self.s_raw
         table = self.table if side == "primary" else self.shadow_table
         pages = client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True)
-        items = [item for page in pages for item in page["Items"]]
+        items = [_sets_sorted(item) for page in pages for item in page["Items"]]
         return sorted(items, key=lambda i: (i["pk"]["S"], i.get("sk", {}).get("N", "")))
+
+
+def _sets_sorted(value: Any) -> Any:
+    """A typed item with its string, number and binary sets sorted: DynamoDB sets have no order
+    (moto keeps the order of the request, which a copy of a Python set may change)."""
+    if isinstance(value, dict):
+        return {
+            k: sorted(v) if k in ("SS", "NS", "BS") and isinstance(v, list) else _sets_sorted(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_sets_sorted(v) for v in value]
+    return value
 
 
 @pytest.fixture
