@@ -30,8 +30,9 @@ order) so that noise on a shared machine hits every case alike:
   left); what the fleet check costs is the difference;
 * ``stage DUAL_WRITE`` and ``stage CUTOVER``: through ``dualwrite.wrap(..., stage=...)``; the
   stage is asked once per call and decides the direction (CUTOVER: the shadow client first, with
-  the bucket renamed and the owner ACL, then the primary). No target: what routing by stage costs
-  beyond ``flag on``.
+  the bucket renamed and the owner ACL, then the primary). What routing by stage costs beyond
+  ``flag on``; ``stage OFF`` against ``wrapped, flag off`` and ``stage DUAL_WRITE, single_writer``
+  against ``flag on, single_writer`` (issue 12: within 0.01x of flag mode).
 
 Run: ``python benchmarks/bench_s3.py [--calls N] [--repeat R] [--instructions N]``. Figures, not
 a test: nothing is asserted; the targets are printed with PASS/MISS beside them.
@@ -189,6 +190,17 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     cutover = dualwrite.wrap(
         primary, shadow=shadow, stage=lambda w: dualwrite.Stage.CUTOVER, names=names, journal=None
     )
+    stage_off_client = dualwrite.wrap(
+        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.OFF, names=names, journal=None
+    )
+    dual_single = dualwrite.wrap(
+        primary,
+        shadow=shadow,
+        stage=lambda w: dualwrite.Stage.DUAL_WRITE,
+        names=names,
+        journal=None,
+        single_writer=True,
+    )
 
     def plain() -> Any:
         return primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
@@ -225,6 +237,12 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     def stage_cutover() -> Any:
         return cutover.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
+    def stage_off() -> Any:
+        return stage_off_client.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def stage_dual_single() -> Any:
+        return dual_single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
     return {
         "plain": plain,
         "wrapped, flag off": flag_off,
@@ -237,6 +255,8 @@ def build_cases() -> dict[str, Callable[[], Any]]:
         "two plain calls, shadow ACL": two_plain_acl,
         "stage DUAL_WRITE": stage_dual,
         "stage CUTOVER": stage_cutover,
+        "stage OFF": stage_off,
+        "stage DUAL_WRITE, single_writer": stage_dual_single,
     }
 
 
@@ -310,6 +330,15 @@ def header() -> str:
 
 def print_targets(columns: dict[str, dict[str, float]]) -> None:
     """Print the targets with PASS/MISS, one column per measure (name -> cost per case)."""
+    needed = (
+        "wrapped, flag off",
+        "wrapped, flag on",
+        "two plain calls",
+        "two plain calls, shadow ACL",
+    )
+    if any(name not in cost for cost in columns.values() for name in needed):
+        print(f"(targets not printed: they need the cases {', '.join(needed)})")
+        return
 
     def ratios(cost: dict[str, float]) -> tuple[float, float, float, float]:
         plain = cost["plain"]
@@ -408,9 +437,19 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also count instructions per call under valgrind, over N calls per case",
     )
+    parser.add_argument(
+        "--cases",
+        help="case names separated by ';' (plain is always measured); default: all",
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)  # the valgrind child: one case, quiet
     args = parser.parse_args(argv)
     cases = build_cases()
+    if args.cases and args.only is None:
+        wanted = ["plain", *(c.strip() for c in args.cases.split(";") if c.strip() != "plain")]
+        unknown = [name for name in wanted if name not in cases]
+        if unknown:
+            parser.error(f"unknown case(s) {unknown}; the cases are: {', '.join(cases)}")
+        cases = {name: cases[name] for name in wanted}
     if args.only is not None:
         for case in cases.values():
             time_block(case, 30)

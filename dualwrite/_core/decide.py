@@ -29,18 +29,21 @@ logger = logging.getLogger("dualwrite")
 _warned_no_tenant = False
 
 
-@attrs.frozen
-class Decision:
+class Decision(NamedTuple):
     """The stage decided for one resource of one call (``stage=`` writers).
 
     ``mirrored`` says whether the call's other account gets the write: ``DUAL_WRITE`` on the
     old-first side, ``CUTOVER`` on the new-first side, and every fallback (see
-    :data:`dualwrite._stage.FALLBACK`).
+    :data:`dualwrite._stage.FALLBACK`). ``write``, for a call of one key routed old account
+    first, is the write as decided (tenant and stage set), so that the handler that describes
+    the same operation and key takes it as is (:func:`routed`). A tuple, not an attrs class:
+    every staged call makes one.
     """
 
     tenant: str | None
     stage: Stage
     mirrored: bool
+    write: Write | None = None
 
 
 # The decisions of the call being made in this thread, by resource as the handling mirror names
@@ -81,6 +84,23 @@ def pre_decided(write: Write, asked: Asked) -> Any:
         _scope.asked = None
 
 
+def routed(operation: str, resource: str, key: object) -> tuple[Write, bool] | None:
+    """The write the proxy decided for this call, if it is ``operation`` on ``resource`` and
+    ``key`` (see :class:`Decision`), and whether it is mirrored; else ``None``."""
+    decisions = _scope.decisions
+    if decisions is None:
+        return None
+    decision = decisions.get(resource)
+    if decision is None:
+        return None
+    write = decision.write
+    # The proxy described it with the same mirror, from the same bucket and key parameters:
+    # what the handler's own describe() would give (S3 names a bucket one way only).
+    if write is None or write.operation != operation or write.key != key:
+        return None
+    return write, decision.mirrored
+
+
 def scoped_decisions() -> dict[str, Decision] | None:
     """The decisions of the call this thread is making, if the proxy took them."""
     return _scope.decisions
@@ -101,6 +121,32 @@ def decided(decisions: dict[str, Decision] | None) -> Any:
         yield
     finally:
         _scope.decisions = previous
+
+
+def with_stage(write: Write, tenant: str | None, stage: Stage | None) -> Write:
+    """``write`` with its tenant and stage set: ``attrs.evolve`` without its per-call look at
+    the class's fields (every staged write makes one)."""
+    return Write(
+        tenant=tenant,
+        service=write.service,
+        operation=write.operation,
+        resource=write.resource,
+        shadow_resource=write.shadow_resource,
+        key=write.key,
+        stage=stage,
+    )
+
+
+# with_stage names every field: a field added to Write must be added there too.
+assert tuple(f.name for f in attrs.fields(Write)) == (
+    "tenant",
+    "service",
+    "operation",
+    "resource",
+    "shadow_resource",
+    "key",
+    "stage",
+), "dualwrite.events.Write changed: update dualwrite._core.decide.with_stage"
 
 
 class Decider:
@@ -138,7 +184,21 @@ class Decider:
         if asked is not None and asked[0] == write:  # asked already, by an async proxy
             _scope.asked = None
             return self.settle(asked[1])
-        return self.settle(self.ask(write))
+        flag = writer.flag
+        if writer.tenant_of is not None or flag is True or flag is False:
+            return self.settle(self.ask(write))
+        # The common case, ask() and settle() in one (every write of a flag-off service goes
+        # through here): a flag callable, no tenant_of.
+        try:
+            on = bool(flag(write))
+        except Exception as exc:  # noqa: BLE001 - the flag is the user's code: contained
+            if write.tenant is None:
+                self._no_tenant(write)
+            self._failed(write, "flag", exc)
+            return write, False
+        if write.tenant is None:
+            self._no_tenant(write)
+        return write, on
 
     def ask(self, write: Write) -> Asked:
         """Resolve the tenant and ask the flag (``flag=`` writers), reporting nothing.
@@ -183,25 +243,36 @@ class Decider:
         return asked.write.tenant is not None or flag is True or flag is False
 
     def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
-        decisions = scoped_decisions()
+        decisions = _scope.decisions
         decision = decisions.get(write.resource) if decisions else None
-        if decision is None:
+        if decision is not None:
+            taken = decision.write
+            if (
+                taken is not None
+                and taken.operation == write.operation
+                and taken.key == write.key
+                and taken.resource == write.resource
+                and taken.shadow_resource == write.shadow_resource
+            ):  # what with_stage below would build (a DynamoDB table's ARN may name it apart)
+                return taken, decision.mirrored
+        else:
             write, stage = self.stage(write)
             if reverse == (stage in REVERSED):
-                decision = Decision(tenant=write.tenant, stage=stage, mirrored=stage.mirrored)
+                decision = Decision(write.tenant, stage, stage.mirrored)
             else:  # the other direction's stage: both accounts, this mirror's way round
                 fallback = Stage.CUTOVER if reverse else FALLBACK
-                decision = Decision(tenant=write.tenant, stage=fallback, mirrored=True)
-        return attrs.evolve(write, tenant=decision.tenant, stage=decision.stage), decision.mirrored
+                decision = Decision(write.tenant, fallback, True)
+        return with_stage(write, decision.tenant, decision.stage), decision.mirrored
 
     def stage(self, write: Write) -> tuple[Write, Stage]:
         """Resolve the tenant (``tenant_of``) and ask the ``stage`` callback.
 
         A failure is a ``flag_failed`` event, and the stage is then :data:`FALLBACK`.
         """
-        write, failed = self._tenant(write)
-        if failed:
-            return write, FALLBACK
+        if write.tenant is None and self._writer.tenant_of is not None:
+            write, failed = self._tenant(write)
+            if failed:
+                return write, FALLBACK
         stage = self.stage_now(write)
         return write, FALLBACK if stage is None else stage
 
@@ -270,12 +341,13 @@ class Decider:
         """
         stage_of = self._writer.stage
         assert stage_of is not None
-        value, exc = safe_invoke(stage_of, write)
-        if exc is not None:
+        try:  # safe_invoke, inline: every staged call asks it
+            value = stage_of(write)
+        except Exception as exc:  # noqa: BLE001 - the user's code: contained
             if report:
                 self._failed(write, "stage", exc)
             return None
-        stage = Stage.coerce(value)
+        stage = value if type(value) is Stage else Stage.coerce(value)
         if stage is None and report:
             message = f"the stage callback returned {value!r}, not a dualwrite.Stage"
             self._failed(write, "stage", TypeError(message))

@@ -19,6 +19,7 @@ decisions in :mod:`dualwrite._core.decide`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -100,6 +101,14 @@ class Mirror:
         self._reverse: Mirror | None = None
         self._reverse_lock = threading.Lock()
         self._seen: dict[str, str] = {}
+        # decide(write) -> (write with its tenant, whether the shadow gets it): resolves the
+        # tenant (tenant_of) and asks the flag, or takes the call's stage; never raises (see
+        # Decider.decide). Bound once: every write of the pair asks it, flag on or off.
+        self.decide: Callable[[Write], tuple[Write, bool]] = (
+            writer.decider.decide
+            if forward is None
+            else functools.partial(writer.decider.decide, reverse=True)
+        )
         # Whether the primary's sent requests are counted, to classify its failures.
         self._tracks_sends = track_sends(primary)
         if forward is None:
@@ -195,15 +204,6 @@ class Mirror:
             shadow_resource=self.shadow_name(resource),
             key=key,
         )
-
-    def decide(self, write: Write) -> tuple[Write, bool]:
-        """Resolve the tenant (``tenant_of``) and ask the flag, or take the call's stage. Never
-        raises (see :meth:`Decider.decide <dualwrite._core.decide.Decider.decide>`).
-
-        Returns:
-            The write with its tenant filled in, and whether the shadow gets it.
-        """
-        return self.writer.decider.decide(write, reverse=self.reversed)
 
     def reported_call(
         self,

@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import types
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import Any, NamedTuple
 
-import attrs
 from botocore.exceptions import ClientError
 
-from dualwrite._core.decide import Decision, decided
+from dualwrite._core.decide import Decision, _scope, with_stage
 from dualwrite._core.errors import error_code
 from dualwrite._core.mirror import Mirror
 from dualwrite._stage import FALLBACK, REVERSED, Stage
@@ -34,9 +34,14 @@ from dualwrite._stage import FALLBACK, REVERSED, Stage
 logger = logging.getLogger("dualwrite")
 
 
-@attrs.frozen
-class Route:
-    """Where one call goes: the mirror to run it on, its parameters there, its decisions."""
+_NO_RENAMES: Mapping[str, str] = types.MappingProxyType({})
+
+
+class Route(NamedTuple):
+    """Where one call goes: the mirror to run it on, its parameters there, its decisions.
+
+    A tuple, not an attrs class: every staged call makes one.
+    """
 
     mirror: Mirror
     params: Mapping[str, Any]
@@ -45,7 +50,7 @@ class Route:
     targets: tuple[tuple[str, Any], ...] = ()
     sources: tuple[tuple[str, Any], ...] = ()
     # The new account's names -> the caller's, for the names a response echoes.
-    renamed: Mapping[str, str] = attrs.field(factory=dict)
+    renamed: Mapping[str, str] = _NO_RENAMES
 
 
 def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
@@ -73,15 +78,26 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     if not targets:
         return Route(forward, params, None)
     decider = forward.writer.decider
+    # What a call reads from (a copy's source) must be owned by the same account as what it
+    # writes, or the copy would read the other account's version.
+    sources = tuple(service.stage_sources(forward, api, params))
     asked: dict[str, tuple[str | None, Stage]] = {}
     for resource, key in targets:
         if resource not in asked:
             write, stage = decider.stage(forward.describe(api, resource, key))
             asked[resource] = (write.tenant, stage)
+            if (
+                len(targets) == 1
+                and not sources
+                and (stage is Stage.OFF or stage is Stage.DUAL_WRITE)
+            ):
+                # The common call (one resource, no source, old account first): what the
+                # general path below returns, without its sets and comprehensions.
+                mirrored = stage is Stage.DUAL_WRITE
+                decided = with_stage(write, write.tenant, stage)
+                decision = Decision(write.tenant, stage, mirrored, decided)
+                return Route(forward, params, {resource: decision}, targets)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
-    # What a call reads from (a copy's source) must be owned by the same account as what it
-    # writes, or the copy would read the other account's version.
-    sources = tuple(service.stage_sources(forward, api, params))
     for resource, key in sources:
         _, stage = decider.stage(forward.describe(api, resource, key))
         reversed_.add(stage in REVERSED)
@@ -166,10 +182,23 @@ def call(
 ) -> Any:
     """Route one write call, then run its handler on the chosen mirror."""
     chosen = route(forward, api, params)
-    await_queued(forward, chosen, writes=True, api=api, params=params)
-    method = getattr(chosen.mirror.primary, py_name)
-    with decided(chosen.decisions), callers_errors(forward, reverse=chosen.mirror.reversed):
-        response = handler(chosen.mirror, method, dict(chosen.params), None)
+    if forward.writer.staged_background:
+        await_queued(forward, chosen, writes=True, api=api, params=params)
+    mirror = chosen.mirror
+    method = getattr(mirror.primary, py_name)
+    # A forward route keeps the caller's parameters: ``params`` is the call's own ``**kwargs``.
+    given = params if chosen.params is params else dict(chosen.params)
+    # The decisions, for the handler's Decider.decide: decided(), without a generator.
+    scope = _scope
+    previous = scope.decisions
+    scope.decisions = chosen.decisions
+    try:
+        if mirror.forward is None:
+            return handler(mirror, method, given, None)
+        with callers_errors(forward, reverse=True):
+            response = handler(mirror, method, given, None)
+    finally:
+        scope.decisions = previous
     return as_called(forward, chosen, api, response)
 
 

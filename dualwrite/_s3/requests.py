@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from dualwrite._core.decide import routed, with_stage
 from dualwrite._core.errors import UnsupportedWrite
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._core.snapshot import snapshot
@@ -262,10 +263,13 @@ def _copy_diverged(primary: Mapping[str, Any], shadow: Mapping[str, Any]) -> boo
 def _decide(
     mirror: Mirror, operation: str, bucket: str, key: str | None, pin: Pin | None
 ) -> tuple[Write, bool]:
-    write = mirror.describe(operation, bucket, key)
     if pin is not None:
-        return attrs.evolve(write, tenant=pin.tenant, stage=pin.stage), pin.on
-    return mirror.decide(write)
+        return with_stage(mirror.describe(operation, bucket, key), pin.tenant, pin.stage), pin.on
+    if mirror.writer.stage is not None:
+        taken = routed(operation, bucket, key)  # decided by the proxy, before this handler
+        if taken is not None:
+            return taken
+    return mirror.decide(mirror.describe(operation, bucket, key))
 
 
 def _target(params: Mapping[str, Any]) -> tuple[str, str | None] | None:
