@@ -25,7 +25,6 @@ prefixes only still gets every key copied.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -45,6 +44,7 @@ from dualwrite._s3.converge import (
     _tags,
     _urlencode,
     copy_object_state,
+    multipart_upload,
 )
 from dualwrite._s3.requests import OWNER_ACL
 
@@ -213,35 +213,20 @@ def _copy_parts(
     algorithm: str,
 ) -> Any:
     """A multipart upload whose parts S3 copies from ``source``, in the primary's layout."""
-    created = shadow.create_multipart_upload(**target, **extra, ChecksumAlgorithm=algorithm)
-    ids = {**target, "UploadId": created["UploadId"], **owner}
-    try:
-        parts = []
-        for number in range(1, max(1, -(-size // part_size)) + 1):
-            first = (number - 1) * part_size
-            last = min(size, first + part_size) - 1
-            result = shadow.upload_part_copy(
-                **ids,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceIfMatch=etag,
-                CopySourceRange=f"bytes={first}-{last}",
-            )
-            copied = result.get("CopyPartResult", {})
-            kept = {
-                k: v
-                for k, v in copied.items()
-                if k == "ETag" or (k.startswith("Checksum") and k != "ChecksumType")
-            }
-            parts.append({"PartNumber": number, **kept})
-        return shadow.complete_multipart_upload(
-            **ids, MultipartUpload={"Parts": parts}, **condition
+
+    def send(ids: Mapping[str, Any], number: int, first: int, last: int) -> Mapping[str, Any]:
+        result = shadow.upload_part_copy(
+            **ids,
+            PartNumber=number,
+            CopySource=source,
+            CopySourceIfMatch=etag,
+            CopySourceRange=f"bytes={first}-{last}",
         )
-    except BaseException:
-        # Best effort: the shadow bucket's lifecycle rule is the backstop for orphaned parts.
-        with contextlib.suppress(Exception):
-            shadow.abort_multipart_upload(**ids)
-        raise
+        return result.get("CopyPartResult", {})  # type: ignore[no-any-return]
+
+    return multipart_upload(
+        shadow, target, size, part_size, extra, owner, condition, algorithm, send
+    )
 
 
 class ServerSideCopy:
