@@ -420,6 +420,7 @@ def repair_object(
     *,
     attempts: int | None = None,
     deadline: float | None = None,
+    copy: Callable[..., CopiedObject | None] = copy_object_state,
 ) -> str:
     """Make the shadow's copy of ``bucket/key`` equal to the primary's current object.
 
@@ -440,6 +441,8 @@ def repair_object(
         key: the object key.
         attempts: copies at most (default: :data:`dualwrite._core.converge.ATTEMPTS`).
         deadline: a ``time.monotonic()`` instant after which no new attempt starts.
+        copy: what copies the object, with :func:`copy_object_state`'s contract (``repair
+            --server-side``: a :class:`dualwrite._s3.server_copy.ServerSideCopy`).
 
     Returns:
         ``"copied"`` or ``"deleted"``.
@@ -462,7 +465,7 @@ def repair_object(
     tagged = [False]
 
     def copy_once() -> tuple[str, object]:
-        copied = copy_object_state(
+        copied = copy(
             primary, shadow, bucket, key, shadow_bucket, owner=owner, kms_keys=options.kms_keys
         )
         if copied is None:
