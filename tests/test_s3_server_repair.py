@@ -23,6 +23,7 @@ from _support.proxy import Fault, FaultProxy
 from _support.servers import MotoServer
 from botocore.exceptions import ClientError
 from conftest import S3Env, record_requests
+from test_repair import enforce_sse_c_reads
 from test_s3_server_copy import enforce_copy_conditions, grant_shadow_read
 
 import dualwrite
@@ -320,3 +321,48 @@ def test_repair_server_side_summary_says_where_the_bytes_went(cli_env: Accounts)
     result = cli_env.cli.run("repair", "--journal", str(path), "--server-side")
     assert result.returncode == 0, result.stderr
     assert "server-side: 1 object(s) copied inside S3, 0 through this host" in result.stdout
+
+
+def test_a_write_made_at_cutover_is_copied_new_to_old_inside_s3(
+    env: S3Env, writer: dualwrite.DualWriter
+) -> None:
+    """The source is the account that took the write first (here the new one, the wrapped
+    pair's shadow): the old account's client asks S3 to copy from the new account's bucket."""
+    env.shadow.put_object(
+        Bucket="photos-acct2", Key="k", Body=b"new", Metadata={"v": "new"}, ACL=OWNER_ACL
+    )
+    env.primary.put_object(Bucket="photos", Key="k", Body=b"old")
+    assert writer.journal is not None
+    writer.journal.add(
+        [Entry(service="s3", resource="photos", key="k", reason="shadow_failed", first="shadow")]
+    )
+    primary_sent, shadow_sent = record_requests(env.primary), record_requests(env.shadow)
+    report = writer.repair(server_side=True)
+    assert (report.copied, report.copied_in_s3, report.remaining) == (1, 1, 0)
+    assert "GetObject" not in shadow_sent
+    assert "CopyObject" in primary_sent
+    assert env.primary_body("k") == b"new"
+    assert same(env, "k")
+
+
+def test_an_sse_c_object_fails_with_its_error_and_stays_journaled(
+    env: S3Env, writer: dualwrite.DualWriter
+) -> None:
+    """As through the host: its key is the caller's, so neither path can read or copy it."""
+    env.primary.put_object(
+        Bucket="photos",
+        Key="secret",
+        Body=b"classified",
+        SSECustomerAlgorithm="AES256",
+        SSECustomerKey=os.urandom(32),
+    )
+    env.primary.put_object(Bucket="photos", Key="plain", Body=b"ok")
+    enforce_sse_c_reads(env.primary, {"secret"})
+    journal(writer, "secret", "plain")
+    report = writer.repair(server_side=True)
+    assert (report.copied, report.failed, report.remaining) == (1, 1, 1)
+    assert (report.copied_in_s3, report.copied_through_host) == (1, 0)
+    (error,) = report.errors
+    assert "secret" in error
+    assert "InvalidRequest" in error
+    assert env.keys("shadow") == ["plain"]
