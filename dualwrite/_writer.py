@@ -473,11 +473,17 @@ class DualWriter:
         progress: bool = False,
         workers: int = 8,
         deadline: float | None = None,
+        server_side: bool = False,
     ) -> RepairReport:
         """:meth:`repair` for asyncio callers (wrapped async clients read and write through the
         running event loop, which this leaves free)."""
         return await asyncio.to_thread(
-            self.repair, limit=limit, progress=progress, workers=workers, deadline=deadline
+            self.repair,
+            limit=limit,
+            progress=progress,
+            workers=workers,
+            deadline=deadline,
+            server_side=server_side,
         )
 
     def repair(
@@ -487,6 +493,7 @@ class DualWriter:
         progress: bool = False,
         workers: int = 8,
         deadline: float | None = None,
+        server_side: bool = False,
     ) -> RepairReport:
         """Copy every journaled key's current state from the account written first to the other.
 
@@ -508,12 +515,20 @@ class DualWriter:
             deadline: seconds the whole call may take (the flush of queued writes included);
                 keys not reached stay journaled and ``report.timed_out`` is set. ``None``: no
                 bound but the bounded retries per key.
+            server_side: S3 copies each S3 object itself (``CopyObject``, or ``UploadPartCopy``
+                part by part in the source's layout) with the destination account's
+                credentials, so no byte passes through this host; it needs the source bucket
+                to grant the destination's account ``s3:GetObject`` (``kms:Decrypt`` for an
+                SSE-KMS object). An object S3 refuses to copy (``AccessDenied``) is copied
+                through this host. Counted in ``report.copied_in_s3`` and
+                ``report.copied_through_host``. DynamoDB keys are repaired as always.
 
         Returns:
             A :class:`dualwrite.RepairReport` with the counts.
 
         Raises:
-            ConfigurationError: the writer has no journal, or ``workers`` is not an int >= 1.
+            ConfigurationError: the writer has no journal, ``workers`` is not an int >= 1, or
+                ``server_side`` is not a bool.
         """
         from dualwrite._offline.repair import repair_journal  # noqa: PLC0415 - only when repairing
 
@@ -527,6 +542,9 @@ class DualWriter:
             isinstance(deadline, bool) or not isinstance(deadline, (int, float)) or deadline <= 0
         ):
             msg = f"deadline must be a number of seconds > 0, or None; got {deadline!r}"
+            raise ConfigurationError(msg)
+        if not isinstance(server_side, bool):
+            msg = f"server_side must be True or False; got {server_side!r}"
             raise ConfigurationError(msg)
         self._not_on_own_loop("repair", "await writer.arepair()")
         started = time.monotonic()
@@ -544,6 +562,7 @@ class DualWriter:
             workers=workers,
             staged=self.stage is not None,
             deadline=remaining,
+            server_side=server_side,
         )
         # Writes still queued (a hung shadow) keep their intents, left to this live process.
         return report if flushed else attrs.evolve(report, timed_out=True)

@@ -49,6 +49,7 @@ from dualwrite.journal import one_pass, owner_alive
 
 if TYPE_CHECKING:
     from dualwrite._core.mirror import Mirror
+    from dualwrite._s3.server_copy import ServerSideCopy
     from dualwrite.journal import Entry, Journal
 
 PENDING_GRACE = 600.0
@@ -85,6 +86,10 @@ class RepairReport:
         presigned_waiting: ``presigned`` entries kept: the URL still works and the upload has
             not come yet (or, for a ``${filename}`` POST, more may come).
         presigned_expired: ``presigned`` entries dropped: the URL expired unused.
+        copied_in_s3: with ``server_side``, S3 objects S3 copied itself (``CopyObject``,
+            ``UploadPartCopy``), one per copy made (a key redone counts again).
+        copied_through_host: with ``server_side``, S3 objects copied through this host instead
+            because the shadow may not read them on the source account (``AccessDenied``).
     """
 
     entries: int = 0
@@ -103,6 +108,8 @@ class RepairReport:
     errors: tuple[str, ...] = ()
     presigned_waiting: int = 0
     presigned_expired: int = 0
+    copied_in_s3: int = 0
+    copied_through_host: int = 0
 
     @property
     def repaired(self) -> int:
@@ -132,6 +139,7 @@ def repair_journal(
     deadline: float | None = None,
     pending_grace: float = PENDING_GRACE,
     attempts: int = ATTEMPTS,
+    server_side: bool = False,
 ) -> RepairReport:
     """Repair every key in ``journal`` through the matching wrapped pair in ``mirrors``.
 
@@ -156,10 +164,17 @@ def repair_journal(
             abandoned (their entries stay) and the report says ``timed_out``.
         pending_grace: seconds a ``pending`` intent of unknown liveness is left to its writer.
         attempts: copies of one key at most when the primary keeps changing under it.
+        server_side: S3 copies each S3 object itself with the destination's credentials
+            (:class:`dualwrite._s3.server_copy.ServerSideCopy`), or through this host when the
+            destination may not read the source's object.
     """
     started = time.perf_counter()
     ends = None if deadline is None else time.monotonic() + deadline
     run = _Run(journal, mirrors, staged=staged, ends=ends, attempts=attempts, workers=workers)
+    if server_side:
+        from dualwrite._s3.server_copy import ServerSideCopy  # noqa: PLC0415 - S3, on request
+
+        run.copier = ServerSideCopy("dualwrite repair (server-side)")
     run.bar = Progress("repair") if progress and sys.stderr.isatty() else None
     alive: dict[str | None, bool | None] = {}
     now = time.time()
@@ -233,6 +248,7 @@ class _Run:
         self.ends = ends
         self.attempts = attempts
         self.bar: Progress | None = None
+        self.copier: ServerSideCopy | None = None  # S3 objects copied inside S3 (server_side)
         self.attempted: set[tuple[str, str, str]] = set()
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
@@ -281,6 +297,7 @@ class _Run:
             staged=self.staged,
             attempts=self.attempts,
             deadline=self.ends,
+            copier=self.copier,
         )
         with self._lock:
             self._counts[outcome] = self._counts.get(outcome, 0) + 1
@@ -364,6 +381,8 @@ class _Run:
                 errors=tuple(sorted(self._errors)),
                 presigned_waiting=counts.get("presigned_waiting", 0),
                 presigned_expired=counts.get("presigned_expired", 0),
+                copied_in_s3=0 if self.copier is None else self.copier.server_side,
+                copied_through_host=0 if self.copier is None else self.copier.through_host,
             )
 
 
@@ -375,6 +394,7 @@ def _repair_group(
     staged: bool,
     attempts: int,
     deadline: float | None,
+    copier: ServerSideCopy | None = None,
 ) -> tuple[str, str | None]:
     """Repair one key; remove its entries (by id) once the other side holds the source's state."""
     first = max(entries, key=lambda entry: entry.at)  # the latest names the resource
@@ -386,7 +406,13 @@ def _repair_group(
         return "skipped", None
     try:
         outcome = converge(
-            mirror, first.service, resource, first.key, attempts=attempts, deadline=deadline
+            mirror,
+            first.service,
+            resource,
+            first.key,
+            attempts=attempts,
+            deadline=deadline,
+            copier=copier,
         )
         journal.remove([e.id for e in entries if e.id is not None])
     except Exception as exc:  # noqa: BLE001 - one key's failure must not stop the run
@@ -517,6 +543,7 @@ def converge(
     *,
     attempts: int | None = None,
     deadline: float | None = None,
+    copier: ServerSideCopy | None = None,
 ) -> str:
     """Copy the primary's current state of one key to the shadow, or delete it there.
 
@@ -530,6 +557,8 @@ def converge(
         key: the S3 key, or the DynamoDB key.
         attempts: copies at most when the primary keeps changing (default :data:`ATTEMPTS`).
         deadline: a ``time.monotonic()`` instant after which no new attempt starts.
+        copier: copies an S3 object inside S3 (``server_side``); ``None``, or a DynamoDB key:
+            the service's own convergence.
 
     Returns:
         ``"copied"`` or ``"deleted"``.
@@ -540,6 +569,13 @@ def converge(
     if service != mirror.service:
         msg = f"a {service!r} entry cannot be repaired through a {mirror.service!r} pair"
         raise RepairError(msg)
+    if copier is not None and service == "s3":
+        from dualwrite._s3.converge import repair_object  # noqa: PLC0415 - S3, on request
+
+        # The same convergence as the S3 plugin's, only the object's bytes take S3's path.
+        return repair_object(
+            mirror, resource, str(key), attempts=attempts, deadline=deadline, copy=copier
+        )
     return mirror.plugin.converge(mirror, resource, key, attempts=attempts, deadline=deadline)
 
 

@@ -338,18 +338,70 @@ def _upload_parts(
     condition: Mapping[str, str],
     algorithm: str = _PART_CHECKSUM,
 ) -> Any:
+    """A multipart upload of ``body``'s bytes, read part by part, in the primary's layout."""
+
+    def send(ids: Mapping[str, Any], number: int, first: int, last: int) -> Mapping[str, Any]:
+        with _spool(body, last - first + 1) as data:
+            return shadow.upload_part(  # type: ignore[no-any-return]
+                **ids, PartNumber=number, Body=data, ChecksumAlgorithm=algorithm
+            )
+
+    return multipart_upload(
+        shadow, target, size, part_size, extra, owner, condition, algorithm, send
+    )
+
+
+def multipart_upload(
+    shadow: Any,
+    target: Mapping[str, str],
+    size: int,
+    part_size: int,
+    extra: Mapping[str, Any],
+    owner: Mapping[str, str],
+    condition: Mapping[str, str],
+    algorithm: str,
+    send_part: Callable[[Mapping[str, Any], int, int, int], Mapping[str, Any]],
+) -> Any:
+    """Create a multipart upload on the shadow, send its parts, complete it; abort on failure.
+
+    The skeleton shared by the copy through the host (``UploadPart``) and the server-side copy
+    (``UploadPartCopy``): parts of ``part_size`` bytes (the last one shorter), so equal bytes
+    in the primary's layout give equal ETags; ``condition`` goes on the request that makes the
+    object visible (``CompleteMultipartUpload``).
+
+    Args:
+        shadow: the shadow's S3 client.
+        target: ``{"Bucket": ..., "Key": ...}`` of the shadow's object.
+        size: the object's size in bytes.
+        part_size: bytes per part.
+        extra: the object's attributes (``CreateMultipartUpload`` parameters).
+        owner: ``{"ExpectedBucketOwner": account}`` for the part calls, or empty.
+        condition: ``{"IfNoneMatch": "*"}``, ``{"IfMatch": etag}`` or empty.
+        algorithm: the parts' checksum algorithm.
+        send_part: ``send_part(ids, number, first, last)`` sends part ``number`` (bytes
+            ``first`` to ``last``, inclusive) with ``ids`` (bucket, key, upload id, owner)
+            and returns the response, whose ``ETag`` and checksums name the part.
+
+    Returns:
+        The ``CompleteMultipartUpload`` response.
+
+    Raises:
+        botocore.exceptions.ClientError: a call failed (the upload is aborted first).
+    """
     created = shadow.create_multipart_upload(**target, **extra, ChecksumAlgorithm=algorithm)
-    upload_id = created["UploadId"]
-    ids = {**target, "UploadId": upload_id, **owner}
+    ids = {**target, "UploadId": created["UploadId"], **owner}
     try:
         parts = []
         for number in range(1, max(1, -(-size // part_size)) + 1):
-            length = min(part_size, size - (number - 1) * part_size)
-            with _spool(body, length) as data:
-                result = shadow.upload_part(
-                    **ids, PartNumber=number, Body=data, ChecksumAlgorithm=algorithm
-                )
-            kept = {k: v for k, v in result.items() if k == "ETag" or k.startswith("Checksum")}
+            first = (number - 1) * part_size
+            last = min(size, first + part_size) - 1
+            result = send_part(ids, number, first, last)
+            # ChecksumType describes the object, not the part: CompletedPart has no such field.
+            kept = {
+                k: v
+                for k, v in result.items()
+                if k == "ETag" or (k.startswith("Checksum") and k != "ChecksumType")
+            }
             parts.append({"PartNumber": number, **kept})
         return shadow.complete_multipart_upload(
             **ids, MultipartUpload={"Parts": parts}, **condition
@@ -368,6 +420,7 @@ def repair_object(
     *,
     attempts: int | None = None,
     deadline: float | None = None,
+    copy: Callable[..., CopiedObject | None] = copy_object_state,
 ) -> str:
     """Make the shadow's copy of ``bucket/key`` equal to the primary's current object.
 
@@ -388,6 +441,8 @@ def repair_object(
         key: the object key.
         attempts: copies at most (default: :data:`dualwrite._core.converge.ATTEMPTS`).
         deadline: a ``time.monotonic()`` instant after which no new attempt starts.
+        copy: what copies the object, with :func:`copy_object_state`'s contract (``repair
+            --server-side``: a :class:`dualwrite._s3.server_copy.ServerSideCopy`).
 
     Returns:
         ``"copied"`` or ``"deleted"``.
@@ -410,7 +465,7 @@ def repair_object(
     tagged = [False]
 
     def copy_once() -> tuple[str, object]:
-        copied = copy_object_state(
+        copied = copy(
             primary, shadow, bucket, key, shadow_bucket, owner=owner, kms_keys=options.kms_keys
         )
         if copied is None:

@@ -21,11 +21,15 @@ When S3 refuses the copy (``AccessDenied``: the shadow cannot read the primary's
 KMS key), :class:`ServerSideCopy` copies that object through the host instead
 (:func:`~dualwrite._s3.converge.copy_object_state`) and counts it: a policy that grants read on some
 prefixes only still gets every key copied.
+
+``dualwrite repair --server-side`` (``DualWriter.repair(server_side=True)``) copies each
+journaled S3 key the same way, through :func:`dualwrite._s3.converge.repair_object`: without a
+shadow precondition, as repair's copy through the host (repair reads the primary's state again
+after the copy and redoes it if a live write moved it), deletes still deletes.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -45,6 +49,7 @@ from dualwrite._s3.converge import (
     _tags,
     _urlencode,
     copy_object_state,
+    multipart_upload,
 )
 from dualwrite._s3.requests import OWNER_ACL
 
@@ -213,35 +218,20 @@ def _copy_parts(
     algorithm: str,
 ) -> Any:
     """A multipart upload whose parts S3 copies from ``source``, in the primary's layout."""
-    created = shadow.create_multipart_upload(**target, **extra, ChecksumAlgorithm=algorithm)
-    ids = {**target, "UploadId": created["UploadId"], **owner}
-    try:
-        parts = []
-        for number in range(1, max(1, -(-size // part_size)) + 1):
-            first = (number - 1) * part_size
-            last = min(size, first + part_size) - 1
-            result = shadow.upload_part_copy(
-                **ids,
-                PartNumber=number,
-                CopySource=source,
-                CopySourceIfMatch=etag,
-                CopySourceRange=f"bytes={first}-{last}",
-            )
-            copied = result.get("CopyPartResult", {})
-            kept = {
-                k: v
-                for k, v in copied.items()
-                if k == "ETag" or (k.startswith("Checksum") and k != "ChecksumType")
-            }
-            parts.append({"PartNumber": number, **kept})
-        return shadow.complete_multipart_upload(
-            **ids, MultipartUpload={"Parts": parts}, **condition
+
+    def send(ids: Mapping[str, Any], number: int, first: int, last: int) -> Mapping[str, Any]:
+        result = shadow.upload_part_copy(
+            **ids,
+            PartNumber=number,
+            CopySource=source,
+            CopySourceIfMatch=etag,
+            CopySourceRange=f"bytes={first}-{last}",
         )
-    except BaseException:
-        # Best effort: the shadow bucket's lifecycle rule is the backstop for orphaned parts.
-        with contextlib.suppress(Exception):
-            shadow.abort_multipart_upload(**ids)
-        raise
+        return result.get("CopyPartResult", {})  # type: ignore[no-any-return]
+
+    return multipart_upload(
+        shadow, target, size, part_size, extra, owner, condition, algorithm, send
+    )
 
 
 class ServerSideCopy:
@@ -249,7 +239,8 @@ class ServerSideCopy:
 
     Each object is copied by :func:`server_copy_object_state`; one that S3 refuses to copy for
     the shadow (:data:`DENIED_CODES`) is copied through the host instead. Thread-safe: the
-    backfill's workers share one instance.
+    workers of a backfill (``copy --server-side``) or of a repair (``server_side=True``) share
+    one instance.
 
     Attributes:
         server_side: objects copied inside S3.
@@ -257,7 +248,13 @@ class ServerSideCopy:
             or because the installed botocore cannot make ``CopyObject`` conditional.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, command: str = "dualwrite copy --server-side") -> None:
+        """Count nothing yet.
+
+        Args:
+            command: what the warnings name as the run (``copy --server-side`` or repair's).
+        """
+        self.command = command
         self.server_side = 0
         self.through_host = 0
         self._lock = threading.Lock()
@@ -281,10 +278,11 @@ class ServerSideCopy:
                 known = False
             if not known:
                 logger.warning(
-                    "dualwrite copy --server-side: this botocore cannot make CopyObject "
+                    "%s: this botocore cannot make CopyObject "
                     "conditional (IfNoneMatch/IfMatch), which keeps a copy from overwriting a "
                     "newer live write; copying every object through this host instead "
-                    "(upgrade botocore to copy inside S3)"
+                    "(upgrade botocore to copy inside S3)",
+                    self.command,
                 )
             self._conditional = known
         return self._conditional
@@ -337,10 +335,11 @@ class ServerSideCopy:
                 first = self.through_host == 1
             if first:  # once per run: the policy is the likely cause for every such key
                 logger.warning(
-                    "dualwrite copy --server-side: the shadow may not read s3://%s/%s (%s): "
+                    "%s: the shadow may not read s3://%s/%s (%s): "
                     "copying such objects through this host; grant the shadow's account "
                     "s3:GetObject on the primary bucket (and kms:Decrypt on its KMS key) to "
                     "copy them inside S3",
+                    self.command,
                     bucket,
                     key,
                     error_code(exc),
@@ -355,6 +354,7 @@ class ServerSideCopy:
                 condition=condition,
                 kms_keys=kms_keys,
             )
-        with self._lock:
-            self.server_side += 1
+        if copied is not None:  # None: the primary has no such object, nothing was copied
+            with self._lock:
+                self.server_side += 1
         return copied

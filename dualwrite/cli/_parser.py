@@ -63,6 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     repair.add_argument("--limit", type=int, help="repair at most this many entries")
     repair.add_argument("--json", action="store_true", help="print the report as JSON")
+    repair.add_argument(
+        "--server-side",
+        action="store_true",
+        help="S3 copies each journaled S3 object (CopyObject, UploadPartCopy) with the "
+        "destination account's credentials: no byte passes through this host; needs the source "
+        "bucket to grant that account s3:GetObject (objects it may not read are copied through "
+        "this host)",
+    )
     add_target_options(repair)
     _add_backfill_commands(commands)
     add_follow_command(commands)

@@ -100,7 +100,9 @@ def run_repair(args: argparse.Namespace, *, out: TextIO) -> int:
                 shadow=targets.client("shadow", "dynamodb"),
                 names=targets.names["dynamodb"] or None,
             )
-            report = writer.repair(limit=args.limit, progress=not args.json)
+            report = writer.repair(
+                limit=args.limit, progress=not args.json, server_side=args.server_side
+            )
     finally:
         journal.close()
     if args.json:
@@ -109,7 +111,13 @@ def run_repair(args: argparse.Namespace, *, out: TextIO) -> int:
         data["settled"] = report.settled
         print(json.dumps(data, default=list), file=out)
     else:
-        print(summary(report), file=out)
+        text = summary(report)
+        if args.server_side:
+            text += (
+                f"\nserver-side: {report.copied_in_s3} object(s) copied inside S3, "
+                f"{report.copied_through_host} through this host (the shadow could not read them)"
+            )
+        print(text, file=out)
     for line in report.errors:
         print(f"  failed: {line}", file=sys.stderr)
     if report.unresolved:
