@@ -723,19 +723,23 @@ def mp_config() -> TransferConfig:
 
 
 def _transfer_targets(s3: S3Env, rec: RecordingHook) -> dict[str, Any]:
-    client = s3.wrap(hooks=[rec])
+    # shadow_timeout=None: the tests read the shadow right after the call, and a multipart
+    # copy on a loaded machine can outlast the default bound (timing is not their subject).
+    client = s3.wrap(hooks=[rec], shadow_timeout=None)
     resource = dualwrite.wrap(
         s3.accounts.resource("primary", "s3"),
         shadow=shadow_resource(s3),
         names=s3.names,
         flag=True,
         hooks=[rec],
+        shadow_timeout=None,
     )
     bucket = dualwrite.wrap(
         s3.accounts.resource("primary", "s3").Bucket("photos"),
         shadow=shadow_resource(s3).Bucket("photos-acct2"),
         flag=True,
         hooks=[rec],
+        shadow_timeout=None,
     )
     return {"client": client, "resource": resource, "bucket": bucket}
 

@@ -197,6 +197,10 @@ class _Walk:
             hooks=[self.recorder],
             mode=mode,
             journal=str(self.journal),
+            # The walkthrough checks every event it expects. Its shadow is in-process moto,
+            # which cannot hang, but on a busy machine may take longer than the 2 s default
+            # bound: that would be a timeout event the walkthrough did not plan for.
+            shadow_timeout=None,
         )
         self.s3 = self.writer.wrap(p_s3, shadow=s_s3, names={BUCKET: SHADOW_BUCKET})
         self.orders: Any = None
