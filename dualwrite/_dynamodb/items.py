@@ -11,7 +11,7 @@ from dualwrite._core.snapshot import snapshot
 from dualwrite._dynamodb.calls import Call, _decided, _holding, _malformed, _unknown_key
 from dualwrite._dynamodb.converge import _Change, _converge_one, read_item
 from dualwrite._dynamodb.fleet import _counting, _settle
-from dualwrite._dynamodb.keys import _state, well_formed_key
+from dualwrite._dynamodb.keys import State, _state, plain_key, well_formed_key
 
 
 def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
@@ -20,12 +20,14 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
         return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
     state = _state(mirror)
     schema = state.schemas.get(table)
-    key = None if schema is None else state.schemas.key_of(table, item)
-    if schema is not None and not well_formed_key(key, state.level, schema):
-        return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
-    # The decision needs the key (tenant_of and the flag get it), not the rest of the item: a
-    # write the flag leaves alone copies nothing but its key.
-    key = snapshot(key)
+    key = None if schema is None else plain_key(item, schema, state.level)
+    if key is None:
+        key = None if schema is None else state.schemas.key_of(table, item)
+        if schema is not None and not well_formed_key(key, state.level, schema):
+            return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
+        # The decision needs the key (tenant_of and the flag get it), not the rest of the item:
+        # a write the flag leaves alone copies nothing but its key.
+        key = snapshot(key)
     write = _decided(mirror, "PutItem", table, key)
     if write is None:
         return call(**params)
@@ -53,9 +55,9 @@ def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
     table, key = params.get("TableName"), params.get("Key")
     if not isinstance(table, str) or not isinstance(key, Mapping):
         return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
-    key = snapshot(key)
     state = _state(mirror)
-    if not well_formed_key(key, state.level, state.schemas.known(table)):
+    key = _checked_key(state, table, key)
+    if key is None:
         return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "DeleteItem", table, key)
     if write is None:
@@ -74,6 +76,17 @@ def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
     )
 
 
+def _checked_key(state: State, table: str, key: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The request's ``Key`` copied (semantics 10) if it is well formed, else ``None``."""
+    schema = state.schemas.known(table)
+    if schema is not None and type(key) is dict and len(key) == len(schema):
+        fast = plain_key(key, schema, state.level)  # the common shape, in one pass
+        if fast is not None:
+            return fast
+    copied: Any = snapshot(key)  # a plain dict, whatever Mapping the caller gave
+    return copied if well_formed_key(copied, state.level, schema) else None
+
+
 _ABSENT = object()
 
 
@@ -81,9 +94,9 @@ def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -
     table, key = params.get("TableName"), params.get("Key")
     if not isinstance(table, str) or not isinstance(key, Mapping):
         return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
-    key = snapshot(key)
     state = _state(mirror)
-    if not well_formed_key(key, state.level, state.schemas.known(table)):
+    key = _checked_key(state, table, key)
+    if key is None:
         return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
     write = _decided(mirror, "UpdateItem", table, key)
     if write is None:

@@ -269,6 +269,38 @@ def well_formed_key(key: Any, level: Level, schema: tuple[str, ...] | None = Non
         return False
 
 
+def plain_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any] | None:
+    """The key of ``item`` when it is of the common shape, well formed and copied; else ``None``.
+
+    What ``snapshot(key_of(...))`` gives after :func:`well_formed_key` passed, for a plain
+    ``dict`` item whose key values are ``{"S"|"N": str}`` / ``{"B": bytes}`` (client level) or
+    ``str``/``int``/``Decimal``/``bytes`` (resource level), built in one pass: every write
+    reads its key, flag on or off. ``None`` means "take the general path", never "malformed".
+    """
+    if type(item) is not dict:
+        return None
+    key: dict[str, Any] = {}
+    for name in names:
+        value = item.get(name)
+        if level == "client":
+            if type(value) is not dict or len(value) != 1:
+                return None
+            ((tag, inner),) = value.items()
+            if not (
+                (type(inner) is str and tag in ("S", "N")) or (tag == "B" and type(inner) is bytes)
+            ):
+                return None
+            key[name] = {tag: inner}  # a new map: the caller's may change after the call
+        elif type(value) in _PLAIN_KEY_VALUES:  # immutable: the value itself is its copy
+            key[name] = value
+        else:
+            return None
+    return key
+
+
+_PLAIN_KEY_VALUES = frozenset((str, int, Decimal, bytes))
+
+
 def _key_value(value: Any, level: Level) -> bool:
     if level == "client":
         if not (type(value) is dict or isinstance(value, Mapping)) or len(value) != 1:
