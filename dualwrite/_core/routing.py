@@ -51,6 +51,9 @@ class Route(NamedTuple):
     sources: tuple[tuple[str, Any], ...] = ()
     # The new account's names -> the caller's, for the names a response echoes.
     renamed: Mapping[str, str] = _NO_RENAMES
+    # A write of one key at OFF whose handler would only call the primary (the service's
+    # plain_when_off): the call is the primary's own, as without the wrapper.
+    plain: bool = False
 
 
 def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
@@ -93,6 +96,9 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
             ):
                 # The common call (one resource, no source, old account first): what the
                 # general path below returns, without its sets and comprehensions.
+                if stage is Stage.OFF and api in service.plain_when_off:
+                    decision = Decision(write.tenant, stage, False)
+                    return Route(forward, params, {resource: decision}, targets, plain=True)
                 mirrored = stage is Stage.DUAL_WRITE
                 decided = with_stage(write, write.tenant, stage)
                 decision = Decision(write.tenant, stage, mirrored, decided)
@@ -186,6 +192,8 @@ def call(
         await_queued(forward, chosen, writes=True, api=api, params=params)
     mirror = chosen.mirror
     method = getattr(mirror.primary, py_name)
+    if chosen.plain:
+        return method(**params)
     # A forward route keeps the caller's parameters: ``params`` is the call's own ``**kwargs``.
     given = params if chosen.params is params else dict(chosen.params)
     # The decisions, for the handler's Decider.decide: decided(), without a generator.

@@ -30,6 +30,9 @@ class Service(Protocol):
 
     name: str
     identity_names: bool
+    # Operations whose handler, for a one-key write decided not mirrored, makes exactly the
+    # primary's call and nothing else: a stage-routed call of one at OFF skips the handler.
+    plain_when_off: frozenset[str]
 
     def lock_name(self, resource: str) -> str:
         """The name under which a resource's keys are locked and queued (a table's ARN and its

@@ -21,6 +21,7 @@ class DynamoDB:
 
     name = "dynamodb"
     identity_names = True  # tables are named per account: an unmapped table keeps its name
+    plain_when_off = _ONE_ITEM
 
     def lock_name(self, resource: str) -> str:
         return keys.lock_name(resource)

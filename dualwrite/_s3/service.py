@@ -35,6 +35,8 @@ class S3:
 
     name = "s3"
     identity_names = False  # bucket names are global: an unmapped bucket has no shadow
+    # An upload's creation is remembered (its parts follow it); a copy reads a source.
+    plain_when_off = _DECIDED_BY_TARGET - {"CreateMultipartUpload", "CopyObject"}
 
     def lock_name(self, resource: str) -> str:
         return resource
