@@ -355,6 +355,35 @@ def test_flag_off_writes_only_the_primary(env: Env) -> None:
     assert env.keys("shadow") == []
 
 
+class _Unreadable:
+    def __bool__(self) -> bool:
+        raise RuntimeError("no answer")
+
+
+def test_a_flag_answer_that_cannot_be_read_is_a_flag_failure(env: Env, tmp_path: Path) -> None:
+    """Asked on the loop, an answer whose ``__bool__`` raises is contained as in sync code: the
+    primary gets the write, the key is journaled ``flag_failed`` (it raised in the task)."""
+    journal = tmp_path / "journal.db"
+    rec = RecordingHook()
+
+    async def main() -> None:
+        async with (
+            env.accounts.clients("s3") as (primary, shadow),
+            dualwrite.DualWriter(
+                flag=lambda write: _Unreadable(), hooks=[rec], journal=str(journal)
+            ) as writer,
+        ):
+            s3 = writer.wrap(primary, shadow=shadow, names=NAMES)
+            with dualwrite.tenant("acme"):
+                await s3.put_object(Bucket="photos", Key="k", Body=b"v")
+
+    asyncio.run(main())
+    assert env.keys("primary") == ["k"]
+    assert env.keys("shadow") == []
+    assert rec.kinds().count("flag_failed") == 1
+    assert [(e.key, e.reason) for e in _entries(journal)] == [("k", "flag_failed")]
+
+
 # aioboto3 sends each part as bytes, which aiohttp warns about: plain aioboto3 warns the same.
 @pytest.mark.filterwarnings("ignore:Sending a large body directly:ResourceWarning")
 def test_aioboto3_managed_upload_and_bucket_resource(env: Env) -> None:

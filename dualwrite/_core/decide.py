@@ -34,10 +34,10 @@ class Decision(NamedTuple):
 
     ``mirrored`` says whether the call's other account gets the write: ``DUAL_WRITE`` on the
     old-first side, ``CUTOVER`` on the new-first side, and every fallback (see
-    :data:`dualwrite._stage.FALLBACK`). ``write``, for a call of one key routed old account
-    first, is the write as decided (tenant and stage set), so that the handler that describes
-    the same operation and key takes it as is (:func:`routed`). A tuple, not an attrs class:
-    every staged call makes one.
+    :data:`dualwrite._stage.FALLBACK`). ``write``, for a call of one S3 key (an immutable
+    ``str``) routed old account first, is the write as decided (tenant and stage set), so that
+    the handler that describes the same operation and key takes it as is (:func:`routed`). A
+    tuple, not an attrs class: every staged call makes one.
     """
 
     tenant: str | None
@@ -149,6 +149,11 @@ assert tuple(f.name for f in attrs.fields(Write)) == (
 ), "dualwrite.events.Write changed: update dualwrite._core.decide.with_stage"
 
 
+def _flag_answer(flag: Any, write: Write) -> bool:
+    """The flag's answer for ``write`` as a bool: its ``__bool__`` is the user's code too."""
+    return bool(flag(write))
+
+
 class Decider:
     """Asks the flag, the ``stage`` callback and ``tenant_of`` of one writer. Never raises.
 
@@ -217,10 +222,10 @@ class Decider:
         flag = self._writer.flag
         if flag is True or flag is False:
             return Asked(write, flag, None, None)
-        on, exc = safe_invoke(flag, write)
+        on, exc = safe_invoke(_flag_answer, flag, write)
         if exc is not None:
             return Asked(write, False, "flag", exc)
-        return Asked(write, bool(on), None, None)
+        return Asked(write, on, None, None)
 
     def settle(self, asked: Asked) -> tuple[Write, bool]:
         """Report what :meth:`ask` found (``flag_failed``, ``no_tenant``); the decision."""
@@ -245,17 +250,10 @@ class Decider:
     def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
         decisions = _scope.decisions
         decision = decisions.get(write.resource) if decisions else None
-        if decision is not None:
-            taken = decision.write
-            if (
-                taken is not None
-                and taken.operation == write.operation
-                and taken.key == write.key
-                and taken.resource == write.resource
-                and taken.shadow_resource == write.shadow_resource
-            ):  # what with_stage below would build (a DynamoDB table's ARN may name it apart)
-                return taken, decision.mirrored
-        else:
+        # decision.write is not taken here: its key may be the caller's own objects (a DynamoDB
+        # Key's maps), where the handler's write holds its copy (semantics 10). S3's handlers
+        # take it before describing (routed(): a key there is an immutable str).
+        if decision is None:
             write, stage = self.stage(write)
             if reverse == (stage in REVERSED):
                 decision = Decision(write.tenant, stage, stage.mirrored)
@@ -297,7 +295,7 @@ class Decider:
         flag = self._writer.flag
         if isinstance(flag, bool):
             return Stage.DUAL_WRITE if flag else Stage.OFF
-        on, exc = safe_invoke(flag, write)
+        on, exc = safe_invoke(_flag_answer, flag, write)
         if exc is not None:
             self._failed(write, "flag", exc)
             return None

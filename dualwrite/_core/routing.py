@@ -100,7 +100,9 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
                     decision = Decision(write.tenant, stage, False)
                     return Route(forward, params, {resource: decision}, targets, plain=True)
                 mirrored = stage is Stage.DUAL_WRITE
-                decided = with_stage(write, write.tenant, stage)
+                # Handed to the handler only with an immutable key (S3's str): a DynamoDB key
+                # here holds the caller's maps, which the handler copies (semantics 10).
+                decided = with_stage(write, write.tenant, stage) if type(key) is str else None
                 decision = Decision(write.tenant, stage, mirrored, decided)
                 return Route(forward, params, {resource: decision}, targets)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
