@@ -29,6 +29,9 @@ def freeze_any(key: object) -> object:
     if isinstance(key, str):
         return key
     if isinstance(key, Mapping):
+        if len(key) == 1:  # a DynamoDB attribute value ({"S": "a"}): nothing to sort
+            ((name, value),) = key.items()
+            return ((str(name), freeze_any(value)),)
         # Sorted by name alone (a DynamoDB key's names are unique: no repr of every value);
         # by repr where two names print alike, so that the order never depends on the map's.
         pairs = sorted([(str(k), freeze_any(v)) for k, v in key.items()], key=_name)
