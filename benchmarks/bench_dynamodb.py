@@ -1,4 +1,5 @@
-"""Per-call cost of plain vs wrapped DynamoDB ``put_item`` and ``update_item``, canned responses.
+"""Per-call cost of plain vs wrapped DynamoDB ``put_item``, ``update_item`` and
+``batch_write_item``, canned responses.
 
 No server and no socket: every client gets a ``before-send.dynamodb.*`` handler that answers
 with a canned :class:`botocore.awsrequest.AWSResponse` (a JSON body with its ``x-amz-crc32``), so
@@ -30,6 +31,12 @@ on a shared machine hits every case alike:
 primary for ``ALL_NEW`` and strips it from the caller's response) and with
 ``ReturnValues="UPDATED_OLD"`` (the wrapper then reads the item back with a consistent GetItem).
 The requests each side receives per call are counted and printed.
+
+``batch_write_item`` puts 25 items of about 110 bytes (DynamoDB's item size) in one table, all
+processed. Besides the cases above (in sync mode), it is measured in background mode
+(``background`` and ``background, single_writer``: each call is followed by ``flush()``, so the
+workers' shadow writes are in the figure), and ``two plain calls`` sends the same batch to the
+shadow after the primary. The journaled cases are not run for it.
 
 A second table isolates the wrapper's own CPU per call: the handler is called with a no-op
 primary call and a no-op shadow client, so only dualwrite's work is left (describing the write,
@@ -119,27 +126,63 @@ class _Raw:
 UPDATED = {**ITEM, "n": {"N": "7"}}
 """The item as every canned ``UpdateItem`` leaves it (``ADD n :one`` on ``ITEM``)."""
 
+BATCH = [
+    {
+        "PutRequest": {
+            "Item": {
+                "pk": {"S": "tenant-a#order#000042"},
+                "sk": {"N": str(line)},
+                "status": {"S": "PAID"},
+                "total": {"N": "129.95"},
+                "currency": {"S": "EUR"},
+                "note": {"S": f"line {line:02} of the order, leave at door"},
+            }
+        }
+    }
+    for line in range(25)
+]
+"""One ``BatchWriteItem`` request: 25 puts of about 110 bytes each (DynamoDB's item size)."""
+
+
+def _key_id(key: Any) -> str:
+    """The canned table's index of a key (``pk`` and ``sk`` of an item or a key)."""
+    return json.dumps([key.get("pk"), key.get("sk")])
+
 
 def _answer(operation: str, request: Any, table: dict[str, Any]) -> dict[str, Any]:
-    """The canned answer to one request, ``table`` holding the item as the last write left it.
+    """The canned answer to one request, ``table`` holding each item as the last write left it.
 
-    ``GetItem`` returns that item, so that the wrapper's fleet check (a consistent read of the
-    primary after each shadow write) finds the state it mirrored, as it does on a real table
-    written by one process; an answer stuck at the first item would make every check see a
-    "moved" key and converge again (3 rounds, then ``Unsettled``).
+    ``GetItem`` and ``BatchGetItem`` return those items, so that the wrapper's fleet check (a
+    consistent read of the primary after each shadow write) finds the state it mirrored, as it
+    does on a real table written by one process; an answer stuck at the first item would make
+    every check see a "moved" key and converge again (3 rounds, then ``Unsettled``).
     """
     asked = json.loads(request.body or b"{}")
     if operation == "DescribeTable":
         return DESCRIPTION
     if operation == "GetItem":
-        item = table.get("item")
+        item = table.get(_key_id(asked["Key"]))
         return {} if item is None else {"Item": item}
+    if operation == "BatchGetItem":
+        found = {
+            name: [table[_key_id(k)] for k in spec["Keys"] if table.get(_key_id(k)) is not None]
+            for name, spec in asked["RequestItems"].items()
+        }
+        return {"Responses": found, "UnprocessedKeys": {}}
     if operation == "PutItem":
-        table["item"] = asked.get("Item")
+        table[_key_id(asked["Item"])] = asked["Item"]
     elif operation == "DeleteItem":
-        table["item"] = None
+        table[_key_id(asked["Key"])] = None
+    elif operation == "BatchWriteItem":
+        for requests in asked["RequestItems"].values():
+            for r in requests:
+                if "PutRequest" in r:
+                    table[_key_id(r["PutRequest"]["Item"])] = r["PutRequest"]["Item"]
+                else:
+                    table[_key_id(r["DeleteRequest"]["Key"])] = None
+        return {"UnprocessedItems": {}}
     elif operation == "UpdateItem":
-        old, table["item"] = table.get("item"), UPDATED
+        old, table[_key_id(asked["Key"])] = table.get(_key_id(asked["Key"])), UPDATED
         if asked.get("ReturnValues") == "ALL_NEW":
             return {"Attributes": UPDATED}
         if asked.get("ReturnValues") == "UPDATED_OLD" and old is not None:
@@ -158,7 +201,8 @@ def canned_client(access_key: str, sent: Counter[str]) -> Any:
         "dynamodb", config=Config(retries={"mode": "standard", "max_attempts": 1})
     )
 
-    table: dict[str, Any] = {"item": ITEM}  # this account's item, as its last write left it
+    # This account's items, as their last write left them.
+    table: dict[str, Any] = {_key_id(KEY): ITEM}
 
     def answer(request: Any, event_name: str, **_: Any) -> AWSResponse:
         operation = event_name.rsplit(".", 1)[-1]
@@ -208,11 +252,36 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
         single_writer=True,
     )
 
+    background: dict[bool, tuple[Any, Any]] = {}
+    for single_writer in (False, True):
+        writer = dualwrite.DualWriter(
+            flag=lambda w: True, mode="background", journal=None, single_writer=single_writer
+        )
+        background[single_writer] = (writer, writer.wrap(primary, shadow=shadow))
+
     def put(client: Any) -> Case:
         return lambda: client.put_item(TableName=TABLE, Item=ITEM)
 
     def update(client: Any, **extra: Any) -> Case:
         return lambda: client.update_item(TableName=TABLE, Key=KEY, **UPDATE, **extra)
+
+    def batch(client: Any) -> Case:
+        return lambda: client.batch_write_item(RequestItems={TABLE: BATCH})
+
+    def batch_background(single_writer: bool) -> Case:
+        writer, client = background[single_writer]
+
+        def call_and_flush() -> Any:
+            response = client.batch_write_item(RequestItems={TABLE: BATCH})
+            writer.flush()
+            return response
+
+        return call_and_flush
+
+    def two_batches() -> Any:
+        response = primary.batch_write_item(RequestItems={TABLE: BATCH})
+        shadow.batch_write_item(RequestItems={TABLE: BATCH})
+        return response
 
     def two(first: Case) -> Case:
         def both() -> Any:
@@ -251,6 +320,15 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
             "flag on, journal, single_writer": update(journaled_single, **old),
             "two plain calls": two(update(primary, **old)),
         },
+        "batch_write_item": {
+            "plain": batch(primary),
+            "wrapped, flag off": batch(off),
+            "wrapped, flag on": batch(on),
+            "flag on, single_writer": batch(single),
+            "background": batch_background(False),
+            "background, single_writer": batch_background(True),
+            "two plain calls": two_batches,
+        },
     }
     return cases, p_sent, s_sent
 
@@ -267,17 +345,24 @@ def check_cases(cases: dict[str, dict[str, Case]]) -> None:
                 raise SystemExit(f"{operation} {name!r}: {sorted(response)} != {sorted(plain)}")
 
 
-FLAG_ON_CASES = ("wrapped, flag on", "flag on, single_writer")
+FLAG_ON_CASES = (
+    "wrapped, flag on",
+    "flag on, single_writer",
+    "background",
+    "background, single_writer",
+)
+BATCH_TARGET = 2.2
 
 
 def requests_per_call(
     cases: dict[str, dict[str, Case]], p_sent: Counter[str], s_sent: Counter[str]
 ) -> dict[str, tuple[str, str]]:
     """What one flag-on call sends to each side, e.g. ``("UpdateItem + GetItem", "PutItem")``,
-    with the fleet check (default) and without it (``single_writer=True``)."""
+    with the fleet check (default) and without it (``single_writer=True``), in background mode
+    where the operation has such cases."""
     out = {}
     for operation, group in cases.items():
-        for name in FLAG_ON_CASES:
+        for name in (n for n in FLAG_ON_CASES if n in group):
             p_sent.clear()
             s_sent.clear()
             group[name]()
@@ -434,6 +519,7 @@ def report(
             f"| {operation}: flag on (no target; report) | "
             f"{med['wrapped, flag on'] / med['plain']:.3f}x | - |"
         )
+    print(_batch_verdict(medians["batch_write_item"]))
 
 
 # -- instruction counts (optional, needs valgrind) ------------------------------------------------
@@ -467,11 +553,20 @@ def report_instructions(cases: dict[str, dict[str, Case]], calls: int) -> None:
             verdicts.append(
                 _verdict(f"put_item: flag on <= {FLAG_ON_PUT_TARGET}x", on, FLAG_ON_PUT_TARGET)
             )
+        if operation == "batch_write_item":
+            verdicts.append(_batch_verdict(per_call))
     print()
     print("| target (instructions) | measured | verdict |")
     print("| --- | ---: | --- |")
     for line in verdicts:
         print(line)
+
+
+def _batch_verdict(figures: dict[str, float]) -> str:
+    ratio = figures["background, single_writer"] / figures["plain"]
+    return _verdict(
+        f"batch_write_item: background, single_writer <= {BATCH_TARGET}x", ratio, BATCH_TARGET
+    )
 
 
 def _verdict(target: str, measured: float, limit: float) -> str:

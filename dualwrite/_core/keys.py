@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from operator import itemgetter
+
+_name = itemgetter(0)
 
 
 def freeze(key: object) -> object:
@@ -26,7 +29,15 @@ def freeze_any(key: object) -> object:
     if isinstance(key, str):
         return key
     if isinstance(key, Mapping):
-        return tuple(sorted(((str(k), freeze_any(v)) for k, v in key.items()), key=repr))
+        if len(key) == 1:  # a DynamoDB attribute value ({"S": "a"}): nothing to sort
+            ((name, value),) = key.items()
+            return ((str(name), freeze_any(value)),)
+        # Sorted by name alone (a DynamoDB key's names are unique: no repr of every value);
+        # by repr where two names print alike, so that the order never depends on the map's.
+        pairs = sorted([(str(k), freeze_any(v)) for k, v in key.items()], key=_name)
+        if len({name for name, _ in pairs}) < len(pairs):
+            pairs.sort(key=repr)
+        return tuple(pairs)
     if isinstance(key, (list, tuple)):
         return tuple(freeze_any(v) for v in key)
     if isinstance(key, (bytearray, memoryview)):

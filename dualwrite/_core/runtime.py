@@ -371,7 +371,8 @@ class Runtime:
         """
         pool = self.pool
         if pool is not None and self.on_full == "block":
-            pool.wait_for_room(shards(self._services(write.service), write, keys))
+            # All keys share the pool's capacity: no shard to compute (25 for a batch).
+            pool.wait_for_room(())
 
     def wait_direction(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> None:
         """Background mode with stages: wait for same-key jobs queued in the other direction."""

@@ -56,6 +56,8 @@ def _main_write(flagged: Mapping[str, Write]) -> Write:
 
 def _mapped(mirror: Mirror, flagged: Mapping[str, Write], changes: list[_Change]) -> list[_Change]:
     """The changes whose table has a shadow name; the others are reported, key by key."""
+    if all(write.shadow_resource is not None for write in flagged.values()):
+        return changes
     mapped = []
     for change in changes:
         if flagged[change.table].shadow_resource is None:
@@ -104,6 +106,8 @@ def _call_keys(
     changes: list[_Change],
     done: Done,
     to_shadow: ToShadow,
+    *,
+    one_job: bool = False,
 ) -> Any:
     """Call the primary once for a write of several keys, then give the shadow what it changed.
 
@@ -111,25 +115,18 @@ def _call_keys(
     every key, reported under the call's first table, then one read of the primary to settle
     them (:func:`_settle`); every key is journaled with its own table if that fails.
 
-    Background mode: one job per changed key, queued on that key's own worker queue (a call's
+    Background mode with ``one_job`` (changes that need no read-back: a batch's puts and
+    deletes have no condition, so the primary's state after the call is the request's): the
+    same, queued as one job on the queue of every key (:func:`_call_once`).
+
+    Background mode otherwise: one job per changed key, queued on that key's own queue (a call's
     keys do not share one queue, so a batch cannot overtake, or be overtaken by, another write
     of one of its keys). Each job reads its key back from the primary when it runs, with a
     consistent read, puts or deletes it, and settles it: a job that runs later than it was
     queued still writes the newest state, so the key's queue order is all that ordering needs.
     """
-    if not mirror.writer.background:
-
-        def action(ctx: ShadowContext, response: Any) -> None:
-            mapped = _mapped(mirror, flagged, done(response))
-            if not mapped:
-                raise SkipShadow
-            written = to_shadow(ctx, mapped)
-            _unknown_keys(mirror, written)
-            _settle(ctx, state.level, written)
-
-        hold = _holding(mirror, state.level, [(c.table, c.key) for c in changes])
-        keys = [c.write for c in changes]
-        return mirror.call(_main_write(flagged), call, params, action, keys=keys, hold=hold)
+    if one_job or not mirror.writer.background:
+        return _call_once(mirror, state, call, params, flagged, changes, done, to_shadow)
 
     # Same-key primary calls stay serialised in this process, as on every other path; the
     # locks are released before the jobs are queued, so no caller waits for room holding them.
@@ -166,6 +163,62 @@ def _call_keys(
     return response
 
 
+def _call_once(
+    mirror: Mirror,
+    state: State,
+    call: Call,
+    params: Mapping[str, Any],
+    flagged: Mapping[str, Write],
+    changes: list[_Change],
+    done: Done,
+    to_shadow: ToShadow,
+) -> Any:
+    """Call the primary once, then run one shadow action for every change it made.
+
+    The shadow action writes the changes with ``to_shadow`` and settles them (:func:`_settle`:
+    one read of the primary for all of them). In sync mode it runs under the locks of every key,
+    right after the primary call. In background mode it is one job queued on the queue of every
+    key: it keeps its place in each key's order (neither overtaking nor overtaken by another
+    write of one of its keys), and writes the changes as they were at call time, which the key's
+    later writes, queued behind it, overwrite in their turn. So that :func:`_settle` can tell a
+    later write of a key by this process (which settles the key after this one) from another
+    process's, each key the primary processed is counted under its lock, as the primary
+    acknowledged it (not needed with ``single_writer``: nothing settles).
+    """
+    writer = mirror.writer
+    level = state.level
+    counted: list[list[_Change]] = []  # background fleet check: the processed changes, counted
+
+    def action(ctx: ShadowContext, response: Any) -> None:
+        mapped = _mapped(mirror, flagged, counted[0] if counted else done(response))
+        if not mapped:
+            raise SkipShadow
+        written = to_shadow(ctx, mapped)
+        _unknown_keys(mirror, written)
+        _settle(ctx, level, written)
+
+    primary = call
+    if writer.background and not writer.single_writer:
+
+        def primary(**kwargs: Any) -> Any:
+            response = call(**kwargs)
+            processed, exc = safe_invoke(done, response)
+            if exc is None:  # else the action raises it again: every key is journaled
+                generations: list[int] = []
+                _count(mirror, level, [(c.table, c.key) for c in processed], generations)
+                counted.append(
+                    [
+                        _Change(write=c.write, table=c.table, key=c.key, item=c.item, generation=g)
+                        for c, g in zip(processed, generations, strict=True)
+                    ]
+                )
+            return response
+
+    hold = _holding(mirror, level, [(c.table, c.key) for c in changes])
+    keys = [c.write for c in changes]
+    return mirror.call(_main_write(flagged), primary, params, action, keys=keys, hold=hold)
+
+
 def _converge_key(
     mirror: Mirror, state: State, change: _Change, counted: list[int]
 ) -> Callable[[ShadowContext, Any], None]:
@@ -195,6 +248,7 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     state = _state(mirror)
     flagged: dict[str, Write] = {}
     changes: list[_Change] = []
+    well_formed = True
     for table, entries in request.items():
         if not isinstance(table, str) or not isinstance(entries, Sequence):
             continue  # botocore rejects the whole call before anything is written
@@ -203,11 +257,12 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
             flagged[table] = write
             # The table's requests as they are now (a table the flag leaves alone is not
             # copied): the caller may reuse its dicts the moment the call returns.
-            frozen = snapshot(entries)
-            changes.extend(c for c in (_batch_change(state, write, table, e) for e in frozen) if c)
+            well_formed = _table_changes(state, write, table, snapshot(entries), changes) and (
+                well_formed
+            )
     if not flagged:
         return call(**params)
-    if not _well_formed(state, changes):
+    if not well_formed:
         return _malformed(
             mirror, "BatchWriteItem", call, params, "a key is not well formed", _main_write(flagged)
         )
@@ -221,13 +276,15 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
             for table, requests in unprocessed.items()
             for r in requests or ()
         }
+        if not skipped:  # the common case: everything processed, nothing to identify
+            return changes
         return [c for c in changes if (c.table, _change_ident(c, state.level)) not in skipped]
 
     def to_shadow(ctx: ShadowContext, done: list[_Change]) -> list[_Change]:
         _batches_by_table(ctx, flagged, done)
         return done
 
-    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow)
+    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow, one_job=True)
 
 
 def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
@@ -239,17 +296,45 @@ def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
     )
 
 
-def _batch_change(state: State, write: Write, table: str, entry: Any) -> _Change | None:
-    if not isinstance(entry, Mapping):
-        return None
-    put, delete = entry.get("PutRequest"), entry.get("DeleteRequest")
-    if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
-        item = put["Item"]
-        key = state.schemas.key_of(table, item)
-        if key is None and state.schemas.known(table) is not None:
-            key = {}  # the key schema is known and the item lacks a key attribute: malformed
-        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=item)
-    if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
-        key = dict(delete["Key"])
-        return _Change(write=attrs.evolve(write, key=key), table=table, key=key, item=None)
-    return None
+def _keyed(write: Write) -> Callable[[Any], Write]:
+    """``keyed(key)``: ``write`` with ``key``, as ``attrs.evolve(write, key=key)`` but without
+    reading the class's fields again for each of a batch's keys."""
+    fields = {f.name: getattr(write, f.name) for f in attrs.fields(Write) if f.name != "key"}
+    return lambda key: Write(key=key, **fields)
+
+
+def _table_changes(
+    state: State, write: Write, table: str, entries: Sequence[Any], changes: list[_Change]
+) -> bool:
+    """Append the changes of one table's requests to ``changes``; return whether every known
+    key among them is well formed (an unknown one is reported as such: its table's key schema
+    could not be read).
+
+    A request that is neither a put of an item nor a delete of a key is left out: the primary
+    refuses the whole call.
+    """
+    keyed = _keyed(write)
+    level, schemas = state.level, state.schemas
+    well_formed = True
+    for entry in entries:
+        if not (type(entry) is dict or isinstance(entry, Mapping)):
+            continue
+        put = entry.get("PutRequest")
+        item = put.get("Item") if type(put) is dict or isinstance(put, Mapping) else None
+        if type(item) is dict or isinstance(item, Mapping):
+            key = schemas.key_of(table, item)
+            if key is None and schemas.known(table) is not None:
+                key = {}  # the key schema is known and the item lacks a key attribute: malformed
+            # A key read from the item has the schema's names: only its values are checked.
+            if key is not None and not well_formed_key(key, level):
+                well_formed = False
+        else:
+            delete = entry.get("DeleteRequest")
+            found = delete.get("Key") if isinstance(delete, Mapping) else None
+            if not isinstance(found, Mapping):
+                continue
+            key, item = dict(found), None
+            if not well_formed_key(key, level, schemas.known(table)):
+                well_formed = False
+        changes.append(_Change(write=keyed(key), table=table, key=key, item=item))
+    return well_formed

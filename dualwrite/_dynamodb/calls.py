@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -63,19 +62,21 @@ class _all_of:  # noqa: N801 - used like a function
 
     def __init__(self, locks: Sequence[contextlib.AbstractContextManager[Any]]) -> None:
         self._locks = locks
-        self._held = threading.local()
 
     def __enter__(self) -> None:
-        stack = contextlib.ExitStack()
-        with contextlib.ExitStack() as failing:
-            failing.push(stack)  # a lock that raises releases those already taken
+        taken: list[contextlib.AbstractContextManager[Any]] = []
+        try:
             for lock in self._locks:
-                stack.enter_context(lock)
-            failing.pop_all()
-        self._held.stack = stack
+                lock.__enter__()
+                taken.append(lock)
+        except BaseException:  # a lock that raises releases those already taken
+            for lock in reversed(taken):
+                lock.__exit__(None, None, None)
+            raise
 
     def __exit__(self, *exc_info: object) -> None:
-        self._held.stack.close()
+        for lock in reversed(self._locks):
+            lock.__exit__(None, None, None)
 
 
 # -- describing, deciding ------------------------------------------------------------------------

@@ -169,20 +169,26 @@ def _request_of(change: _Change) -> dict[str, Any]:
 
 
 def _change_ident(change: _Change, level: Level) -> Hashable:
-    """What identifies a change's request in an ``UnprocessedItems`` echo."""
+    """What identifies a change's request in an ``UnprocessedItems`` echo.
+
+    A put is identified by its whole item and a delete by its key, each in the canonical form
+    of an attribute map (:func:`_canon_key`): the echo is parsed from JSON, and nothing
+    promises its attributes (or a set's elements) come back in the order they were sent.
+    """
     if change.item is None:
         return ("D", _canon_key(change.key, level))
-    return ("P", canonical(change.item, level))
+    return ("P", _canon_key(change.item, level))
 
 
 def _request_ident(request: Any, level: Level) -> Hashable:
+    """What identifies a request of an ``UnprocessedItems`` echo (see :func:`_change_ident`)."""
     if not isinstance(request, Mapping):
         return None
     delete, put = request.get("DeleteRequest"), request.get("PutRequest")
     if isinstance(delete, Mapping) and isinstance(delete.get("Key"), Mapping):
         return ("D", _canon_key(delete["Key"], level))
-    if isinstance(put, Mapping):
-        return ("P", canonical(put.get("Item"), level))
+    if isinstance(put, Mapping) and isinstance(put.get("Item"), Mapping):
+        return ("P", _canon_key(put["Item"], level))
     return None
 
 
