@@ -21,7 +21,13 @@ from dualwrite._core.converge import retry_until_stable
 from dualwrite._core.errors import RepairError
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._dynamodb.calls import _describe
-from dualwrite._dynamodb.keys import Level, _canon_key, _key_for_level, _state, canonical
+from dualwrite._dynamodb.keys import (
+    Level,
+    _canon_key,
+    _key_for_level,
+    _state,
+    canonical_item,
+)
 from dualwrite.events import Write
 
 # Limits of the DynamoDB API.
@@ -260,13 +266,13 @@ def repair_item(
 
     def version_now() -> Hashable:
         item = read_item(mirror.primary, table, item_key)
-        return None if item is None else canonical(item, state.level)
+        return None if item is None else canonical_item(item, state.level)
 
     def copy_once() -> tuple[str, Hashable]:
         item = read_item(mirror.primary, table, item_key)
         _converge_one(mirror.shadow, shadow_table, item_key, item)
         if item is None:
             return "deleted", None
-        return "copied", canonical(item, state.level)
+        return "copied", canonical_item(item, state.level)
 
     return retry_until_stable(copy_once, version_now, attempts=attempts, deadline=deadline)

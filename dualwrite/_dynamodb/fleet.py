@@ -17,7 +17,7 @@ from dualwrite._core.errors import ErrorInfo
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._dynamodb.calls import Call
 from dualwrite._dynamodb.converge import _Change, _converge_one, _read_many
-from dualwrite._dynamodb.keys import Level, _canon_key, canonical, lock_name
+from dualwrite._dynamodb.keys import Level, _canon_key, canonical_item, lock_name
 
 
 class _Later:
@@ -159,4 +159,4 @@ def _same_item(primary: Any, image: Any, level: Level) -> bool:
     """Whether the primary's item (``None``: absent) equals the image written to the shadow."""
     if primary is None or image is None:
         return primary is None and image is None
-    return canonical(primary, level) == canonical(image, level)
+    return canonical_item(primary, level) == canonical_item(image, level)

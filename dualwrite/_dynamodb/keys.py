@@ -160,6 +160,14 @@ def canonical(value: Any, level: Level) -> Hashable:
         return ("?", id(value))
 
 
+def canonical_item(item: Any, level: Level) -> Hashable:
+    """A hashable form of a whole item, equal for equal items whatever the order of their
+    attributes (DynamoDB does not promise the request's order in what it returns)."""
+    if level == "client":
+        return canonical({"M": item}, "client")  # a low-level item is a map's content
+    return canonical(item, level)
+
+
 def _number(text: Any) -> Hashable:
     if type(text) is str:  # a typed "N" value: the common case, without the checks below
         try:

@@ -36,7 +36,7 @@ import attrs
 
 from dualwrite._core.errors import describe_error, error_code
 from dualwrite._dynamodb.converge import read_item, repair_item
-from dualwrite._dynamodb.keys import _key_for_level, _state, canonical
+from dualwrite._dynamodb.keys import _key_for_level, _state, canonical_item
 from dualwrite._offline.follow import _PAUSE, Follower, FollowReport, Notice, Stop
 from dualwrite.exceptions import ConfigurationError
 
@@ -67,7 +67,7 @@ def converge_item(mirror: Mirror, table: str, key: Mapping[str, Any]) -> str:
         if (primary is None and shadow is None) or (
             primary is not None
             and shadow is not None
-            and canonical(primary, level) == canonical(shadow, level)
+            and canonical_item(primary, level) == canonical_item(shadow, level)
         ):
             return "equal"
     return repair_item(mirror, table, key)
