@@ -84,7 +84,8 @@ def entries(
 def shard(service: Service, write: Write) -> int:
     """The queue of a write's key: same-key writes share one, and so run in order."""
     try:
-        return hash((write.service, service.lock_name(forward_resource(write)), freeze(write.key)))
+        resource = service.lock_name(forward_resource(write))
+        return hash((write.service, resource, freeze(service.queue_key(write.key))))
     except Exception:  # noqa: BLE001 - a resource of a shape no request carries
         return hash(write.service)
 

@@ -347,6 +347,14 @@ class Mirror:
         else:
             lock = self.key_lock(write.resource, write.key) if ordered else contextlib.nullcontext()
         if not writer.background:  # never turned on again once off (close)
+            if writer.pool is not None and not writer.settle_queued(write, keys):
+                # Closing, and older jobs of this key outlived close()'s timeout: they may
+                # still write the shadow, so this write is journaled as a closed writer's.
+                try:
+                    return self._call_closed(write, call, params, keys, intent)
+                finally:
+                    if body is not None:
+                        body.close()
             if intent is None and writer.journal is not None:  # else it would be empty
                 intent = writer.intend(write, keys, mirror=self)
             return self._sync(

@@ -201,6 +201,19 @@ class WorkerPool:
             # the caller goes on rather than spin.
             return not self._stopping and any(self._directions[tag] for tag in tags)
 
+    def settle_keys(self, shard: int | Sequence[int]) -> bool:
+        """Wait until no job of ``shard`` is queued or running, in either direction, or the
+        pool stops (a closing pool's flush timed out or ended); whether none is left.
+
+        On a worker thread returns at once (as :meth:`wait_direction`), with what is left then.
+        """
+        keys = _shards(shard) or (0,)  # as submit() queues a job without a shard
+        with self._lock:
+            if not getattr(_worker, "active", False):
+                while not self._stopping and any(key in self._keys for key in keys):
+                    self._changed.wait()
+            return not any(key in self._keys for key in keys)
+
     def wait_for_room(self, shard: int | Sequence[int]) -> None:
         """Wait until the jobs waiting to start are within the pool's capacity.
 

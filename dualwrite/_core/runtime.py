@@ -374,6 +374,17 @@ class Runtime:
             # All keys share the pool's capacity: no shard to compute (25 for a batch).
             pool.wait_for_room(())
 
+    def settle_queued(self, write: Write, keys: Sequence[Any] | None) -> bool:
+        """A background writer being closed (its calls now run in the caller's thread): wait
+        for the jobs still queued for ``write``'s keys; whether none is left.
+
+        Without this a write made while :meth:`DualWriter.close` drains the queue would reach
+        the shadow before an older queued write of the same key, which would then overwrite it.
+        ``False`` (close timed out with such jobs left): the caller must not write the shadow.
+        """
+        pool = self.pool
+        return pool is None or pool.settle_keys(shards(self._services(write.service), write, keys))
+
     def wait_direction(self, write: Write, keys: Sequence[Any] | None, *, reverse: bool) -> None:
         """Background mode with stages: wait for same-key jobs queued in the other direction."""
         pool = self.pool
@@ -385,9 +396,9 @@ class Runtime:
         wait for that key's jobs queued in the other direction."""
         pool = self.pool
         if pool is not None:
-            pool.wait_direction(
-                hash((service, self._services(service).lock_name(resource), freeze(key))), reverse
-            )
+            plugin = self._services(service)
+            queue = freeze(plugin.queue_key(key))  # as entries.shard() spells it
+            pool.wait_direction(hash((service, plugin.lock_name(resource), queue)), reverse)
 
     def wait_other_direction(self, *, reverse: bool) -> None:
         """Background mode with stages: wait until no job queued in the other direction is left

@@ -53,6 +53,10 @@ class Service(Protocol):
         """``key`` as the journal can record it; the resource-level key (``""``, ``{}``) for a
         key of a shape no request carries."""
 
+    def queue_key(self, key: Any) -> Any:
+        """``key`` as background jobs are queued by: equal for every spelling of one key (a
+        DynamoDB number ``"1.0"`` and ``"1"``), as the key's lock is."""
+
     def converge(
         self,
         mirror: Mirror,

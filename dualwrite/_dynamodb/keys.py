@@ -160,6 +160,31 @@ def canonical(value: Any, level: Level) -> Hashable:
         return ("?", id(value))
 
 
+def queue_key(key: Any) -> Hashable:
+    """A key's canonical form for the background queues, whichever level spelled it.
+
+    The key's lock uses :func:`_canon_key` at its pair's level; the queues are chosen without
+    the pair, so each value's level is told by its shape (a typed value is a one-entry map of
+    ``S``/``N``/``B``; no resource-level key value is a map). Equal keys give equal forms, as
+    for the lock: ``{"N": "1.0"}`` and ``{"N": "1"}`` share a queue.
+    """
+    if key is None or not isinstance(key, Mapping):
+        return key
+    try:
+        return tuple(
+            sorted(
+                (str(name), _canon_typed(value) if _typed(value) else _canon_python(value))
+                for name, value in key.items()
+            )
+        )
+    except Exception:  # noqa: BLE001 - a malformed key: one queue for all such, never an error
+        return ("?",)
+
+
+def _typed(value: Any) -> bool:
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("S", "N", "B")
+
+
 def canonical_item(item: Any, level: Level) -> Hashable:
     """A hashable form of a whole item, equal for equal items whatever the order of their
     attributes (DynamoDB does not promise the request's order in what it returns)."""

@@ -57,6 +57,9 @@ class DynamoDB:
             return None
         return _describe(mirror, api, table, snapshot(key))
 
+    def queue_key(self, key: Any) -> Any:
+        return keys.queue_key(key)
+
     def journal_key(self, key: object) -> Any:
         if not isinstance(key, Mapping):
             return {}

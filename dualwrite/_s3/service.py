@@ -59,6 +59,9 @@ class S3:
     def journal_key(self, key: object) -> Any:
         return key if isinstance(key, str) else ""
 
+    def queue_key(self, key: Any) -> Any:
+        return key  # an object key has one spelling
+
     def converge(
         self,
         mirror: Mirror,
