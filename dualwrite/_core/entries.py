@@ -9,8 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-import attrs
-
 from dualwrite._core.keys import freeze
 from dualwrite._stage import REVERSED
 from dualwrite.events import Write
@@ -81,11 +79,13 @@ def entries(
     return list(entries.values())
 
 
-def shard(service: Service, write: Write) -> int:
-    """The queue of a write's key: same-key writes share one, and so run in order."""
+def shard(service: Service, write: Write, key: Any = None) -> int:
+    """The queue of a write's key (``key``, if given, in place of ``write.key``): same-key
+    writes share one, and so run in order."""
     try:
         resource = service.lock_name(forward_resource(write))
-        return hash((write.service, resource, freeze(service.queue_key(write.key))))
+        found = write.key if key is None else key
+        return hash((write.service, resource, freeze(service.queue_key(found))))
     except Exception:  # noqa: BLE001 - a resource of a shape no request carries
         return hash(write.service)
 
@@ -95,8 +95,6 @@ def shards(service: Service, write: Write, keys: Sequence[Any] | None) -> int | 
     if write.key is not None or not keys:
         return shard(service, write)
     return [
-        shard(service, key)
-        if isinstance(key, Write)
-        else shard(service, attrs.evolve(write, key=key))
+        shard(service, key) if isinstance(key, Write) else shard(service, write, key)
         for key in keys
     ]
