@@ -20,7 +20,7 @@ import attrs
 
 from dualwrite._core.errors import describe_error, safe_invoke
 from dualwrite._stage import FALLBACK, REVERSED, Stage
-from dualwrite.events import FlagFailed, NoTenant, Write
+from dualwrite.events import FlagFailed, NoTenant, Write, new_write
 
 if TYPE_CHECKING:
     from dualwrite._core.runtime import Runtime
@@ -126,27 +126,15 @@ def decided(decisions: dict[str, Decision] | None) -> Any:
 def with_stage(write: Write, tenant: str | None, stage: Stage | None) -> Write:
     """``write`` with its tenant and stage set: ``attrs.evolve`` without its per-call look at
     the class's fields (every staged write makes one)."""
-    return Write(
-        tenant=tenant,
-        service=write.service,
-        operation=write.operation,
-        resource=write.resource,
-        shadow_resource=write.shadow_resource,
-        key=write.key,
-        stage=stage,
+    return new_write(
+        tenant,
+        write.service,
+        write.operation,
+        write.resource,
+        write.shadow_resource,
+        write.key,
+        stage,
     )
-
-
-# with_stage names every field: a field added to Write must be added there too.
-assert tuple(f.name for f in attrs.fields(Write)) == (
-    "tenant",
-    "service",
-    "operation",
-    "resource",
-    "shadow_resource",
-    "key",
-    "stage",
-), "dualwrite.events.Write changed: update dualwrite._core.decide.with_stage"
 
 
 def _flag_answer(flag: Any, write: Write) -> bool:

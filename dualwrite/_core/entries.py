@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from dualwrite._core.keys import freeze
 from dualwrite._stage import REVERSED
 from dualwrite.events import Write
 from dualwrite.journal import Entry, encode_key
@@ -79,22 +78,53 @@ def entries(
     return list(entries.values())
 
 
+def queue(service: Service, service_name: str, resource: str, key: Any) -> int:
+    """The queue of ``key`` in ``resource`` (its old account's name): one hash, equal for every
+    spelling of one key (``Service.queue_key``), the resource's queue for a key of a shape no
+    request carries. Never raises."""
+    try:
+        return hash((service_name, service.lock_name(resource), service.queue_key(key)))
+    except Exception:  # noqa: BLE001 - a resource or key of a shape no request carries
+        return hash(service_name)
+
+
 def shard(service: Service, write: Write, key: Any = None) -> int:
     """The queue of a write's key (``key``, if given, in place of ``write.key``): same-key
     writes share one, and so run in order."""
-    try:
-        resource = service.lock_name(forward_resource(write))
-        found = write.key if key is None else key
-        return hash((write.service, resource, freeze(service.queue_key(found))))
-    except Exception:  # noqa: BLE001 - a resource of a shape no request carries
-        return hash(write.service)
+    return queue(service, write.service, forward_resource(write), write.key if key is None else key)
+
+
+class QueuedKeys(list):  # type: ignore[type-arg] # a list of keys, as every caller takes it
+    """The keys of a multi-key write with their queues already known (:func:`shards`' result
+    for them, in order), computed by a handler that had each key's canonical form at hand (a
+    DynamoDB batch: its locks' keys). Passed where ``keys`` are, so nothing else changes."""
+
+    __slots__ = ("queues",)
+
+    def __init__(self, keys: Sequence[Any], queues: list[int]) -> None:
+        super().__init__(keys)
+        self.queues = queues
 
 
 def shards(service: Service, write: Write, keys: Sequence[Any] | None) -> int | list[int]:
-    """The queue of a write's key, or of each key of a multi-key write (``keys``)."""
+    """The queue of a write's key, or of each key of a multi-key write (``keys``: keys of
+    ``write``'s resource, or ``Write``s of their own)."""
     if write.key is not None or not keys:
         return shard(service, write)
-    return [
-        shard(service, key) if isinstance(key, Write) else shard(service, write, key)
-        for key in keys
-    ]
+    if type(keys) is QueuedKeys:
+        return keys.queues
+    name = write.service
+    queue_key = service.queue_key
+    names: dict[str, str] = {}  # resource -> its lock's name: a batch's keys share a few tables
+    found: list[int] = []
+    for key in keys:
+        owner = key if isinstance(key, Write) else write
+        try:
+            resource = forward_resource(owner)
+            lock = names.get(resource)
+            if lock is None:
+                lock = names[resource] = service.lock_name(resource)
+            found.append(hash((name, lock, queue_key(owner.key if owner is key else key))))
+        except Exception:  # noqa: BLE001 - as queue(): a shape no request carries
+            found.append(hash(name))
+    return found

@@ -41,7 +41,7 @@ from dualwrite._core.shadow import (
     run_shadow,
     shadow_outcome,
 )
-from dualwrite.events import Unsupported, Write
+from dualwrite.events import Unsupported, Write, new_write
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
@@ -196,13 +196,13 @@ class Mirror:
 
     def describe(self, operation: str, resource: str, key: Any) -> Write:
         """Build the :class:`Write` for one call, with the caller's tenant."""
-        return Write(
-            tenant=current_tenant(),
-            service=self.service,  # type: ignore[arg-type]
-            operation=operation,
-            resource=resource,
-            shadow_resource=self.shadow_name(resource),
-            key=key,
+        return new_write(
+            current_tenant(),
+            self.service,  # type: ignore[arg-type]
+            operation,
+            resource,
+            self.shadow_name(resource),
+            key,
         )
 
     def reported_call(

@@ -18,10 +18,9 @@ from dualwrite._core.bodies import Body
 from dualwrite._core.breaker import Circuit, CircuitBreaker
 from dualwrite._core.decide import Decider
 from dualwrite._core.entries import entries as _entries
-from dualwrite._core.entries import shards
+from dualwrite._core.entries import queue, shards
 from dualwrite._core.errors import describe_error, safe_invoke
 from dualwrite._core.intent import Intent, note_journal_fault
-from dualwrite._core.keys import freeze
 from dualwrite._core.pool import PoolClosedError, WorkerPool
 from dualwrite.events import (
     Event,
@@ -396,9 +395,7 @@ class Runtime:
         wait for that key's jobs queued in the other direction."""
         pool = self.pool
         if pool is not None:
-            plugin = self._services(service)
-            queue = freeze(plugin.queue_key(key))  # as entries.shard() spells it
-            pool.wait_direction(hash((service, plugin.lock_name(resource), queue)), reverse)
+            pool.wait_direction(queue(self._services(service), service, resource, key), reverse)
 
     def wait_other_direction(self, *, reverse: bool) -> None:
         """Background mode with stages: wait until no job queued in the other direction is left

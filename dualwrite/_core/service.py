@@ -54,8 +54,8 @@ class Service(Protocol):
         key of a shape no request carries."""
 
     def queue_key(self, key: Any) -> Any:
-        """``key`` as background jobs are queued by: equal for every spelling of one key (a
-        DynamoDB number ``"1.0"`` and ``"1"``), as the key's lock is."""
+        """``key`` as background jobs are queued by, hashable: equal for every spelling of one key
+        (a DynamoDB number ``"1.0"`` and ``"1"``), as the key's lock is. Never raises."""
 
     def converge(
         self,

@@ -11,6 +11,7 @@ from typing import Any
 
 import attrs
 
+from dualwrite._core.entries import QueuedKeys, forward_resource
 from dualwrite._core.errors import SkipShadow, UnsupportedWrite, safe_invoke
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._core.snapshot import snapshot
@@ -30,8 +31,8 @@ from dualwrite._dynamodb.converge import (
     read_item,
 )
 from dualwrite._dynamodb.fleet import _count, _settle
-from dualwrite._dynamodb.keys import State, _state, well_formed_key
-from dualwrite.events import Write
+from dualwrite._dynamodb.keys import State, _canon_key, _state, lock_name, well_formed_key
+from dualwrite.events import Write, new_write
 
 
 def _unknown_keys(mirror: Mirror, changes: Sequence[_Change]) -> None:
@@ -214,9 +215,28 @@ def _call_once(
                 )
             return response
 
-    hold = _holding(mirror, level, [(c.table, c.key) for c in changes])
-    keys = [c.write for c in changes]
+    # Each key's canonical form, computed once for its lock and its background queue (equal to
+    # queue_key()'s for every key the primary can accept: tests/test_dynamodb_queue_key.py).
+    canons = [_canon_key(c.key, level) for c in changes]
+    hold = _holding(mirror, level, [(c.table, c.key) for c in changes], canons)
+    keys: list[Write] = [c.write for c in changes]
+    if writer.background:
+        keys = QueuedKeys(keys, _queues(keys, canons))
     return mirror.call(_main_write(flagged), primary, params, action, keys=keys, hold=hold)
+
+
+def _queues(writes: Sequence[Write], canons: Sequence[Any]) -> list[int]:
+    """The background queue of each key, as :func:`dualwrite._core.entries.shards` computes it
+    from ``queue_key`` (``canons``: each key's canonical form, computed for its lock)."""
+    names: dict[str, str] = {}
+    found = []
+    for write, canon in zip(writes, canons, strict=True):
+        resource = forward_resource(write)
+        name = names.get(resource)
+        if name is None:
+            name = names[resource] = lock_name(resource)
+        found.append(hash((write.service, name, canon)))
+    return found
 
 
 def _converge_key(
@@ -299,8 +319,9 @@ def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
 def _keyed(write: Write) -> Callable[[Any], Write]:
     """``keyed(key)``: ``write`` with ``key``, as ``attrs.evolve(write, key=key)`` but without
     reading the class's fields again for each of a batch's keys."""
-    fields = {f.name: getattr(write, f.name) for f in attrs.fields(Write) if f.name != "key"}
-    return lambda key: Write(key=key, **fields)
+    tenant, service, operation = write.tenant, write.service, write.operation
+    resource, shadow, stage = write.resource, write.shadow_resource, write.stage
+    return lambda key: new_write(tenant, service, operation, resource, shadow, key, stage)
 
 
 def _table_changes(

@@ -33,22 +33,29 @@ UNKNOWN_TABLE = "<unknown table>"
 
 
 def _holding(
-    mirror: Mirror, level: Level, targets: Sequence[tuple[str, Mapping[str, Any] | None]]
+    mirror: Mirror,
+    level: Level,
+    targets: Sequence[tuple[str, Mapping[str, Any] | None]],
+    canons: Sequence[Any] | None = None,
 ) -> contextlib.AbstractContextManager[Any]:
     """The per-key locks of every ``(table, key)``, held from the primary call to the shadow's.
 
     A key of ``None`` (unknown) takes the table's lock. Several locks are taken in one global
     order (by identity of the striped lock), so that calls holding several never deadlock.
+    ``canons``, if given, are the keys' ``_canon_key(key, level)``, already computed.
     """
     # The canonical key is passed as its hash: already hashable, it needs no further freezing.
-    if len(targets) == 1:
+    if len(targets) == 1:  # a one-key write: the hot path, nothing more to build
         table, key = targets[0]
-        return mirror.key_lock(lock_name(table), hash(_canon_key(key, level)))
+        canon = _canon_key(key, level) if canons is None else canons[0]
+        return mirror.key_lock(lock_name(table), hash(canon))
+    if canons is None:
+        canons = [_canon_key(key, level) for _, key in targets]
     locks = {
         id(lock): lock
         for lock in (
-            mirror.key_lock(lock_name(table), hash(_canon_key(key, level)))
-            for table, key in targets
+            mirror.key_lock(lock_name(table), hash(canon))
+            for (table, _), canon in zip(targets, canons, strict=True)
         )
     }
     if len(locks) == 1:
@@ -85,7 +92,7 @@ class _all_of:  # noqa: N801 - used like a function
 def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None) -> Write:
     write = mirror.describe(operation, table, None if key is None else dict(key))
     shadow = write.shadow_resource
-    if shadow is not None and shadow == table and lock_name(table) != table:
+    if shadow is not None and shadow == table and table[:4] == "arn:" and lock_name(table) != table:
         # A table ARN names the primary's account: on the shadow the same name means the
         # shadow's own table (mapped by names= as the name is), never a cross-account write
         # back into the primary.
@@ -126,17 +133,6 @@ def _unknown_key(table: str) -> tuple[str, str]:
 # -- requests the wrapper cannot read --------------------------------------------------------------
 
 
-class _Outcome:
-    """What the primary did during one handler call (see :func:`_guarded`)."""
-
-    __slots__ = ("called", "error", "response")
-
-    def __init__(self) -> None:
-        self.called = False
-        self.response: Any = None
-        self.error: BaseException | None = None
-
-
 def _guarded(operation: str, handler: Handler) -> Handler:
     """``handler``, made unable to change the caller's outcome whatever the request holds.
 
@@ -149,28 +145,32 @@ def _guarded(operation: str, handler: Handler) -> Handler:
     """
 
     def guarded(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
-        outcome = _Outcome()
+        # What the primary did during this call (closure cells: no object to build per call).
+        called = False
+        response: Any = None
+        error: BaseException | None = None
 
         def primary(**kwargs: Any) -> Any:
-            outcome.called = True
+            nonlocal called, response, error
+            called = True
             try:
-                outcome.response = call(**kwargs)
+                response = call(**kwargs)
             except BaseException as exc:
-                outcome.error = exc
+                error = exc
                 raise
-            return outcome.response
+            return response
 
         try:
             return handler(mirror, primary, params, pin)
         except ShadowWriteError:
             raise  # the caller asked for shadow failures to be raised
         except Exception as exc:
-            if outcome.error is not None:
-                if outcome.error is exc:
+            if error is not None:
+                if error is exc:
                     raise
-                raise outcome.error from None
+                raise error from None
             # Called already: the wrapper failed after the primary's success; return it.
-            response = outcome.response if outcome.called else call(**params)
+            response = response if called else call(**params)
             _report_unreadable(mirror, operation, params, f"{type(exc).__name__} reading it")
             return response
 

@@ -16,7 +16,7 @@ from dualwrite._dynamodb.keys import State, _state, plain_key, well_formed_key
 
 def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, item = params.get("TableName"), params.get("Item")
-    if not isinstance(table, str) or not isinstance(item, Mapping):
+    if not isinstance(table, str) or not (type(item) is dict or isinstance(item, Mapping)):
         return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
     state = _state(mirror)
     schema = state.schemas.get(table)
@@ -53,7 +53,7 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
 
 def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, key = params.get("TableName"), params.get("Key")
-    if not isinstance(table, str) or not isinstance(key, Mapping):
+    if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
         return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
     state = _state(mirror)
     key = _checked_key(state, table, key)
@@ -92,7 +92,7 @@ _ABSENT = object()
 
 def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
     table, key = params.get("TableName"), params.get("Key")
-    if not isinstance(table, str) or not isinstance(key, Mapping):
+    if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
         return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
     state = _state(mirror)
     key = _checked_key(state, table, key)

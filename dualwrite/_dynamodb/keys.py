@@ -22,6 +22,7 @@ import attrs
 from boto3.dynamodb.types import Binary, TypeDeserializer
 
 from dualwrite._core.errors import error_code, safe_invoke
+from dualwrite._core.keys import freeze
 from dualwrite._core.mirror import Mirror
 
 logger = logging.getLogger("dualwrite")
@@ -166,15 +167,17 @@ def queue_key(key: Any) -> Hashable:
     The key's lock uses :func:`_canon_key` at its pair's level; the queues are chosen without
     the pair, so each value's level is told by its shape (a typed value is a one-entry map of
     ``S``/``N``/``B``; no resource-level key value is a map). Equal keys give equal forms, as
-    for the lock: ``{"N": "1.0"}`` and ``{"N": "1"}`` share a queue.
+    for the lock: ``{"N": "1.0"}`` and ``{"N": "1"}`` share a queue. Always hashable.
     """
     if key is None or not isinstance(key, Mapping):
-        return key
+        return freeze(key)
     try:
         return tuple(
             sorted(
-                (str(name), _canon_typed(value) if _typed(value) else _canon_python(value))
-                for name, value in key.items()
+                [
+                    (str(name), _canon_typed(value) if _typed(value) else _canon_python(value))
+                    for name, value in key.items()
+                ]
             )
         )
     except Exception:  # noqa: BLE001 - a malformed key: one queue for all such, never an error
@@ -182,7 +185,12 @@ def queue_key(key: Any) -> Hashable:
 
 
 def _typed(value: Any) -> bool:
-    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in ("S", "N", "B")
+    if type(value) is dict:  # the common case, without an ABC check
+        return len(value) == 1 and next(iter(value)) in _TYPED_TAGS
+    return isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in _TYPED_TAGS
+
+
+_TYPED_TAGS = frozenset(("S", "N", "B"))
 
 
 def canonical_item(item: Any, level: Level) -> Hashable:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from dualwrite._core.keys import freeze
 from dualwrite._core.mirror import Mirror
 from dualwrite._s3 import proxy, routing
 from dualwrite._s3.converge import repair_object
@@ -60,7 +61,8 @@ class S3:
         return key if isinstance(key, str) else ""
 
     def queue_key(self, key: Any) -> Any:
-        return key  # an object key has one spelling
+        # An object key has one spelling; anything else is no key a request carries.
+        return key if type(key) is str else freeze(key)
 
     def converge(
         self,
