@@ -13,14 +13,25 @@ from decimal import Decimal
 from typing import Any
 
 import attrs
+import boto3
 from boto3.dynamodb.types import Binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import dualwrite
 from dualwrite import Stage
 from dualwrite._core.entries import QueuedKeys, shards
 from dualwrite._dynamodb.batch import _queues
-from dualwrite._dynamodb.keys import _canon_key, queue_key, well_formed_key
+from dualwrite._dynamodb.converge import _Change, new_change
+from dualwrite._dynamodb.keys import (
+    _canon_key,
+    _canon_map,
+    _canon_python,
+    _canon_typed,
+    item_key,
+    queue_key,
+    well_formed_key,
+)
 from dualwrite._dynamodb.service import DynamoDB
 from dualwrite.events import Write
 
@@ -96,3 +107,104 @@ def test_a_batch_s_queues_are_those_every_other_write_of_its_keys_takes(
     queued = QueuedKeys(writes, _queues(writes, canons))
     assert shards(service, batch, queued) == [shards(service, write, None) for write in writes]
     assert shards(service, batch, queued) == shards(service, batch, list(writes))
+
+
+# -- the batch path's one-pass helpers, held to the general path they shortcut -----------------
+
+any_typed = st.one_of(
+    typed_values,
+    st.fixed_dictionaries({"S": st.integers()}),
+    st.fixed_dictionaries({"BOOL": st.booleans()}),
+    st.fixed_dictionaries({"B": st.binary(max_size=3).map(bytearray)}),
+    st.dictionaries(st.sampled_from(["S", "N"]), st.text(max_size=2), max_size=2),
+    st.none(),
+    st.text(max_size=3),
+)
+any_python = st.one_of(
+    python_values, st.booleans(), st.none(), st.lists(st.integers(), max_size=2), st.floats()
+)
+
+
+def _general_canon(key: Any, level: str) -> Any:
+    """``_canon_key`` before its one-pass branch."""
+    try:
+        return _canon_map(key, _canon_typed if level == "client" else _canon_python)
+    except Exception:
+        return ("?",)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.dictionaries(st.sampled_from(["pk", "sk", "x"]), any_typed, max_size=3))
+def test_canon_key_one_pass_is_the_general_form(key: dict[str, Any]) -> None:
+    assert _canon_key(key, "client") == _general_canon(key, "client")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["pk", "sk", "other"]), any_typed, max_size=3),
+    st.sampled_from([("pk",), ("pk", "sk")]),
+)
+def test_item_key_is_key_of_once_well_formed(item: dict[str, Any], names: tuple[str, ...]) -> None:
+    _check_item_key(item, names, "client")
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(["pk", "sk", "other"]), any_python, max_size=3),
+    st.sampled_from([("pk",), ("pk", "sk")]),
+)
+def test_item_key_is_key_of_once_well_formed_resource_level(
+    item: dict[str, Any], names: tuple[str, ...]
+) -> None:
+    _check_item_key(item, names, "resource")
+
+
+def _check_item_key(item: dict[str, Any], names: tuple[str, ...], level: Any) -> None:
+    fast = item_key(item, names, level)
+    if fast is None:
+        return  # declined: the general path decides
+    general = {name: item[name] for name in names}
+    assert fast == general
+    assert well_formed_key(general, level, names)
+    assert all(fast[name] is item[name] for name in names)  # the snapshot's own values
+
+
+def test_new_change_is_the_attrs_change() -> None:
+    write = Write(
+        tenant="t",
+        service="dynamodb",
+        operation="BatchWriteItem",
+        resource="orders",
+        shadow_resource="orders",
+        key={"pk": {"S": "a"}},
+    )
+    for generation in ((), (7,)):
+        built = new_change(write, "orders", {"pk": {"S": "a"}}, {"v": {"N": "1"}}, *generation)
+        reference = _Change(
+            write=write,
+            table="orders",
+            key={"pk": {"S": "a"}},
+            item={"v": {"N": "1"}},
+            **({"generation": generation[0]} if generation else {}),
+        )
+        assert type(built) is _Change
+        assert built == reference
+        assert repr(built) == repr(reference)
+        assert attrs.evolve(built, item=None) == attrs.evolve(reference, item=None)
+
+
+def test_key_locks_are_each_key_lock_once_in_one_order() -> None:
+    writer = dualwrite.DualWriter(flag=True, journal=None)
+    clients = [
+        boto3.client(
+            "dynamodb", region_name="us-east-1", aws_access_key_id=k, aws_secret_access_key=k
+        )
+        for k in ("primary", "shadow")
+    ]
+    mirror = writer.wrap(clients[0], shadow=clients[1])._self_mirror
+    targets: list[tuple[str, object]] = [("orders", i % 7) for i in range(20)]
+    targets += [("events", 3), ("orders", "k"), ("orders", {"pk": "not an int"})]
+    locks = mirror.key_locks(targets)
+    expected = {id(mirror.key_lock(r, k)): mirror.key_lock(r, k) for r, k in targets}
+    assert locks == [expected[ident] for ident in sorted(expected)]
+    assert len(locks) == len({id(lock) for lock in locks})

@@ -189,7 +189,7 @@ class Decider:
                 self._no_tenant(write)
             self._failed(write, "flag", exc)
             return write, False
-        if write.tenant is None:
+        if write.tenant is None and (writer.wants_no_tenant or not _warned_no_tenant):
             self._no_tenant(write)
         return write, on
 

@@ -23,7 +23,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from dualwrite._context import current_tenant
@@ -134,6 +134,29 @@ class Mirror:
         except Exception:  # noqa: BLE001 - a resource name of a shape no request carries
             stripe = hash(self.service)
         return _KEY_LOCKS[stripe % len(_KEY_LOCKS)]
+
+    def key_locks(
+        self, targets: Iterable[tuple[str, object]]
+    ) -> list[contextlib.AbstractContextManager[Any]]:
+        """:meth:`key_lock` of each ``(resource, key)``, each lock once, in the one global order
+        (by identity) that every write holding several takes them in: so none can deadlock."""
+        if getattr(_converging, "active", False):  # as key_lock
+            return [contextlib.nullcontext()]
+        service, forward, plugin = self.service, self.forward, self.plugin
+        count = len(_KEY_LOCKS)
+        found = {}
+        for named, key in targets:
+            resource = named
+            if forward is not None:  # as key_lock
+                resource = plugin.lock_name(self.shadow_name(named) or named)
+            frozen = key if type(key) is int else freeze(key)
+            try:
+                stripe = hash((service, resource, frozen))
+            except Exception:  # noqa: BLE001 - as key_lock
+                stripe = hash(service)
+            lock = _KEY_LOCKS[stripe % count]
+            found[id(lock)] = lock
+        return [found[ident] for ident in sorted(found)]
 
     # -- stages ------------------------------------------------------------------------------
 

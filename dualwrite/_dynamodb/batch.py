@@ -28,10 +28,18 @@ from dualwrite._dynamodb.converge import (
     _converge_one,
     _request_ident,
     _shadow_batch,
+    new_change,
     read_item,
 )
 from dualwrite._dynamodb.fleet import _count, _settle
-from dualwrite._dynamodb.keys import State, _canon_key, _state, lock_name, well_formed_key
+from dualwrite._dynamodb.keys import (
+    State,
+    _canon_key,
+    _state,
+    item_key,
+    lock_name,
+    well_formed_key,
+)
 from dualwrite.events import Write, new_write
 
 
@@ -336,6 +344,7 @@ def _table_changes(
     """
     keyed = _keyed(write)
     level, schemas = state.level, state.schemas
+    names = schemas.get(table)
     well_formed = True
     for entry in entries:
         if not (type(entry) is dict or isinstance(entry, Mapping)):
@@ -343,12 +352,15 @@ def _table_changes(
         put = entry.get("PutRequest")
         item = put.get("Item") if type(put) is dict or isinstance(put, Mapping) else None
         if type(item) is dict or isinstance(item, Mapping):
-            key = schemas.key_of(table, item)
-            if key is None and schemas.known(table) is not None:
-                key = {}  # the key schema is known and the item lacks a key attribute: malformed
-            # A key read from the item has the schema's names: only its values are checked.
-            if key is not None and not well_formed_key(key, level):
-                well_formed = False
+            # The common shape is read and checked in one pass; anything else the general way.
+            key = None if names is None else item_key(item, names, level)
+            if key is None:
+                key = schemas.key_of(table, item)
+                if key is None and schemas.known(table) is not None:
+                    key = {}  # the schema is known and the item lacks a key attribute: malformed
+                # A key read from the item has the schema's names: only its values are checked.
+                if key is not None and not well_formed_key(key, level):
+                    well_formed = False
         else:
             delete = entry.get("DeleteRequest")
             found = delete.get("Key") if isinstance(delete, Mapping) else None
@@ -357,5 +369,5 @@ def _table_changes(
             key, item = dict(found), None
             if not well_formed_key(key, level, schemas.known(table)):
                 well_formed = False
-        changes.append(_Change(write=keyed(key), table=table, key=key, item=item))
+        changes.append(new_change(keyed(key), table, key, item))
     return well_formed

@@ -51,16 +51,10 @@ def _holding(
         return mirror.key_lock(lock_name(table), hash(canon))
     if canons is None:
         canons = [_canon_key(key, level) for _, key in targets]
-    locks = {
-        id(lock): lock
-        for lock in (
-            mirror.key_lock(lock_name(table), hash(canon))
-            for (table, _), canon in zip(targets, canons, strict=True)
-        )
-    }
-    if len(locks) == 1:
-        return next(iter(locks.values()))
-    return _all_of([lock for _, lock in sorted(locks.items())])
+    locks = mirror.key_locks(
+        (lock_name(table), hash(canon)) for (table, _), canon in zip(targets, canons, strict=True)
+    )
+    return locks[0] if len(locks) == 1 else _all_of(locks)
 
 
 class _all_of:  # noqa: N801 - used like a function

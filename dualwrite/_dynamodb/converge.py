@@ -56,6 +56,29 @@ class _Change:
     generation: int = -1
 
 
+_new = object.__new__
+_CHANGE_FIELDS = ("write", "table", "key", "item", "generation")
+if tuple(f.name for f in attrs.fields(_Change)) != _CHANGE_FIELDS:  # pragma: no cover
+    raise AssertionError("_Change changed: update dualwrite._dynamodb.converge.new_change")
+_set_write, _set_table, _set_key, _set_item, _set_generation = (
+    vars(_Change)[name].__set__ for name in _CHANGE_FIELDS
+)
+
+
+def new_change(
+    write: Write, table: str, key: Mapping[str, Any] | None, item: Any, generation: int = -1
+) -> _Change:
+    """``_Change(...)`` without attrs' keyword ``__init__`` (about twice as fast): a batch
+    builds one per key. tests/test_dynamodb_queue_key.py holds it to the attrs class."""
+    change = _new(_Change)
+    _set_write(change, write)
+    _set_table(change, table)
+    _set_key(change, key)
+    _set_item(change, item)
+    _set_generation(change, generation)
+    return change
+
+
 READ_BACK = object()
 """Marks a change whose resulting item is read back from the primary (consistent read)."""
 

@@ -321,17 +321,26 @@ def plain_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any]
     if type(item) is not dict:
         return None
     key: dict[str, Any] = {}
+    client = level == "client"
     for name in names:
         value = item.get(name)
-        if level == "client":
+        if client:
             if type(value) is not dict or len(value) != 1:
                 return None
-            ((tag, inner),) = value.items()
-            if not (
-                (type(inner) is str and tag in ("S", "N")) or (tag == "B" and type(inner) is bytes)
-            ):
+            # A new map each: the caller's may change after the call. Looked up by tag rather
+            # than unpacked from value.items() (a view and an iterator per value).
+            inner = value.get("S")
+            if type(inner) is str:
+                key[name] = {"S": inner}
+                continue
+            inner = value.get("N")
+            if type(inner) is str:
+                key[name] = {"N": inner}
+                continue
+            inner = value.get("B")
+            if type(inner) is not bytes:
                 return None
-            key[name] = {tag: inner}  # a new map: the caller's may change after the call
+            key[name] = {"B": inner}
         elif type(value) in _PLAIN_KEY_VALUES:  # immutable: the value itself is its copy
             key[name] = value
         else:
@@ -340,6 +349,37 @@ def plain_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any]
 
 
 _PLAIN_KEY_VALUES = frozenset((str, int, Decimal, bytes))
+
+
+def item_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any] | None:
+    """The key of ``item`` when it is of the common shape and well formed, its values not
+    copied (``item`` is a snapshot already: a batch's request); else ``None``.
+
+    What ``key_of`` gives once :func:`well_formed_key` passed, for the shapes
+    :func:`plain_key` accepts; ``None`` means "take the general path", never "malformed".
+    """
+    if type(item) is not dict:
+        return None
+    key: dict[str, Any] = {}
+    if level == "client":
+        for name in names:
+            value = item.get(name)
+            if type(value) is not dict or len(value) != 1:
+                return None
+            if not (
+                type(value.get("S")) is str
+                or type(value.get("N")) is str
+                or type(value.get("B")) is bytes
+            ):
+                return None
+            key[name] = value
+        return key
+    for name in names:
+        value = item.get(name)
+        if type(value) not in _PLAIN_KEY_VALUES:
+            return None
+        key[name] = value
+    return key
 
 
 def _key_value(value: Any, level: Level) -> bool:
@@ -359,6 +399,24 @@ def _canon_key(key: Mapping[str, Any] | None, level: Level) -> Hashable:
     """A hashable form of a key, equal for equal keys at either level; never raises."""
     if key is None:
         return None
+    if level == "client" and type(key) is dict:
+        # The common shape (every value {"S": str} or {"N": str}) in one pass, as _canon_map
+        # and _canon_typed spell it; anything else the general way below.
+        pairs: list[tuple[str, Hashable]] = []
+        for name, value in key.items():
+            if type(name) is not str or type(value) is not dict or len(value) != 1:
+                break
+            inner = value.get("S")
+            if type(inner) is str:
+                pairs.append((name, ("S", inner)))
+                continue
+            inner = value.get("N")
+            if type(inner) is not str:
+                break
+            pairs.append((name, _number(inner)))
+        else:
+            pairs.sort()
+            return tuple(pairs)
     try:
         return _canon_map(key, _canon_typed if level == "client" else _canon_python)
     except Exception:  # noqa: BLE001 - a malformed key: one lock for all such, never an error
