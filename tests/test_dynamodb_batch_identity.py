@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSResponse
-from conftest import Accounts, DynamoEnv, drop_tables
+from conftest import Accounts, DynamoEnv, drop_tables, record_requests
 
 import dualwrite
 from dualwrite.testing import RecordingHook
@@ -158,3 +158,21 @@ def test_an_unprocessed_put_echoed_in_another_order_is_not_mirrored(
     assert env.scan("shadow") == env.scan("primary")
     assert "shadow_failed" not in rec.kinds()
     writer.close()
+
+
+@pytest.mark.parametrize("mode", ["sync", "background"])
+def test_a_batch_of_deletes_only_never_asks_for_the_key_schema(aws: Accounts, mode: str) -> None:
+    """A delete names its key: only a put needs the table's key schema to find its key, so a
+    batch of deletes sends no DescribeTable to either account (an IAM policy without
+    ``dynamodb:DescribeTable`` then costs nothing, and logs nothing)."""
+    env = DynamoEnv(aws)
+    for raw in (env.p_raw, env.s_raw):
+        raw.put_item(TableName="orders", Item={"pk": {"S": "a"}})
+    sent_p, sent_s = record_requests(env.primary), record_requests(env.shadow)
+    writer = dualwrite.DualWriter(flag=True, mode=mode, journal=None)
+    ddb = writer.wrap(env.primary, shadow=env.shadow)
+    ddb.batch_write_item(RequestItems={"orders": [{"DeleteRequest": {"Key": {"pk": {"S": "a"}}}}]})
+    assert writer.flush(timeout=30)
+    writer.close()
+    assert "DescribeTable" not in sent_p + sent_s
+    assert env.scan("primary") == env.scan("shadow") == []

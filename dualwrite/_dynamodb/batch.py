@@ -344,7 +344,10 @@ def _table_changes(
     """
     keyed = _keyed(write)
     level, schemas = state.level, state.schemas
-    names = schemas.get(table)
+    # The key schema, read on the first put (key_of would read it too): a batch of deletes
+    # only never asks DynamoDB for it, as before this one-pass path.
+    names: tuple[str, ...] | None = None
+    described = False
     well_formed = True
     for entry in entries:
         if not (type(entry) is dict or isinstance(entry, Mapping)):
@@ -353,6 +356,8 @@ def _table_changes(
         item = put.get("Item") if type(put) is dict or isinstance(put, Mapping) else None
         if type(item) is dict or isinstance(item, Mapping):
             # The common shape is read and checked in one pass; anything else the general way.
+            if not described:
+                names, described = schemas.get(table), True
             key = None if names is None else item_key(item, names, level)
             if key is None:
                 key = schemas.key_of(table, item)
