@@ -160,11 +160,13 @@ def test_item_key_is_key_of_once_well_formed_resource_level(
 
 
 def _check_item_key(item: dict[str, Any], names: tuple[str, ...], level: Any) -> None:
-    fast = item_key(item, names, level)
-    if fast is None:
+    read = item_key(item, names, level)
+    if read is None:
         return  # declined: the general path decides
+    fast, canon = read
     general = {name: item[name] for name in names}
     assert fast == general
+    assert canon == _canon_key(general, level)
     assert well_formed_key(general, level, names)
     assert all(fast[name] is item[name] for name in names)  # the snapshot's own values
 

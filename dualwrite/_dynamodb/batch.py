@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -115,8 +115,6 @@ def _call_keys(
     changes: list[_Change],
     done: Done,
     to_shadow: ToShadow,
-    *,
-    one_job: bool = False,
 ) -> Any:
     """Call the primary once for a write of several keys, then give the shadow what it changed.
 
@@ -124,17 +122,13 @@ def _call_keys(
     every key, reported under the call's first table, then one read of the primary to settle
     them (:func:`_settle`); every key is journaled with its own table if that fails.
 
-    Background mode with ``one_job`` (changes that need no read-back: a batch's puts and
-    deletes have no condition, so the primary's state after the call is the request's): the
-    same, queued as one job on the queue of every key (:func:`_call_once`).
-
-    Background mode otherwise: one job per changed key, queued on that key's own queue (a call's
+    Background mode: one job per changed key, queued on that key's own queue (a call's
     keys do not share one queue, so a batch cannot overtake, or be overtaken by, another write
     of one of its keys). Each job reads its key back from the primary when it runs, with a
     consistent read, puts or deletes it, and settles it: a job that runs later than it was
     queued still writes the newest state, so the key's queue order is all that ordering needs.
     """
-    if one_job or not mirror.writer.background:
+    if not mirror.writer.background:
         return _call_once(mirror, state, call, params, flagged, changes, done, to_shadow)
 
     # Same-key primary calls stay serialised in this process, as on every other path; the
@@ -181,6 +175,8 @@ def _call_once(
     changes: list[_Change],
     done: Done,
     to_shadow: ToShadow,
+    *,
+    canons: Sequence[Hashable] | None = None,
 ) -> Any:
     """Call the primary once, then run one shadow action for every change it made.
 
@@ -217,7 +213,7 @@ def _call_once(
                 _count(mirror, level, [(c.table, c.key) for c in processed], generations)
                 counted.append(
                     [
-                        _Change(write=c.write, table=c.table, key=c.key, item=c.item, generation=g)
+                        new_change(c.write, c.table, c.key, c.item, g)
                         for c, g in zip(processed, generations, strict=True)
                     ]
                 )
@@ -225,7 +221,8 @@ def _call_once(
 
     # Each key's canonical form, computed once for its lock and its background queue (equal to
     # queue_key()'s for every key the primary can accept: tests/test_dynamodb_queue_key.py).
-    canons = [_canon_key(c.key, level) for c in changes]
+    if canons is None:
+        canons = [_canon_key(c.key, level) for c in changes]
     hold = _holding(mirror, level, [(c.table, c.key) for c in changes], canons)
     keys: list[Write] = [c.write for c in changes]
     if writer.background:
@@ -236,13 +233,14 @@ def _call_once(
 def _queues(writes: Sequence[Write], canons: Sequence[Any]) -> list[int]:
     """The background queue of each key, as :func:`dualwrite._core.entries.shards` computes it
     from ``queue_key`` (``canons``: each key's canonical form, computed for its lock)."""
+    # A batch's writes of one table are one Write but for the key (_keyed): the same stage,
+    # so the same old name. Looked up once per table.
     names: dict[str, str] = {}
     found = []
     for write, canon in zip(writes, canons, strict=True):
-        resource = forward_resource(write)
-        name = names.get(resource)
+        name = names.get(write.resource)
         if name is None:
-            name = names[resource] = lock_name(resource)
+            name = names[write.resource] = lock_name(forward_resource(write))
         found.append(hash((write.service, name, canon)))
     return found
 
@@ -276,6 +274,7 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
     state = _state(mirror)
     flagged: dict[str, Write] = {}
     changes: list[_Change] = []
+    canons: list[Hashable] = []  # each change's canonical key, for its lock and its queue
     well_formed = True
     for table, entries in request.items():
         if not isinstance(table, str) or not isinstance(entries, Sequence):
@@ -285,9 +284,9 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
             flagged[table] = write
             # The table's requests as they are now (a table the flag leaves alone is not
             # copied): the caller may reuse its dicts the moment the call returns.
-            well_formed = _table_changes(state, write, table, snapshot(entries), changes) and (
-                well_formed
-            )
+            well_formed = _table_changes(
+                state, write, table, snapshot(entries), changes, canons
+            ) and (well_formed)
     if not flagged:
         return call(**params)
     if not well_formed:
@@ -312,7 +311,10 @@ def _batch_write_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: A
         _batches_by_table(ctx, flagged, done)
         return done
 
-    return _call_keys(mirror, state, call, params, flagged, changes, done, to_shadow, one_job=True)
+    # One shadow call, or one background job queued on every key's queue, for the whole batch
+    # in both modes (not _call_keys' job per key): a batch's puts and deletes have no
+    # condition, so the primary's state after the call is the request's.
+    return _call_once(mirror, state, call, params, flagged, changes, done, to_shadow, canons=canons)
 
 
 def _well_formed(state: State, changes: Sequence[_Change]) -> bool:
@@ -333,10 +335,16 @@ def _keyed(write: Write) -> Callable[[Any], Write]:
 
 
 def _table_changes(
-    state: State, write: Write, table: str, entries: Sequence[Any], changes: list[_Change]
+    state: State,
+    write: Write,
+    table: str,
+    entries: Sequence[Any],
+    changes: list[_Change],
+    canons: list[Hashable],
 ) -> bool:
-    """Append the changes of one table's requests to ``changes``; return whether every known
-    key among them is well formed (an unknown one is reported as such: its table's key schema
+    """Append the changes of one table's requests to ``changes``, and each one's canonical key
+    (``_canon_key``: its lock's and its queue's) to ``canons``; return whether every known key
+    among them is well formed (an unknown one is reported as such: its table's key schema
     could not be read).
 
     A request that is neither a put of an item nor a delete of a key is left out: the primary
@@ -358,14 +366,18 @@ def _table_changes(
             # The common shape is read and checked in one pass; anything else the general way.
             if not described:
                 names, described = schemas.get(table), True
-            key = None if names is None else item_key(item, names, level)
-            if key is None:
+            key: dict[str, Any] | None
+            read = None if names is None else item_key(item, names, level)
+            if read is not None:
+                key, canon = read
+            else:
                 key = schemas.key_of(table, item)
                 if key is None and schemas.known(table) is not None:
                     key = {}  # the schema is known and the item lacks a key attribute: malformed
                 # A key read from the item has the schema's names: only its values are checked.
                 if key is not None and not well_formed_key(key, level):
                     well_formed = False
+                canon = _canon_key(key, level)
         else:
             delete = entry.get("DeleteRequest")
             found = delete.get("Key") if isinstance(delete, Mapping) else None
@@ -374,5 +386,7 @@ def _table_changes(
             key, item = dict(found), None
             if not well_formed_key(key, level, schemas.known(table)):
                 well_formed = False
+            canon = _canon_key(key, level)
         changes.append(new_change(keyed(key), table, key, item))
+        canons.append(canon)
     return well_formed

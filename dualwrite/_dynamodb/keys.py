@@ -351,35 +351,56 @@ def plain_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any]
 _PLAIN_KEY_VALUES = frozenset((str, int, Decimal, bytes))
 
 
-def item_key(item: Any, names: tuple[str, ...], level: Level) -> dict[str, Any] | None:
-    """The key of ``item`` when it is of the common shape and well formed, its values not
-    copied (``item`` is a snapshot already: a batch's request); else ``None``.
+def item_key(
+    item: Any, names: tuple[str, ...], level: Level
+) -> tuple[dict[str, Any], Hashable] | None:
+    """The key of ``item`` and its canonical form (``_canon_key(key, level)``) when the key is
+    of the common shape and well formed, its values not copied (``item`` is a snapshot
+    already: a batch's request); else ``None``.
 
     What ``key_of`` gives once :func:`well_formed_key` passed, for the shapes
-    :func:`plain_key` accepts; ``None`` means "take the general path", never "malformed".
+    :func:`plain_key` accepts, read once for the key, its lock and its queue; ``None`` means
+    "take the general path", never "malformed".
     """
     if type(item) is not dict:
         return None
     key: dict[str, Any] = {}
+    pairs: list[tuple[str, Hashable]] = []
     if level == "client":
         for name in names:
             value = item.get(name)
             if type(value) is not dict or len(value) != 1:
                 return None
-            if not (
-                type(value.get("S")) is str
-                or type(value.get("N")) is str
-                or type(value.get("B")) is bytes
-            ):
+            inner = value.get("S")
+            if type(inner) is str:
+                canon: Hashable = ("S", inner)
+            else:
+                inner = value.get("N")
+                if type(inner) is str:
+                    canon = _number(inner)
+                else:
+                    inner = value.get("B")
+                    if type(inner) is not bytes:
+                        return None
+                    canon = ("B", inner)
+            key[name] = value
+            pairs.append((name, canon))
+    else:
+        for name in names:
+            value = item.get(name)
+            kind = type(value)
+            if kind is str:
+                canon = ("S", value)
+            elif kind is int or kind is Decimal:
+                canon = _number(value)
+            elif kind is bytes:
+                canon = ("B", value)
+            else:
                 return None
             key[name] = value
-        return key
-    for name in names:
-        value = item.get(name)
-        if type(value) not in _PLAIN_KEY_VALUES:
-            return None
-        key[name] = value
-    return key
+            pairs.append((name, canon))
+    pairs.sort()  # names: the table's key schema, distinct strs (see _describe_key)
+    return key, tuple(pairs)
 
 
 def _key_value(value: Any, level: Level) -> bool:
