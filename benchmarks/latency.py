@@ -320,7 +320,12 @@ class Bench:
         if journal == "sqlite":  # a fresh file per writer, never the user's own
             path = os.path.join(tempfile.mkdtemp(prefix="dualwrite-bench-"), "journal.db")
         writer = dualwrite.DualWriter(
-            flag=True, mode=mode, hooks=hooks, workers=self.args.workers, journal=path
+            flag=True,
+            mode=mode,
+            hooks=hooks,
+            workers=self.args.workers,
+            journal=path,
+            single_writer=self.args.single_writer,
         )
         wrapped = writer.wrap(self.primary, shadow=self.shadow, names=self.names)
         return writer, self.put_on(wrapped)
@@ -500,6 +505,12 @@ def main() -> None:
         "file: the default configuration, with write-ahead intents)",
     )
     parser.add_argument(
+        "--single-writer",
+        action="store_true",
+        help="wrapped cases with single_writer=True: no fleet read-back of the primary after "
+        "each shadow write (one writer per key; docs/configuration.md)",
+    )
+    parser.add_argument(
         "--shadow",
         choices=("moto", "sink"),
         default="moto",
@@ -526,6 +537,8 @@ def main() -> None:
         f"{args.duration:.0f} s, {what}, primary +{args.primary_delay * 1000:.0f} ms, shadow "
         f"+{args.delay * 1000:.0f} ms, {args.workers} background workers"
     )
+    if args.single_writer:
+        print("# wrapped cases: single_writer=True (no read-back of the primary)")
     if args.servers == "moto" and args.shadow == "sink":
         print("# shadow: a sink (answers after the delay, stores nothing), not moto")
     cases = [("plain", "none")] + [

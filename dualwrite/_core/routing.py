@@ -88,7 +88,6 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     for resource, key in targets:
         if resource not in asked:
             write, stage = decider.stage(forward.describe(api, resource, key))
-            asked[resource] = (write.tenant, stage)
             if (
                 len(targets) == 1
                 and not sources
@@ -105,6 +104,7 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
                 decided = with_stage(write, write.tenant, stage) if type(key) is str else None
                 decision = Decision(write.tenant, stage, mirrored, decided)
                 return Route(forward, params, {resource: decision}, targets)
+            asked[resource] = (write.tenant, stage)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
     for resource, key in sources:
         _, stage = decider.stage(forward.describe(api, resource, key))
