@@ -584,9 +584,24 @@ def main(argv: list[str] | None = None) -> int:
         metavar="N",
         help="also count instructions per call under valgrind, over N calls per case",
     )
+    parser.add_argument(
+        "--count-only",
+        metavar="OPERATIONS",
+        help="with --instructions N: count instructions for these operations only "
+        "(comma-separated, e.g. put_item,batch_write_item), without the timed rounds",
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)  # the valgrind child: one case
     args = parser.parse_args(argv)
     cases, p_sent, s_sent = build_cases()
+    if args.count_only and args.only is None:
+        wanted = [name.strip() for name in args.count_only.split(",") if name.strip()]
+        unknown = [name for name in wanted if name not in cases]
+        if unknown or not wanted:
+            parser.error(f"unknown operation(s) {unknown}; the operations are: {', '.join(cases)}")
+        if args.instructions < 1:
+            parser.error("--count-only needs --instructions N (N >= 1)")
+        report_instructions({name: cases[name] for name in wanted}, args.instructions)
+        return 0
     if args.only is not None:
         operation, name = args.only.split("|", 1)
         # The warm-up of the operation's cases is the same in every run of the operation, so
