@@ -69,12 +69,12 @@ class Write:
 
 # Write.__init__ as attrs generates it for a frozen class costs about 11k instructions (a
 # keyword call, then object.__setattr__ per field); every wrapped write builds at least one,
-# flag on or off. new_write() builds the same object through the slots' own setters in about
+# flag on or off. _new_write() builds the same object through the slots' own setters in about
 # half that (tests/test_events.py holds it to attrs' __init__). It sets every field by name: a
 # field added to Write must be added there too, which this check makes impossible to miss.
 _WRITE_FIELDS = ("tenant", "service", "operation", "resource", "shadow_resource", "key", "stage")
 if tuple(f.name for f in attrs.fields(Write)) != _WRITE_FIELDS:  # pragma: no cover
-    raise AssertionError("dualwrite.events.Write changed: update dualwrite.events.new_write")
+    raise AssertionError("dualwrite.events.Write changed: update dualwrite.events._new_write")
 _new = object.__new__
 (
     _set_tenant,
@@ -87,7 +87,7 @@ _new = object.__new__
 ) = (vars(Write)[name].__set__ for name in _WRITE_FIELDS)
 
 
-def new_write(
+def _new_write(
     tenant: str | None,
     service: Service,
     operation: str,

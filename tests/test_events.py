@@ -1,4 +1,4 @@
-"""``dualwrite.events.new_write``, the hot paths' constructor of :class:`dualwrite.Write`, builds
+"""``dualwrite.events._new_write``, the hot paths' constructor of :class:`dualwrite.Write`, builds
 exactly what ``Write(...)`` builds."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dualwrite import Stage, Write
-from dualwrite.events import new_write
+from dualwrite.events import _new_write
 
 fields = st.fixed_dictionaries(
     {
@@ -30,7 +30,7 @@ fields = st.fixed_dictionaries(
 
 @given(fields)
 def test_new_write_is_the_attrs_write(values: dict[str, Any]) -> None:
-    built = new_write(**values)
+    built = _new_write(**values)
     reference = Write(**values)
     assert type(built) is Write
     assert attrs.asdict(built, recurse=False) == attrs.asdict(reference, recurse=False)
@@ -45,11 +45,11 @@ def test_new_write_is_the_attrs_write(values: dict[str, Any]) -> None:
 
 
 def test_new_write_is_frozen_picklable_and_weakly_referenced() -> None:
-    built = new_write(None, "s3", "PutObject", "b", "b2", "k")
+    built = _new_write(None, "s3", "PutObject", "b", "b2", "k")
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         built.key = "other"  # type: ignore[misc]
     assert pickle.loads(pickle.dumps(built)) == built
     assert weakref.ref(built)() is built
-    assert new_write(None, "s3", "PutObject", "b", None) == Write(
+    assert _new_write(None, "s3", "PutObject", "b", None) == Write(
         tenant=None, service="s3", operation="PutObject", resource="b", shadow_resource=None
     )

@@ -20,7 +20,7 @@ import attrs
 
 from dualwrite._core.errors import describe_error, safe_invoke
 from dualwrite._stage import FALLBACK, REVERSED, Stage
-from dualwrite.events import FlagFailed, NoTenant, Write, new_write
+from dualwrite.events import FlagFailed, NoTenant, Write, _new_write
 
 if TYPE_CHECKING:
     from dualwrite._core.runtime import Runtime
@@ -126,7 +126,7 @@ def decided(decisions: dict[str, Decision] | None) -> Any:
 def with_stage(write: Write, tenant: str | None, stage: Stage | None) -> Write:
     """``write`` with its tenant and stage set: ``attrs.evolve`` without its per-call look at
     the class's fields (every staged write makes one)."""
-    return new_write(
+    return _new_write(
         tenant,
         write.service,
         write.operation,

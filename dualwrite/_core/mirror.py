@@ -41,7 +41,7 @@ from dualwrite._core.shadow import (
     run_shadow,
     shadow_outcome,
 )
-from dualwrite.events import Unsupported, Write, new_write
+from dualwrite.events import Unsupported, Write, _new_write
 from dualwrite.exceptions import ShadowWriteError
 
 if TYPE_CHECKING:
@@ -219,7 +219,7 @@ class Mirror:
 
     def describe(self, operation: str, resource: str, key: Any) -> Write:
         """Build the :class:`Write` for one call, with the caller's tenant."""
-        return new_write(
+        return _new_write(
             current_tenant(),
             self.service,  # type: ignore[arg-type]
             operation,

@@ -40,7 +40,7 @@ from dualwrite._dynamodb.keys import (
     lock_name,
     well_formed_key,
 )
-from dualwrite.events import Write, new_write
+from dualwrite.events import Write, _new_write
 
 
 def _unknown_keys(mirror: Mirror, changes: Sequence[_Change]) -> None:
@@ -331,7 +331,7 @@ def _keyed(write: Write) -> Callable[[Any], Write]:
     reading the class's fields again for each of a batch's keys."""
     tenant, service, operation = write.tenant, write.service, write.operation
     resource, shadow, stage = write.resource, write.shadow_resource, write.stage
-    return lambda key: new_write(tenant, service, operation, resource, shadow, key, stage)
+    return lambda key: _new_write(tenant, service, operation, resource, shadow, key, stage)
 
 
 def _table_changes(
