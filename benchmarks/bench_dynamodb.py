@@ -24,6 +24,10 @@ on a shared machine hits every case alike:
   journal in a temporary directory (the default configuration): the write-ahead intent is added
   before the primary call and removed once the shadow holds the state. The other cases pass
   ``journal=None``;
+* ``flag off, journal`` (``put_item``): the flag-off case with an SQLite journal (the default
+  configuration): the primary client then carries the counter of sent requests that a
+  journal's intents read. Every wrapped case has a primary client of its own, so that one
+  case's handlers never reach another's calls, nor ``plain``'s;
 * ``two plain calls``: the call on the primary, then a ``put_item`` of the item on the shadow,
   without the wrapper: what the flag-on case would cost if the wrapper itself were free.
 
@@ -233,19 +237,29 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
     # No journal unless the case says so (the default, "auto", would write to the user's state
     # directory); a fresh temporary SQLite file for the journaled cases.
     folder = tempfile.mkdtemp(prefix="dualwrite-bench-")
-    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, journal=None)
-    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, journal=None)
+
+    def own() -> Any:
+        """A primary client for one wrapped case only: a handler a wrapper registers on its
+        primary (the count of sent requests that a journal's intents read) must not reach the
+        other cases' calls, nor ``plain``'s."""
+        return canned_client("AKIAPRIMARYBENCH0001", p_sent)
+
+    off = dualwrite.wrap(own(), shadow=shadow, flag=lambda w: False, journal=None)
+    off_journaled = dualwrite.wrap(
+        own(), shadow=shadow, flag=lambda w: False, journal=os.path.join(folder, "off.sqlite3")
+    )
+    on = dualwrite.wrap(own(), shadow=shadow, flag=lambda w: True, journal=None)
     single = dualwrite.wrap(
-        primary, shadow=shadow, flag=lambda w: True, journal=None, single_writer=True
+        own(), shadow=shadow, flag=lambda w: True, journal=None, single_writer=True
     )
     journaled = dualwrite.wrap(
-        primary,
+        own(),
         shadow=shadow,
         flag=lambda w: True,
         journal=os.path.join(folder, "journal.sqlite3"),
     )
     journaled_single = dualwrite.wrap(
-        primary,
+        own(),
         shadow=shadow,
         flag=lambda w: True,
         journal=os.path.join(folder, "journal-single.sqlite3"),
@@ -257,7 +271,7 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
         writer = dualwrite.DualWriter(
             flag=lambda w: True, mode="background", journal=None, single_writer=single_writer
         )
-        background[single_writer] = (writer, writer.wrap(primary, shadow=shadow))
+        background[single_writer] = (writer, writer.wrap(own(), shadow=shadow))
 
     def put(client: Any) -> Case:
         return lambda: client.put_item(TableName=TABLE, Item=ITEM)
@@ -296,6 +310,7 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
         "put_item": {
             "plain": put(primary),
             "wrapped, flag off": put(off),
+            "flag off, journal": put(off_journaled),
             "wrapped, flag on": put(on),
             "flag on, single_writer": put(single),
             "flag on, journal": put(journaled),

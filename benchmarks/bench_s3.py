@@ -21,6 +21,8 @@ order) so that noise on a shared machine hits every case alike:
 * ``flag on, shadow_timeout=None``: the flag-on case with the shadow call made in the
   caller's thread, not on a helper thread the caller can stop waiting for (what the
   ``shadow_timeout`` bound costs is the difference);
+* ``flag off, journal``: the flag-off case with an SQLite journal (the default configuration):
+  the primary client then carries the counter of sent requests that a journal's intents read;
 * ``flag on, journal``: the flag-on case with an SQLite journal (the default configuration,
   ``journal="auto"``): the write-ahead intent is added before the primary call and removed
   after the shadow's; what the journal costs is the difference to ``flag on``;
@@ -153,60 +155,46 @@ SENT: tuple[Counter[str], Counter[str]] = (Counter(), Counter())
 """Requests each side's client sent (primary, shadow), by operation."""
 
 
-def build_cases() -> dict[str, Callable[[], Any]]:
-    """Return one zero-argument callable per case, each making one logical ``put_object``."""
-    primary = canned_client("AKIAPRIMARYBENCH0001", SENT[0])
-    shadow = canned_client("AKIASHADOWBENCH00001", SENT[1])
+def build_cases(count: bool = True) -> dict[str, Callable[[], Any]]:
+    """Return one zero-argument callable per case, each making one logical ``put_object``.
+
+    Every wrapped case gets a primary client of its own: a handler one wrapper registers on its
+    primary (the count of sent requests that a journal's intents read) must not reach the other
+    cases' calls, nor ``plain``'s. With ``count=False`` (the valgrind child) no client counts
+    its requests either, so ``plain`` is botocore and the canned answer alone.
+    """
+    p_sent, s_sent = SENT if count else (None, None)
+    primary = canned_client("AKIAPRIMARYBENCH0001", p_sent)
+    shadow = canned_client("AKIASHADOWBENCH00001", s_sent)
+
+    def wrap(**options: Any) -> Any:
+        own = canned_client("AKIAPRIMARYBENCH0001", p_sent)
+        return dualwrite.wrap(own, shadow=shadow, names=names, **options)
+
     names = {PRIMARY_BUCKET: SHADOW_BUCKET}
     # No journal unless the case says so (the default, "auto", would write to the user's state
     # directory); a fresh temporary SQLite file for the journaled case.
     journal = os.path.join(tempfile.mkdtemp(prefix="dualwrite-bench-"), "journal.sqlite3")
-    off = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: False, names=names, journal=None)
-    on = dualwrite.wrap(primary, shadow=shadow, flag=lambda w: True, names=names, journal=None)
-    inline = dualwrite.wrap(
-        primary, shadow=shadow, flag=lambda w: True, names=names, journal=None, shadow_timeout=None
-    )
-    journaled = dualwrite.wrap(
-        primary, shadow=shadow, flag=lambda w: True, names=names, journal=journal
-    )
-    single = dualwrite.wrap(
-        primary, shadow=shadow, flag=lambda w: True, names=names, journal=None, single_writer=True
-    )
-    journaled_single = dualwrite.wrap(
-        primary,
-        shadow=shadow,
-        flag=lambda w: True,
-        names=names,
-        journal=journal + "-single",
-        single_writer=True,
-    )
-    dual = dualwrite.wrap(
-        primary,
-        shadow=shadow,
-        stage=lambda w: dualwrite.Stage.DUAL_WRITE,
-        names=names,
-        journal=None,
-    )
-    cutover = dualwrite.wrap(
-        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.CUTOVER, names=names, journal=None
-    )
-    stage_off_client = dualwrite.wrap(
-        primary, shadow=shadow, stage=lambda w: dualwrite.Stage.OFF, names=names, journal=None
-    )
-    dual_single = dualwrite.wrap(
-        primary,
-        shadow=shadow,
-        stage=lambda w: dualwrite.Stage.DUAL_WRITE,
-        names=names,
-        journal=None,
-        single_writer=True,
-    )
+    off = wrap(flag=lambda w: False, journal=None)
+    off_journaled = wrap(flag=lambda w: False, journal=journal + "-off")
+    on = wrap(flag=lambda w: True, journal=None)
+    inline = wrap(flag=lambda w: True, journal=None, shadow_timeout=None)
+    journaled = wrap(flag=lambda w: True, journal=journal)
+    single = wrap(flag=lambda w: True, journal=None, single_writer=True)
+    journaled_single = wrap(flag=lambda w: True, journal=journal + "-single", single_writer=True)
+    dual = wrap(stage=lambda w: dualwrite.Stage.DUAL_WRITE, journal=None)
+    cutover = wrap(stage=lambda w: dualwrite.Stage.CUTOVER, journal=None)
+    stage_off_client = wrap(stage=lambda w: dualwrite.Stage.OFF, journal=None)
+    dual_single = wrap(stage=lambda w: dualwrite.Stage.DUAL_WRITE, journal=None, single_writer=True)
 
     def plain() -> Any:
         return primary.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
     def flag_off() -> Any:
         return off.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def flag_off_journal() -> Any:
+        return off_journaled.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
     def flag_on() -> Any:
         return on.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
@@ -246,6 +234,7 @@ def build_cases() -> dict[str, Callable[[], Any]]:
     return {
         "plain": plain,
         "wrapped, flag off": flag_off,
+        "flag off, journal": flag_off_journal,
         "wrapped, flag on": flag_on,
         "flag on, shadow_timeout=None": flag_on_inline,
         "flag on, journal": flag_on_journal,
@@ -443,7 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--only", help=argparse.SUPPRESS)  # the valgrind child: one case, quiet
     args = parser.parse_args(argv)
-    cases = build_cases()
+    cases = build_cases(count=args.only is None)  # the valgrind child counts no requests
     if args.cases and args.only is None:
         wanted = ["plain", *(c.strip() for c in args.cases.split(";") if c.strip() != "plain")]
         unknown = [name for name in wanted if name not in cases]

@@ -288,3 +288,21 @@ def test_an_unknown_key_is_journaled_at_table_level(ddb: DynamoEnv, tmp_path: Pa
     found = [(e.resource, e.key, e.reason, e.resource_level) for e in entries.entries()]
     entries.close()
     assert found == [("orders", {}, "unsupported", True)]
+
+
+@pytest.mark.parametrize("journaled", [False, True])
+def test_the_primary_s_sends_are_counted_only_for_a_journal(
+    s3: S3Env, tmp_path: Path, journaled: bool
+) -> None:
+    """Only an intent reads the count of the primary's sent requests (to tell a failure before
+    the request left from one after): without a journal there is no intent, and the primary
+    client gets no before-send handler, which every one of its calls would pay for."""
+    from dualwrite._core import intent  # noqa: PLC0415 - the per-thread count under test
+
+    writer = dualwrite.DualWriter(flag=False, journal=tmp_path / "j.db" if journaled else None)
+    client = writer.wrap(s3.primary, shadow=s3.shadow, names=s3.names)
+    intent._sent.count = 0
+    client.put_object(Bucket="photos", Key="k", Body=b"x")
+    s3.primary.head_object(Bucket="photos", Key="k")
+    writer.close()
+    assert intent._sent.count == (2 if journaled else 0)
