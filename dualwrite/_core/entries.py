@@ -78,12 +78,19 @@ def entries(
     return list(entries.values())
 
 
+def queue_hash(service_name: str, lock_name: str, canonical: Any) -> int:
+    """The queue of a key: its service, its resource's lock name (of the old account's name)
+    and its canonical form (``Service.queue_key``). The one spelling of it: a handler that has
+    the canonical form already (a DynamoDB batch) must reach the same queue."""
+    return hash((service_name, lock_name, canonical))
+
+
 def queue(service: Service, service_name: str, resource: str, key: Any) -> int:
     """The queue of ``key`` in ``resource`` (its old account's name): one hash, equal for every
     spelling of one key (``Service.queue_key``), the resource's queue for a key of a shape no
     request carries. Never raises."""
     try:
-        return hash((service_name, service.lock_name(resource), service.queue_key(key)))
+        return queue_hash(service_name, service.lock_name(resource), service.queue_key(key))
     except Exception:  # noqa: BLE001 - a resource or key of a shape no request carries
         return hash(service_name)
 
@@ -124,7 +131,7 @@ def shards(service: Service, write: Write, keys: Sequence[Any] | None) -> int | 
             lock = names.get(resource)
             if lock is None:
                 lock = names[resource] = service.lock_name(resource)
-            found.append(hash((name, lock, queue_key(owner.key if owner is key else key))))
+            found.append(queue_hash(name, lock, queue_key(owner.key if owner is key else key)))
         except Exception:  # noqa: BLE001 - as queue(): a shape no request carries
             found.append(hash(name))
     return found

@@ -11,7 +11,7 @@ from typing import Any
 
 import attrs
 
-from dualwrite._core.entries import QueuedKeys, forward_resource
+from dualwrite._core.entries import QueuedKeys, forward_resource, queue_hash
 from dualwrite._core.errors import SkipShadow, UnsupportedWrite, safe_invoke
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._core.snapshot import snapshot
@@ -241,7 +241,7 @@ def _queues(writes: Sequence[Write], canons: Sequence[Any]) -> list[int]:
         name = names.get(write.resource)
         if name is None:
             name = names[write.resource] = lock_name(forward_resource(write))
-        found.append(hash((write.service, name, canon)))
+        found.append(queue_hash(write.service, name, canon))
     return found
 
 
