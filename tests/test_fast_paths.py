@@ -173,3 +173,97 @@ def test_shadow_written_event_built_only_for_a_hook(
     assert len(built) == (1 if listening else 0)
     assert recorder.kinds() == (["shadow_written"] if listening else [])
     assert env.get("shadow", {"pk": {"S": "w1"}}) == item
+
+
+# -- the one-key handlers' decide phase (calls._guarded) ------------------------------------------
+
+
+class _Item(dict):  # type: ignore[type-arg] # not exactly a dict: the handler's general path
+    pass
+
+
+_SHAPES = {
+    "common": lambda value: value,
+    "dict subclass": _Item,
+    "key value not of the common shape": lambda value: {
+        **value,
+        "pk": {"S": value["pk"]["S"], "extra": None},
+    },
+}
+
+
+def _one_key_calls(shape: Any) -> list[tuple[str, dict[str, Any]]]:
+    return [
+        ("put_item", {"TableName": "orders", "Item": shape({"pk": {"S": "k1"}, "n": {"N": "1"}})}),
+        (
+            "update_item",
+            {
+                "TableName": "orders",
+                "Key": shape({"pk": {"S": "k1"}}),
+                "UpdateExpression": "ADD n :one",
+                "ExpressionAttributeValues": {":one": {"N": "1"}},
+            },
+        ),
+        ("delete_item", {"TableName": "orders", "Key": shape({"pk": {"S": "k1"}})}),
+    ]
+
+
+@pytest.mark.parametrize("shape", list(_SHAPES), ids=list(_SHAPES))
+@pytest.mark.parametrize("flag", [False, True])
+def test_one_key_writes_ask_the_flag_once_whatever_the_request_s_shape(
+    aws: Accounts, flag: bool, shape: str
+) -> None:
+    """The decide phase takes the common shape; any other goes the handler's whole way: either
+    way the flag is asked once, with the key, and the outcome is plain boto3's."""
+    env = DynamoEnv(aws)
+    asked: list[tuple[str, Any]] = []
+
+    def answer(write: Any) -> bool:
+        asked.append((write.operation, write.key))
+        return flag
+
+    wrapped = env.wrap(flag=answer, journal=None)
+    plain = aws.client("primary", "dynamodb")
+    for method, params in _one_key_calls(_SHAPES[shape]):
+        got: list[Any] = []
+        for client in (wrapped, plain):
+            try:
+                got.append(getattr(client, method)(**params)["ResponseMetadata"]["HTTPStatusCode"])
+            except Exception as exc:  # noqa: BLE001 - the outcome is compared
+                got.append(type(exc).__name__)
+        assert got[0] == got[1], method
+    well_formed = shape != "key value not of the common shape"
+    if well_formed:
+        key = {"pk": {"S": "k1"}}
+        assert asked == [("PutItem", key), ("UpdateItem", key), ("DeleteItem", key)]
+        assert env.get("primary", key) is None  # deleted last
+        assert env.scan("shadow") == []
+    else:  # refused by the primary; reported on the table with no key, asked once each
+        assert asked == [("PutItem", None), ("UpdateItem", None), ("DeleteItem", None)]
+        assert env.scan("primary") == [] and env.scan("shadow") == []
+
+
+@pytest.mark.parametrize("flag", [False, True])
+def test_a_decide_phase_that_raises_leaves_the_call_to_the_primary(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    """Should reading the request fail in the decide phase, the primary gets the request as
+    given, once, and a flag-on write is reported ``unreadable-request``; nothing is raised."""
+    env = DynamoEnv(aws)
+    recorder = RecordingHook()
+    wrapped = env.wrap(flag=lambda write: flag, journal=None, hooks=[recorder])
+    wrapped.put_item(TableName="orders", Item={"pk": {"S": "first"}})  # the table's key schema
+
+    def broken(*args: Any) -> Any:
+        raise RuntimeError("plain_key failed")
+
+    monkeypatch.setattr(dualwrite._dynamodb.items, "plain_key", broken)
+    sent: list[str] = []
+    env.primary.meta.events.register("before-send", lambda request, **_: sent.append("sent"))
+    item = {"pk": {"S": "k1"}, "n": {"N": "1"}}
+    wrapped.put_item(TableName="orders", Item=item)
+    assert sent == ["sent"]
+    assert env.get("primary", {"pk": {"S": "k1"}}) == item
+    assert env.get("shadow", {"pk": {"S": "k1"}}) is None
+    reasons = [e.reason for e in recorder.of_kind("unsupported")]  # type: ignore[attr-defined]
+    assert reasons == (["unreadable-request"] if flag else [])

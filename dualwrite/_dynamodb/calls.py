@@ -10,13 +10,12 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-import attrs
-
+from dualwrite._context import _TENANT
 from dualwrite._core.errors import safe_invoke
 from dualwrite._core.mirror import Mirror
 from dualwrite._dynamodb.keys import Level, _canon_key, lock_name
 from dualwrite._dynamodb.partiql import _PARTIQL, _statements, statement_table
-from dualwrite.events import Write
+from dualwrite.events import Write, _new_write
 from dualwrite.exceptions import ShadowWriteError
 
 logger = logging.getLogger("dualwrite")
@@ -84,14 +83,21 @@ class _all_of:  # noqa: N801 - used like a function
 
 
 def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None) -> Write:
-    write = mirror.describe(operation, table, None if key is None else dict(key))
-    shadow = write.shadow_resource
+    # Mirror.describe(), inline: every DynamoDB write, flag on or off, comes through here.
+    shadow = mirror.shadow_name(table)
     if shadow is not None and shadow == table and table[:4] == "arn:" and lock_name(table) != table:
         # A table ARN names the primary's account: on the shadow the same name means the
         # shadow's own table (mapped by names= as the name is), never a cross-account write
         # back into the primary.
-        write = attrs.evolve(write, shadow_resource=mirror.shadow_name(lock_name(table)))
-    return write
+        shadow = mirror.shadow_name(lock_name(table))
+    return _new_write(
+        _TENANT.get(),
+        mirror.service,  # type: ignore[arg-type]
+        operation,
+        table,
+        shadow,
+        None if key is None else dict(key),
+    )
 
 
 def _decided(
@@ -127,7 +133,15 @@ def _unknown_key(table: str) -> tuple[str, str]:
 # -- requests the wrapper cannot read --------------------------------------------------------------
 
 
-def _guarded(operation: str, handler: Handler) -> Handler:
+PASS: Any = object()
+"""What a handler's decide phase returns when the flag is off: the primary's call, as given."""
+
+Decide = Callable[[Mirror, dict[str, Any]], Any]
+"""A handler's decide phase: the common shape of its request read and decided before anything
+else is built (see :func:`_guarded`)."""
+
+
+def _guarded(operation: str, handler: Handler, decide: Decide | None = None) -> Handler:
     """``handler``, made unable to change the caller's outcome whatever the request holds.
 
     Every handler reads the request before the primary call (table, key, tenant, locks). It is
@@ -136,9 +150,26 @@ def _guarded(operation: str, handler: Handler) -> Handler:
     raise all the same, the primary is called with the request exactly as given (if it was not
     yet), its response or exception reaches the caller, and the write is reported
     ``unsupported`` (``unreadable-request``) for its table, with no key.
+
+    ``decide``, if given, is the handler's first phase for the common shape of its request
+    (every write of a flag-off service): it reads the request and asks the flag, and returns
+    :data:`PASS` when the flag is off (the primary is called as given, with nothing else
+    built), ``None`` when the request is not of that shape (the handler reads it all; the flag
+    was not asked), or the flag-on decision, which the handler is then given as a fifth
+    argument instead of deciding again: the flag is asked once per call either way.
     """
 
     def guarded(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+        decided = None
+        if decide is not None:
+            try:
+                decided = decide(mirror, params)
+            except Exception as exc:  # noqa: BLE001 - contained; the primary judges the request
+                answer = call(**params)  # nothing reached the primary yet
+                _report_unreadable(mirror, operation, params, f"{type(exc).__name__} reading it")
+                return answer
+            if decided is PASS:
+                return call(**params)
         # What the primary did during this call (closure cells: no object to build per call).
         called = False
         response: Any = None
@@ -155,7 +186,9 @@ def _guarded(operation: str, handler: Handler) -> Handler:
             return response
 
         try:
-            return handler(mirror, primary, params, pin)
+            if decided is None:
+                return handler(mirror, primary, params, pin)
+            return handler(mirror, primary, params, pin, decided)  # type: ignore[call-arg]
         except ShadowWriteError:
             raise  # the caller asked for shadow failures to be raised
         except Exception as exc:

@@ -2,35 +2,94 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from dualwrite._core.errors import UnsupportedWrite
 from dualwrite._core.mirror import Mirror, ShadowContext
 from dualwrite._core.snapshot import snapshot
-from dualwrite._dynamodb.calls import Call, _decided, _holding, _malformed, _unknown_key
+from dualwrite._dynamodb.calls import (
+    PASS,
+    Call,
+    _decided,
+    _describe,
+    _holding,
+    _malformed,
+    _unknown_key,
+)
 from dualwrite._dynamodb.converge import _Change, _converge_one, read_item
 from dualwrite._dynamodb.fleet import _counting, _settle
 from dualwrite._dynamodb.keys import State, _state, plain_key, well_formed_key
 
+# -- decide phases (see calls._guarded): the common shape, read and decided first -------------
 
-def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
+
+def _decide_put_item(mirror: Mirror, params: dict[str, Any]) -> Any:
+    """``PutItem`` of a plain ``dict`` item whose key is of the common shape (``plain_key``):
+    ``PASS`` (flag off), ``(write, key)`` (flag on), or ``None`` (any other shape)."""
     table, item = params.get("TableName"), params.get("Item")
-    if not isinstance(table, str) or not (type(item) is dict or isinstance(item, Mapping)):
-        return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
-    state = _state(mirror)
-    schema = state.schemas.get(table)
-    key = None if schema is None else plain_key(item, schema, state.level)
+    if type(table) is not str or type(item) is not dict:
+        return None
+    state = mirror.state
+    schema = state.schemas.described.get(table) or state.schemas.get(table)
+    if schema is None:
+        return None
+    # The decision needs the key (tenant_of and the flag get it), not the rest of the item:
+    # a write the flag leaves alone copies nothing but its key.
+    key = plain_key(item, schema, state.level)
     if key is None:
-        key = None if schema is None else state.schemas.key_of(table, item)
-        if schema is not None and not well_formed_key(key, state.level, schema):
-            return _malformed(mirror, "PutItem", call, params, "the item's key is not well formed")
-        # The decision needs the key (tenant_of and the flag get it), not the rest of the item:
-        # a write the flag leaves alone copies nothing but its key.
-        key = snapshot(key)
-    write = _decided(mirror, "PutItem", table, key)
-    if write is None:
-        return call(**params)
+        return None
+    write, on = mirror.decide(_describe(mirror, "PutItem", table, key))
+    return (write, key) if on else PASS
+
+
+def _decide_keyed(operation: str) -> Callable[[Mirror, dict[str, Any]], Any]:
+    """The decide phase of ``DeleteItem``/``UpdateItem``: ``_checked_key``'s one-pass case."""
+
+    def decide(mirror: Mirror, params: dict[str, Any]) -> Any:
+        table, key = params.get("TableName"), params.get("Key")
+        if type(table) is not str or type(key) is not dict:
+            return None
+        state = mirror.state
+        schema = state.schemas.described.get(table)
+        if schema is None or len(key) != len(schema):
+            return None
+        key = plain_key(key, schema, state.level)
+        if key is None:
+            return None
+        write, on = mirror.decide(_describe(mirror, operation, table, key))
+        return (write, key) if on else PASS
+
+    decide.__name__ = f"_decide_{operation}"
+    return decide
+
+
+# -- handlers --------------------------------------------------------------------------------
+
+
+def _put_item(
+    mirror: Mirror, call: Call, params: dict[str, Any], pin: Any, decided: Any = None
+) -> Any:
+    state = _state(mirror)
+    if decided is not None:  # by _decide_put_item: flag on
+        write, key = decided
+        table, item = params["TableName"], params["Item"]
+    else:
+        table, item = params.get("TableName"), params.get("Item")
+        if not isinstance(table, str) or not (type(item) is dict or isinstance(item, Mapping)):
+            return _malformed(mirror, "PutItem", call, params, "no table name or no Item map")
+        schema = state.schemas.get(table)
+        key = None if schema is None else plain_key(item, schema, state.level)
+        if key is None:
+            key = None if schema is None else state.schemas.key_of(table, item)
+            if schema is not None and not well_formed_key(key, state.level, schema):
+                return _malformed(
+                    mirror, "PutItem", call, params, "the item's key is not well formed"
+                )
+            key = snapshot(key)  # the key only: see _decide_put_item
+        write = _decided(mirror, "PutItem", table, key)
+        if write is None:
+            return call(**params)
     # The request as it is now: the caller may reuse its dict the moment the call returns.
     item = snapshot(item)
 
@@ -51,17 +110,23 @@ def _put_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> A
     )
 
 
-def _delete_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
-    table, key = params.get("TableName"), params.get("Key")
-    if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
-        return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
+def _delete_item(
+    mirror: Mirror, call: Call, params: dict[str, Any], pin: Any, decided: Any = None
+) -> Any:
     state = _state(mirror)
-    key = _checked_key(state, table, key)
-    if key is None:
-        return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
-    write = _decided(mirror, "DeleteItem", table, key)
-    if write is None:
-        return call(**params)
+    if decided is not None:  # by _decide_keyed: flag on
+        write, key = decided
+        table = params["TableName"]
+    else:
+        table, key = params.get("TableName"), params.get("Key")
+        if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
+            return _malformed(mirror, "DeleteItem", call, params, "no table name or no Key map")
+        key = _checked_key(state, table, key)
+        if key is None:
+            return _malformed(mirror, "DeleteItem", call, params, "the Key is not well formed")
+        write = _decided(mirror, "DeleteItem", table, key)
+        if write is None:
+            return call(**params)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         ctx.shadow.delete_item(TableName=ctx.write.shadow_resource, Key=key)
@@ -90,17 +155,23 @@ def _checked_key(state: State, table: str, key: Mapping[str, Any]) -> dict[str, 
 _ABSENT = object()
 
 
-def _update_item(mirror: Mirror, call: Call, params: dict[str, Any], pin: Any) -> Any:
-    table, key = params.get("TableName"), params.get("Key")
-    if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
-        return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
+def _update_item(
+    mirror: Mirror, call: Call, params: dict[str, Any], pin: Any, decided: Any = None
+) -> Any:
     state = _state(mirror)
-    key = _checked_key(state, table, key)
-    if key is None:
-        return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
-    write = _decided(mirror, "UpdateItem", table, key)
-    if write is None:
-        return call(**params)
+    if decided is not None:  # by _decide_keyed: flag on
+        write, key = decided
+        table = params["TableName"]
+    else:
+        table, key = params.get("TableName"), params.get("Key")
+        if not isinstance(table, str) or not (type(key) is dict or isinstance(key, Mapping)):
+            return _malformed(mirror, "UpdateItem", call, params, "no table name or no Key map")
+        key = _checked_key(state, table, key)
+        if key is None:
+            return _malformed(mirror, "UpdateItem", call, params, "the Key is not well formed")
+        write = _decided(mirror, "UpdateItem", table, key)
+        if write is None:
+            return call(**params)
     asked = params.get("ReturnValues")
     result: list[Any] = []  # the primary's resulting item, when its response carries it
     primary = call

@@ -67,6 +67,9 @@ class KeySchemas:
         self._other_name = other_name
         self._lock = threading.Lock()
         self._known: dict[str, tuple[str, ...]] = {}
+        self.described: Mapping[str, tuple[str, ...]] = self._known
+        """Table -> key attribute names, for those already described: what :meth:`known`
+        returns, read without a method call by the writes' hot paths. Read-only."""
         self._failed: dict[str, float] = {}
 
     def get(self, table: str) -> tuple[str, ...] | None:

@@ -27,7 +27,13 @@ from dualwrite._dynamodb.calls import (
     _guarded,
     _table_of,
 )
-from dualwrite._dynamodb.items import _delete_item, _put_item, _update_item
+from dualwrite._dynamodb.items import (
+    _decide_keyed,
+    _decide_put_item,
+    _delete_item,
+    _put_item,
+    _update_item,
+)
 from dualwrite._dynamodb.statements import (
     _batch_execute_statement,
     _execute_statement,
@@ -49,11 +55,12 @@ def _reported(operation: str, reason: str, detail: str) -> Handler:
 
 
 HANDLERS: dict[str, Handler] = {
+    "PutItem": _guarded("PutItem", _put_item, _decide_put_item),
+    "UpdateItem": _guarded("UpdateItem", _update_item, _decide_keyed("UpdateItem")),
+    "DeleteItem": _guarded("DeleteItem", _delete_item, _decide_keyed("DeleteItem")),
+} | {
     operation: _guarded(operation, handler)
     for operation, handler in {
-        "PutItem": _put_item,
-        "UpdateItem": _update_item,
-        "DeleteItem": _delete_item,
         "BatchWriteItem": _batch_write_item,
         "TransactWriteItems": _transact_write_items,
         "ExecuteStatement": _execute_statement,
