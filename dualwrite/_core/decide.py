@@ -49,14 +49,30 @@ class Decision(NamedTuple):
 # The decisions of the call being made in this thread, by resource as the handling mirror names
 # it; set by the proxy around one handler call (dualwrite._core.routing.decided). Also the flag
 # decision an async proxy took on its loop for the call (pre_decided).
+class _Box:
+    """One thread's scope: plain attributes, for code that reads and sets several of them.
+
+    Each read of a ``threading.local``'s attribute looks the thread's dictionary up (about 500
+    instructions); ``_scope.box`` is looked up once, and its attributes are then an object's.
+    """
+
+    __slots__ = ("asked", "decisions")
+
+    def __init__(self) -> None:
+        self.decisions: dict[str, Decision] | None = None
+        self.asked: tuple[Write, Asked] | None = None
+
+
 class _Scope(threading.local):
-    # Class-level defaults: a thread that never set them reads these, without the
-    # AttributeError (raised and caught) that getattr(..., None) costs on a missing attribute.
-    decisions: dict[str, Decision] | None = None
-    asked: tuple[Write, Asked] | None = None
+    box: _Box
+
+    def __init__(self) -> None:  # in each thread, on its first use of _scope
+        self.box = _Box()
 
 
 _scope = _Scope()
+_pre_decided_used = False
+"""Whether any thread ever entered :func:`pre_decided` (set before its thread-local is)."""
 
 
 class Asked(NamedTuple):
@@ -77,17 +93,20 @@ def pre_decided(write: Write, asked: Asked) -> Any:
     no worker thread; when it hands the call to one, the handler's :meth:`Decider.decide` of the
     same write takes this answer instead of asking again: the flag is asked once per call.
     """
-    _scope.asked = (write, asked)
+    global _pre_decided_used  # noqa: PLW0603 - set once, never unset: see Decider.decide
+    _pre_decided_used = True
+    box = _scope.box
+    box.asked = (write, asked)
     try:
         yield
     finally:
-        _scope.asked = None
+        box.asked = None
 
 
 def routed(operation: str, resource: str, key: object) -> tuple[Write, bool] | None:
     """The write the proxy decided for this call, if it is ``operation`` on ``resource`` and
     ``key`` (see :class:`Decision`), and whether it is mirrored; else ``None``."""
-    decisions = _scope.decisions
+    decisions = _scope.box.decisions
     if decisions is None:
         return None
     decision = decisions.get(resource)
@@ -103,24 +122,25 @@ def routed(operation: str, resource: str, key: object) -> tuple[Write, bool] | N
 
 def scoped_decisions() -> dict[str, Decision] | None:
     """The decisions of the call this thread is making, if the proxy took them."""
-    return _scope.decisions
+    return _scope.box.decisions
 
 
 def set_decisions(decisions: dict[str, Decision] | None) -> None:
     """Make ``decisions`` this thread's current call's (the caller restores the previous ones;
     :func:`decided` does both)."""
-    _scope.decisions = decisions
+    _scope.box.decisions = decisions
 
 
 @contextlib.contextmanager
 def decided(decisions: dict[str, Decision] | None) -> Any:
     """Make ``decisions`` the current call's, for :meth:`Decider.decide` (nesting-safe)."""
-    previous = _scope.decisions
-    _scope.decisions = decisions
+    box = _scope.box
+    previous = box.decisions
+    box.decisions = decisions
     try:
         yield
     finally:
-        _scope.decisions = previous
+        box.decisions = previous
 
 
 def with_stage(write: Write, tenant: str | None, stage: Stage | None) -> Write:
@@ -173,10 +193,13 @@ class Decider:
         writer = self._writer
         if writer.stage is not None:
             return self._decide_stage(write, reverse)
-        asked = _scope.asked
-        if asked is not None and asked[0] == write:  # asked already, by an async proxy
-            _scope.asked = None
-            return self.settle(asked[1])
+        # Asked already, by an async proxy? (A thread-local costs ~500 instructions a read: a
+        # process that never used pre_decided() does not read it.)
+        if _pre_decided_used:
+            asked = _scope.box.asked
+            if asked is not None and asked[0] == write:
+                _scope.box.asked = None
+                return self.settle(asked[1])
         flag = writer.flag
         if writer.tenant_of is not None or flag is True or flag is False:
             return self.settle(self.ask(write))
@@ -236,7 +259,7 @@ class Decider:
         return asked.write.tenant is not None or flag is True or flag is False
 
     def _decide_stage(self, write: Write, reverse: bool) -> tuple[Write, bool]:
-        decisions = _scope.decisions
+        decisions = _scope.box.decisions
         decision = decisions.get(write.resource) if decisions else None
         # decision.write is not taken here: its key may be the caller's own objects (a DynamoDB
         # Key's maps), where the handler's write holds its copy (semantics 10). S3's handlers
@@ -255,11 +278,20 @@ class Decider:
 
         A failure is a ``flag_failed`` event, and the stage is then :data:`FALLBACK`.
         """
-        if write.tenant is None and self._writer.tenant_of is not None:
+        writer = self._writer
+        if write.tenant is None and writer.tenant_of is not None:
             write, failed = self._tenant(write)
             if failed:
                 return write, FALLBACK
-        stage = self.stage_now(write)
+        # stage_now(), inline for a callback that answers a Stage: every staged call asks.
+        try:
+            value = writer.stage(write)  # type: ignore[misc] # not None: a staged writer
+        except Exception as exc:  # noqa: BLE001 - the user's code: contained
+            self._failed(write, "stage", exc)
+            return write, FALLBACK
+        if type(value) is Stage:
+            return write, value
+        stage = self._coerced(write, value, report=True)
         return write, FALLBACK if stage is None else stage
 
     def job_stage(self, tenant: str | None, job: str) -> Stage | None:
@@ -333,7 +365,12 @@ class Decider:
             if report:
                 self._failed(write, "stage", exc)
             return None
-        stage = value if type(value) is Stage else Stage.coerce(value)
+        return value if type(value) is Stage else self._coerced(write, value, report=report)
+
+    def _coerced(self, write: Write, value: Any, *, report: bool) -> Stage | None:
+        """The stage callback's ``value`` as a :class:`Stage` (``Stage.coerce``), or ``None``,
+        reported (``flag_failed``) if ``report``."""
+        stage = Stage.coerce(value)
         if stage is None and report:
             message = f"the stage callback returned {value!r}, not a dualwrite.Stage"
             self._failed(write, "stage", TypeError(message))

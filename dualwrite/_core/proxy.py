@@ -151,13 +151,12 @@ def _bind_read(proxy: ClientProxy, py_name: str, api: str) -> Callable[..., Any]
 
 def _operation_method(py_name: str, api: str, handler: Any) -> Callable[..., Any]:
     def method(self: ClientProxy, *args: Any, **kwargs: Any) -> Any:
-        real = getattr(self.__wrapped__, py_name)
-        if args:
-            return real(*args, **kwargs)  # botocore's own "only accepts keyword arguments"
+        if args:  # botocore's own "only accepts keyword arguments"
+            return getattr(self.__wrapped__, py_name)(*args, **kwargs)
         mirror = self._self_mirror
         if mirror.writer.stage is not None and self._self_pin is None:
-            return _routing.call(mirror, api, py_name, handler, kwargs)
-        return handler(mirror, real, kwargs, self._self_pin)
+            return _routing.call(mirror, api, py_name, handler, kwargs)  # gets its own method
+        return handler(mirror, getattr(self.__wrapped__, py_name), kwargs, self._self_pin)
 
     method.__name__ = py_name
     method.__qualname__ = f"ClientProxy.{py_name}"

@@ -56,6 +56,20 @@ class Route(NamedTuple):
     plain: bool = False
 
 
+# route()'s common path builds its Route and Decision with tuple.__new__ and every field in
+# order: a field added to either must be added there too, which this check makes impossible to
+# miss.
+_tuple = tuple.__new__
+_ROUTE_FIELDS = ("mirror", "params", "decisions", "targets", "sources", "renamed", "plain")
+if Route._fields != _ROUTE_FIELDS or Decision._fields != (  # pragma: no cover
+    "tenant",
+    "stage",
+    "mirrored",
+    "write",
+):
+    raise AssertionError("Route or Decision changed: update routing.route()'s common path")
+
+
 def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
     """New name -> the caller's name, for each of ``resources`` whose names differ."""
     out = {}
@@ -95,15 +109,23 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
             ):
                 # The common call (one resource, no source, old account first): what the
                 # general path below returns, without its sets and comprehensions.
+                # Both tuples built by tuple.__new__: a NamedTuple's own __new__ is a Python
+                # function (see _ROUTE_FIELDS).
                 if stage is Stage.OFF and api in service.plain_when_off:
-                    decision = Decision(write.tenant, stage, False)
-                    return Route(forward, params, {resource: decision}, targets, plain=True)
+                    decision = _tuple(Decision, (write.tenant, stage, False, None))
+                    return _tuple(
+                        Route,
+                        (forward, params, {resource: decision}, targets, (), _NO_RENAMES, True),
+                    )
                 mirrored = stage is Stage.DUAL_WRITE
                 # Handed to the handler only with an immutable key (S3's str): a DynamoDB key
                 # here holds the caller's maps, which the handler copies (semantics 10).
                 decided = with_stage(write, write.tenant, stage) if type(key) is str else None
-                decision = Decision(write.tenant, stage, mirrored, decided)
-                return Route(forward, params, {resource: decision}, targets)
+                decision = _tuple(Decision, (write.tenant, stage, mirrored, decided))
+                return _tuple(
+                    Route,
+                    (forward, params, {resource: decision}, targets, (), _NO_RENAMES, False),
+                )
             asked[resource] = (write.tenant, stage)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
     for resource, key in sources:
@@ -199,7 +221,7 @@ def call(
     # A forward route keeps the caller's parameters: ``params`` is the call's own ``**kwargs``.
     given = params if chosen.params is params else dict(chosen.params)
     # The decisions, for the handler's Decider.decide: decided(), without a generator.
-    scope = _scope
+    scope = _scope.box
     previous = scope.decisions
     scope.decisions = chosen.decisions
     try:
