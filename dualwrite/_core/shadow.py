@@ -404,7 +404,8 @@ class _Late:
         self.raised: BaseException | None = None
         self.abandoned = False
         self.context = contextvars.copy_context()
-        self.decisions = scoped_decisions()
+        # A flag-mode writer's calls have no decisions: no thread-local to read.
+        self.decisions = None if mirror.writer.stage is None else scoped_decisions()
         self._finished = False
         self._lock = threading.Lock()
         self._done = threading.Lock()

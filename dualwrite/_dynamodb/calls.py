@@ -83,6 +83,14 @@ class _all_of:  # noqa: N801 - used like a function
 
 
 def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any] | None) -> Write:
+    """The :class:`Write` of a call on ``table`` and ``key`` (a copy of it: the caller keeps its
+    own), with the caller's tenant."""
+    return _write_of(mirror, operation, table, None if key is None else dict(key))
+
+
+def _write_of(mirror: Mirror, operation: str, table: str, key: dict[str, Any] | None) -> Write:
+    """:func:`_describe` of a ``key`` the write takes as it is (a one-key write's decide phase:
+    its key is the wrapper's own, built from the request)."""
     # Mirror.describe(), inline: every DynamoDB write, flag on or off, comes through here.
     shadow = mirror.shadow_name(table)
     if shadow is not None and shadow == table and table[:4] == "arn:" and lock_name(table) != table:
@@ -96,7 +104,7 @@ def _describe(mirror: Mirror, operation: str, table: str, key: Mapping[str, Any]
         operation,
         table,
         shadow,
-        None if key is None else dict(key),
+        key,
     )
 
 

@@ -12,10 +12,10 @@ from dualwrite._dynamodb.calls import (
     PASS,
     Call,
     _decided,
-    _describe,
     _holding,
     _malformed,
     _unknown_key,
+    _write_of,
 )
 from dualwrite._dynamodb.converge import _Change, _converge_one, read_item
 from dualwrite._dynamodb.fleet import _counting, _settle
@@ -39,8 +39,9 @@ def _decide_put_item(mirror: Mirror, params: dict[str, Any]) -> Any:
     key = plain_key(item, schema, state.level)
     if key is None:
         return None
-    write, on = mirror.decide(_describe(mirror, "PutItem", table, key))
-    return (write, key) if on else PASS
+    write, on = mirror.decide(_write_of(mirror, "PutItem", table, key))
+    # The write holds the key it was decided with; the handler, a copy of its own.
+    return (write, dict(key)) if on else PASS
 
 
 def _decide_keyed(operation: str) -> Callable[[Mirror, dict[str, Any]], Any]:
@@ -57,8 +58,9 @@ def _decide_keyed(operation: str) -> Callable[[Mirror, dict[str, Any]], Any]:
         key = plain_key(key, schema, state.level)
         if key is None:
             return None
-        write, on = mirror.decide(_describe(mirror, operation, table, key))
-        return (write, key) if on else PASS
+        write, on = mirror.decide(_write_of(mirror, operation, table, key))
+        # The write holds the key it was decided with; the handler, a copy of its own.
+        return (write, dict(key)) if on else PASS
 
     decide.__name__ = f"_decide_{operation}"
     return decide
