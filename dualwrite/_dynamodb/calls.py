@@ -172,6 +172,8 @@ def _guarded(operation: str, handler: Handler, decide: Decide | None = None) -> 
         if decide is not None:
             try:
                 decided = decide(mirror, params)
+            except ShadowWriteError:
+                raise  # as below (nothing in a decide phase raises it today)
             except Exception as exc:  # noqa: BLE001 - contained; the primary judges the request
                 answer = call(**params)  # nothing reached the primary yet
                 _report_unreadable(mirror, operation, params, f"{type(exc).__name__} reading it")
