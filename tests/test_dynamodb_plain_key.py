@@ -9,12 +9,14 @@ from __future__ import annotations
 
 from decimal import Decimal
 from typing import Any
+from unittest.mock import patch
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dualwrite._core.snapshot import snapshot
-from dualwrite._dynamodb.keys import plain_key, well_formed_key
+from dualwrite._dynamodb.items import _checked_key, _decide_keyed
+from dualwrite._dynamodb.keys import State, plain_key, well_formed_key
 
 NAMES = ("pk", "sk")
 
@@ -89,3 +91,64 @@ def test_what_it_declines() -> None:
     assert plain_key({"pk": {"S": "a"}}, NAMES, "client") is None  # a key attribute missing
     assert plain_key({"pk": {"B": bytearray(b"x")}, "sk": {"S": "b"}}, NAMES, "client") is None
     assert plain_key({"pk": True, "sk": "b"}, NAMES, "resource") is None  # bool is no key value
+
+
+# -- the decide phase of UpdateItem/DeleteItem against _checked_key --------------------------------
+
+
+class _Schemas:
+    def __init__(self, described: dict[str, tuple[str, ...]]) -> None:
+        self.described = described
+
+    def known(self, table: str) -> tuple[str, ...] | None:
+        return self.described.get(table)
+
+
+class _Mirror:
+    """What the decide phase reads of a mirror; the flag says on, the Write is the key's."""
+
+    def __init__(self, level: str, schema: tuple[str, ...] | None) -> None:
+        self.state = State(
+            level=level,  # type: ignore[arg-type]
+            schemas=_Schemas({} if schema is None else {"t": schema}),  # type: ignore[arg-type]
+        )
+
+    def decide(self, write: Any) -> tuple[Any, bool]:
+        return write, True
+
+
+def _decided_key(level: str, schema: tuple[str, ...] | None, key: Any) -> Any:
+    mirror = _Mirror(level, schema)
+    with patch("dualwrite._dynamodb.items._write_of", lambda m, op, table, key: key):
+        decided = _decide_keyed("UpdateItem")(mirror, {"TableName": "t", "Key": key})  # type: ignore[arg-type]
+    return None if decided is None else decided[1]
+
+
+key_names = st.one_of(st.sampled_from([*NAMES, "other"]), st.integers(0, 1))
+
+
+@settings(deadline=None)
+@given(
+    st.sampled_from([None, ("pk",), NAMES]),
+    st.dictionaries(key_names, typed_values, max_size=3),
+)
+def test_the_keyed_decide_phase_matches_checked_key(
+    schema: tuple[str, ...] | None, key: dict[Any, Any]
+) -> None:
+    """Known schema or not, the decide phase takes a key only where ``_checked_key`` would
+    accept it, and copies it the same way; otherwise it declines (the handler decides)."""
+    fast = _decided_key("client", schema, key)
+    if fast is None:
+        return
+    state = _Mirror("client", schema).state
+    assert fast == _checked_key(state, "t", key)
+    for name, value in key.items():
+        assert fast[name] is not value
+
+
+def test_the_keyed_decide_phase_takes_the_common_key_of_an_undescribed_table() -> None:
+    key = {"pk": {"S": "a"}, "sk": {"N": "1"}}
+    assert _decided_key("client", None, key) == key
+    assert _decided_key("client", None, {}) is None
+    assert _decided_key("client", None, {1: {"S": "a"}}) is None  # a name that is no str
+    assert _decided_key("client", ("pk",), key) is None  # not the schema's size

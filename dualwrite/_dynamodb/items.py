@@ -45,7 +45,9 @@ def _decide_put_item(mirror: Mirror, params: dict[str, Any]) -> Any:
 
 
 def _decide_keyed(operation: str) -> Callable[[Mirror, dict[str, Any]], Any]:
-    """The decide phase of ``DeleteItem``/``UpdateItem``: ``_checked_key``'s one-pass case."""
+    """The decide phase of ``DeleteItem``/``UpdateItem``: ``_checked_key``'s one-pass case,
+    also for a table whose key schema is not known (``_checked_key`` then copies the key and
+    checks its values: ``plain_key`` does both for the common shape)."""
 
     def decide(mirror: Mirror, params: dict[str, Any]) -> Any:
         table, key = params.get("TableName"), params.get("Key")
@@ -53,7 +55,16 @@ def _decide_keyed(operation: str) -> Callable[[Mirror, dict[str, Any]], Any]:
             return None
         state = mirror.state
         schema = state.schemas.described.get(table)
-        if schema is None or len(key) != len(schema):
+        if schema is None:
+            # Not described (nothing but updates and deletes of the table so far: they never
+            # ask): the key's own names, which well_formed_key() then only needs to be strs.
+            schema = tuple(key)
+            if not schema:
+                return None
+            for name in schema:
+                if type(name) is not str:
+                    return None
+        elif len(key) != len(schema):
             return None
         key = plain_key(key, schema, state.level)
         if key is None:
