@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from dualwrite._context import current_tenant
+from dualwrite._context import _TENANT
 from dualwrite._core.bodies import Body
 from dualwrite._core.errors import safe_invoke
 from dualwrite._core.intent import Intent, call_primary, journal_faults, track_sends
@@ -223,7 +223,7 @@ class Mirror:
     def describe(self, operation: str, resource: str, key: Any) -> Write:
         """Build the :class:`Write` for one call, with the caller's tenant."""
         return _new_write(
-            current_tenant(),
+            _TENANT.get(),  # current_tenant(), inline: every write's
             self.service,  # type: ignore[arg-type]
             operation,
             resource,

@@ -83,7 +83,7 @@ def _renamed(forward: Mirror, resources: Any) -> dict[str, str]:
 def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     """Decide where a call on the forward mirror ``forward`` goes (see the module's docstring)."""
     service = forward.plugin
-    side = service.upload_owner(forward, api, params)
+    side = service.upload_owner(forward, api, params) if api in service.owned_calls else None
     if side == "reverse":
         routed = service.reroute(forward, api, params)
         if routed is not None:
@@ -97,36 +97,36 @@ def route(forward: Mirror, api: str, params: Mapping[str, Any]) -> Route:
     decider = forward.writer.decider
     # What a call reads from (a copy's source) must be owned by the same account as what it
     # writes, or the copy would read the other account's version.
-    sources = tuple(service.stage_sources(forward, api, params))
-    asked: dict[str, tuple[str | None, Stage]] = {}
-    for resource, key in targets:
-        if resource not in asked:
-            write, stage = decider.stage(forward.describe(api, resource, key))
-            if (
-                len(targets) == 1
-                and not sources
-                and (stage is Stage.OFF or stage is Stage.DUAL_WRITE)
-            ):
-                # The common call (one resource, no source, old account first): what the
-                # general path below returns, without its sets and comprehensions.
-                # Both tuples built by tuple.__new__: a NamedTuple's own __new__ is a Python
-                # function (see _ROUTE_FIELDS).
-                if stage is Stage.OFF and api in service.plain_when_off:
-                    decision = _tuple(Decision, (write.tenant, stage, False, None))
-                    return _tuple(
-                        Route,
-                        (forward, params, {resource: decision}, targets, (), _NO_RENAMES, True),
-                    )
-                mirrored = stage is Stage.DUAL_WRITE
-                # Handed to the handler only with an immutable key (S3's str): a DynamoDB key
-                # here holds the caller's maps, which the handler copies (semantics 10).
-                decided = with_stage(write, write.tenant, stage) if type(key) is str else None
-                decision = _tuple(Decision, (write.tenant, stage, mirrored, decided))
+    sources = (
+        tuple(service.stage_sources(forward, api, params)) if api in service.sourced_calls else ()
+    )
+    asked: dict[str, tuple[str | None, Stage]]
+    if len(targets) == 1 and not sources:
+        resource, key = targets[0]
+        write, stage = decider.stage(forward.describe(api, resource, key))
+        if stage is Stage.OFF or stage is Stage.DUAL_WRITE:
+            # The common call (one resource, no source, old account first): what the general
+            # path below returns, without its sets and comprehensions. Both tuples built by
+            # tuple.__new__: a NamedTuple's own __new__ is a Python function (_ROUTE_FIELDS).
+            if stage is Stage.OFF and api in service.plain_when_off:
+                decision = _tuple(Decision, (write.tenant, stage, False, None))
                 return _tuple(
-                    Route,
-                    (forward, params, {resource: decision}, targets, (), _NO_RENAMES, False),
+                    Route, (forward, params, {resource: decision}, targets, (), _NO_RENAMES, True)
                 )
-            asked[resource] = (write.tenant, stage)
+            # Handed to the handler only with an immutable key (S3's str): a DynamoDB key here
+            # holds the caller's maps, which the handler copies (semantics 10).
+            decided = with_stage(write, write.tenant, stage) if type(key) is str else None
+            decision = _tuple(Decision, (write.tenant, stage, stage is Stage.DUAL_WRITE, decided))
+            return _tuple(
+                Route, (forward, params, {resource: decision}, targets, (), _NO_RENAMES, False)
+            )
+        asked = {resource: (write.tenant, stage)}
+    else:
+        asked = {}
+        for resource, key in targets:
+            if resource not in asked:
+                write, stage = decider.stage(forward.describe(api, resource, key))
+                asked[resource] = (write.tenant, stage)
     reversed_ = {stage in REVERSED for _, stage in asked.values()}
     for resource, key in sources:
         _, stage = decider.stage(forward.describe(api, resource, key))

@@ -33,6 +33,10 @@ class Service(Protocol):
     # Operations whose handler, for a one-key write decided not mirrored, makes exactly the
     # primary's call and nothing else: a stage-routed call of one at OFF skips the handler.
     plain_when_off: frozenset[str]
+    # The operations for which upload_owner() may answer and stage_sources() may name a source:
+    # route() asks neither for any other (every staged call is routed).
+    owned_calls: frozenset[str]
+    sourced_calls: frozenset[str]
 
     def lock_name(self, resource: str) -> str:
         """The name under which a resource's keys are locked and queued (a table's ARN and its

@@ -81,6 +81,8 @@ class DynamoDB:
         return converge.repair_item(mirror, resource, key, attempts=attempts, deadline=deadline)
 
     # The module's function itself: routing asks it on every staged call.
+    owned_calls: frozenset[str] = frozenset()  # no multipart uploads
+    sourced_calls: frozenset[str] = frozenset()  # no call reads another table than it writes
     upload_owner = staticmethod(routing.upload_owner)
 
     def reroute(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -22,22 +22,27 @@ from dualwrite._s3.requests import (
 )
 from dualwrite._s3.state import new_state
 
-_UPLOAD_OPS = frozenset(
+UPLOAD_OPS = frozenset(
     {"UploadPart", "UploadPartCopy", "CompleteMultipartUpload", "AbortMultipartUpload", "ListParts"}
 )
+"""The calls on a multipart upload: the ones :func:`upload_owner` may answer for."""
+SOURCED_OPS = frozenset({"CopyObject", "UploadPartCopy"})
+"""The calls that read a source object: the ones :func:`stage_sources` may name one for."""
 
 
-def stage_targets(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
+def stage_targets(
+    mirror: Mirror, api: str, params: Mapping[str, Any]
+) -> tuple[tuple[str, Any], ...]:
     """The ``(bucket, key)`` a call's stage is asked for; empty when the call names none."""
     del mirror, api
     target = _target(params)
-    return [] if target is None else [target]
+    return () if target is None else (target,)
 
 
 def stage_sources(mirror: Mirror, api: str, params: Mapping[str, Any]) -> list[tuple[str, Any]]:
     """The ``(bucket, key)`` a call reads from: a copy's source."""
     del mirror
-    if api not in ("CopyObject", "UploadPartCopy"):
+    if api not in SOURCED_OPS:
         return []
     parsed = parse_copy_source(params.get("CopySource"))
     return [] if parsed is None else [(parsed[0], parsed[1])]
@@ -64,7 +69,7 @@ def upload_owner(mirror: Mirror, api: str, params: Mapping[str, Any]) -> str | N
     its CreateMultipartUpload went, whatever the tenant's stage is now. An upload this wrapper
     does not know (another process created it) goes by the tenant's stage now (``None``).
     """
-    if api not in _UPLOAD_OPS:
+    if api not in UPLOAD_OPS:
         return None
     upload_id = params.get("UploadId")
     reverse = mirror.reverse_if_built()

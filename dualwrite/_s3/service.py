@@ -76,6 +76,8 @@ class S3:
         return repair_object(mirror, resource, str(key), attempts=attempts, deadline=deadline)
 
     # The module's function itself: routing asks it on every staged call.
+    owned_calls = routing.UPLOAD_OPS
+    sourced_calls = routing.SOURCED_OPS
     upload_owner = staticmethod(routing.upload_owner)
 
     def reroute(self, mirror: Mirror, api: str, params: Mapping[str, Any]) -> dict[str, Any] | None:
