@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -21,9 +22,33 @@ def available() -> bool:
     return shutil.which("valgrind") is not None
 
 
-def count(script: str, only: str, calls: int) -> int:
+SEEDS = 1
+"""How many hash seeds (0, 1, ...) :func:`per_call` measures each case with (``--hash-seeds``)."""
+
+_zero_runs: dict[tuple[str, str, int], int] = {}
+
+
+def per_call(script: str, only: str, calls: int, baseline: str) -> float:
+    """Instructions per call of case ``only``: its run of ``calls`` calls minus the run of case
+    ``baseline`` with none, the median over :data:`SEEDS` hash seeds.
+
+    One process's count depends on how its dictionaries and objects happen to be laid out,
+    which the hash seed decides (a production process gets a random one): the same code
+    measures a few thousand instructions a call apart from one seed to another. The median
+    of several seeds is the figure to compare two trees by.
+    """
+    figures = []
+    for seed in range(SEEDS):
+        zero = _zero_runs.get((script, baseline, seed))
+        if zero is None:
+            zero = _zero_runs[(script, baseline, seed)] = count(script, baseline, 0, seed)
+        figures.append((count(script, only, calls, seed) - zero) / calls)
+    return statistics.median(figures)
+
+
+def count(script: str, only: str, calls: int, seed: int = 0) -> int:
     """Instructions executed by ``python script --only ONLY --calls CALLS`` under cachegrind."""
-    env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}
+    env = {**os.environ, "PYTHONHASHSEED": str(seed), "PYTHONMALLOC": "malloc"}
     command = [
         "valgrind",
         "--tool=cachegrind",

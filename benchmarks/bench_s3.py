@@ -395,14 +395,12 @@ def report_instructions(names: list[str], calls: int) -> None:
     if not _instructions.available():
         print("valgrind is not installed: no instruction counts")
         return
-    baseline = _instructions.count(__file__, "plain", 0)
-    per_call = {
-        name: (_instructions.count(__file__, name, calls) - baseline) / calls for name in names
-    }
+    per_call = {name: _instructions.per_call(__file__, name, calls, "plain") for name in names}
     print()
     print(
         f"Instructions per call (valgrind cachegrind, {calls} calls per case minus a run with "
-        "none; unaffected by other load on the machine):"
+        "none; unaffected by other load on the machine; median of "
+        f"{_instructions.SEEDS} hash seed(s)):"
     )
     print()
     print("| case | instructions/call | ratio to plain |")
@@ -430,8 +428,18 @@ def main(argv: list[str] | None = None) -> int:
         "--cases",
         help="case names separated by ';' (plain is always measured); default: all",
     )
+    parser.add_argument(
+        "--hash-seeds",
+        type=int,
+        default=1,
+        metavar="K",
+        help="count each case's instructions with hash seeds 0..K-1, report the median",
+    )
     parser.add_argument("--only", help=argparse.SUPPRESS)  # the valgrind child: one case, quiet
     args = parser.parse_args(argv)
+    if args.hash_seeds < 1:
+        parser.error("--hash-seeds must be at least 1")
+    _instructions.SEEDS = args.hash_seeds
     cases = build_cases(count=args.only is None)  # the valgrind child counts no requests
     if args.cases and args.only is None:
         wanted = ["plain", *(c.strip() for c in args.cases.split(";") if c.strip() != "plain")]
