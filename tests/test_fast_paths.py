@@ -12,6 +12,7 @@ the canonical key's shortcuts for strings and numbers agree with the general for
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 import pytest
 from conftest import Accounts, DynamoEnv, create_table, drop_tables
 
+import dualwrite
 import dualwrite._core.decide
 import dualwrite._core.shadow
 import dualwrite._dynamodb.batch
@@ -268,3 +270,73 @@ def test_a_decide_phase_that_raises_leaves_the_call_to_the_primary(
     assert env.get("shadow", {"pk": {"S": "k1"}}) is None
     reasons = [e.reason for e in recorder.of_kind("unsupported")]  # type: ignore[attr-defined]
     assert reasons == (["unreadable-request"] if flag else [])
+
+
+# -- a mirrored put whose shadow call ends before the call returns reads the caller's item ------
+
+
+def _python(item: dict[str, Any]) -> dict[str, Any]:
+    """The resource-level form of ``_request``'s item."""
+    return {"pk": item["pk"]["S"], "tags": [v["S"] for v in item["tags"]["L"]]}
+
+
+@pytest.mark.parametrize("level", ["client", "resource"])
+@pytest.mark.parametrize("shadow_timeout", [None, 2.0])
+def test_put_item_copies_the_item_only_when_the_shadow_may_outlive_the_call(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch, level: str, shadow_timeout: float | None
+) -> None:
+    """Sync mode with no ``shadow_timeout``: the shadow put (and the fleet check) run before the
+    call returns, so they read the caller's item, not a copy; with a timeout the shadow call may
+    outlive the call, and the item is copied (semantics 10). Either way both accounts hold the
+    item as it was at call time, and a change the caller makes afterwards reaches neither."""
+    env = DynamoEnv(aws, level=level)
+    writer = dualwrite.DualWriter(flag=True, journal=None, shadow_timeout=shadow_timeout)
+    wrapped = writer.wrap(env.primary, shadow=env.shadow)
+    spy = Spy(monkeypatch)
+    if level == "client":
+        item = _request("c1")
+        wrapped.put_item(TableName="orders", Item=item)
+        item["tags"]["L"].append({"S": "later"})
+        item["extra"] = {"S": "later"}
+    else:
+        item = _python(_request("c1"))
+        wrapped.Table("orders").put_item(Item=item)
+        item["tags"].append("later")
+        item["extra"] = "later"
+    assert spy.copied_any(item) is (shadow_timeout is not None)
+    for side in ("primary", "shadow"):
+        assert env.get(side, {"pk": {"S": "c1"}}) == _request("c1")
+    writer.close()
+
+
+def test_a_borrowed_item_is_mirrored_in_the_call_even_if_shadow_timeout_is_set_meanwhile(
+    aws: Accounts, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The handler reads the caller's item when no ``shadow_timeout`` is set; a timeout set
+    during the call (here, from the primary's own request) applies from the next call on, so
+    this one still waits for the shadow rather than leaving it with the caller's dict."""
+    env = DynamoEnv(aws)
+    recorder = RecordingHook()
+    writer = dualwrite.DualWriter(flag=True, journal=None, shadow_timeout=None, hooks=[recorder])
+    wrapped = writer.wrap(env.primary, shadow=env.shadow)
+    spy = Spy(monkeypatch)
+
+    def set_a_timeout(**_: Any) -> None:
+        writer.shadow_timeout = 0.01
+
+    def slow_shadow(**_: Any) -> None:
+        time.sleep(0.3)
+
+    env.primary.meta.events.register("before-call.dynamodb.PutItem", set_a_timeout)
+    env.shadow.meta.events.register("before-send.dynamodb.PutItem", slow_shadow)
+    item = _request("t1")
+    wrapped.put_item(TableName="orders", Item=item)
+    item["pk"]["S"] = "changed"
+    assert not spy.copied_any(item)
+    assert recorder.kinds() == ["shadow_written"]
+    assert env.get("shadow", {"pk": {"S": "t1"}}) == _request("t1")
+    assert env.get("shadow", {"pk": {"S": "changed"}}) is None
+    # The next call takes the new setting: its late shadow call reads a copy.
+    wrapped.put_item(TableName="orders", Item=_request("t2"))
+    assert [e.kind for e in recorder.events[1:]] == ["shadow_failed"]
+    writer.close()

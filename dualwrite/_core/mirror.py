@@ -117,6 +117,14 @@ class Mirror:
         if forward is None:
             writer.register(self)
 
+    def runs_inline(self) -> bool:
+        """Whether a write's shadow action runs now in the caller's thread and ends before its
+        call returns: sync mode with no ``shadow_timeout``. Such an action may then read the
+        caller's request itself rather than a call-time copy (semantics 10): the caller cannot
+        reuse its objects before the call returns. Pass ``borrowed=True`` to :meth:`call`."""
+        writer = self.writer
+        return not writer.background and writer.shadow_timeout is None
+
     def key_lock(self, resource: str, key: object) -> contextlib.AbstractContextManager[Any]:
         """Return the lock that orders writes to one key of one resource in this process.
 
@@ -328,6 +336,7 @@ class Mirror:
         deferred: list[ShadowWriteError] | None = None,
         hold: contextlib.AbstractContextManager[Any] | None = None,
         intent: Intent | None = None,
+        borrowed: bool = False,
     ) -> Any:
         """Call the primary with ``params``, then run ``action(ctx, response)`` on the shadow.
 
@@ -357,6 +366,10 @@ class Mirror:
                 caller waits for room. ``ordered`` is then ignored.
             intent: an intent already journaled (and its primary already called) by the
                 handler (:meth:`intend`), used instead of a new one.
+            borrowed: ``action`` reads the caller's own objects, not a copy: the handler found
+                :meth:`runs_inline` true. The action then runs in the caller's thread with no
+                ``shadow_timeout`` even should the setting change meanwhile, so that it is done
+                before the call returns (semantics 10).
 
         Returns:
             The primary's response, the same object botocore returned.
@@ -394,7 +407,11 @@ class Mirror:
                 body=body,
                 keys=keys,
                 deferred=deferred,
+                borrowed=borrowed,
             )
+        if borrowed:  # runs_inline() was true: never in background mode (it is never turned on)
+            msg = "a borrowed request in background mode"
+            raise AssertionError(msg)
         if intent is None:
             intent = writer.intend(write, keys, mirror=self)
         primary_intent = intent
@@ -520,10 +537,12 @@ class Mirror:
         secrets: tuple[object, ...],
         keys: Sequence[Any] | None,
         body: Body | None,
+        borrowed: bool = False,
     ) -> Outcome:
         """Run ``action(ctx, response)`` on the shadow now (sync mode), bounded by
-        ``shadow_timeout``; the outcome, not yet reported."""
-        timeout = self.writer.shadow_timeout
+        ``shadow_timeout`` (unless ``borrowed``: see :meth:`call`); the outcome, not yet
+        reported."""
+        timeout = None if borrowed else self.writer.shadow_timeout
         if timeout is not None:
             # A large body takes as long on the shadow as on the primary: the caller waits for
             # the shadow as long as the primary took, plus shadow_timeout.
@@ -553,6 +572,7 @@ class Mirror:
         body: Body | None,
         keys: Sequence[Any] | None,
         deferred: list[ShadowWriteError] | None,
+        borrowed: bool = False,
     ) -> Any:
         """:meth:`_then_shadow` in sync mode, for :meth:`call`: the same steps, without the
         closures and the ordering loop that only background mode needs.
@@ -566,7 +586,15 @@ class Mirror:
                 response = call_primary(intent, call, params, tracks_sends=self._tracks_sends)
                 acked = time.perf_counter()
                 outcome = self._shadow_now(
-                    write, action, response, started, acked, secrets=secrets, keys=keys, body=body
+                    write,
+                    action,
+                    response,
+                    started,
+                    acked,
+                    secrets=secrets,
+                    keys=keys,
+                    body=body,
+                    borrowed=borrowed,
                 )
                 if outcome.late:
                     body = None  # the late shadow call still reads it, and closes it

@@ -104,7 +104,11 @@ def _put_item(
         if write is None:
             return call(**params)
     # The request as it is now: the caller may reuse its dict the moment the call returns.
-    item = snapshot(item)
+    # Unless the shadow call (and the fleet check) run in this call, before it returns: then
+    # they read the caller's item itself (a copy is the largest cost of a mirrored put).
+    borrowed = mirror.runs_inline()
+    if not borrowed:
+        item = snapshot(item)
 
     def action(ctx: ShadowContext, response: Any) -> None:
         # The item as the caller wrote it, without ConditionExpression/Expected: the primary
@@ -119,7 +123,12 @@ def _put_item(
 
     primary, counted = _counting(mirror, state.level, call, [(table, key)])
     return mirror.call(
-        write, primary, params, action, hold=_holding(mirror, state.level, [(table, key)])
+        write,
+        primary,
+        params,
+        action,
+        hold=_holding(mirror, state.level, [(table, key)]),
+        borrowed=borrowed,
     )
 
 
