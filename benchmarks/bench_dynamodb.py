@@ -252,6 +252,14 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
     single = dualwrite.wrap(
         own(), shadow=shadow, flag=lambda w: True, journal=None, single_writer=True
     )
+    inline_single = dualwrite.wrap(
+        own(),
+        shadow=shadow,
+        flag=lambda w: True,
+        journal=None,
+        single_writer=True,
+        shadow_timeout=None,
+    )
     journaled = dualwrite.wrap(
         own(),
         shadow=shadow,
@@ -313,6 +321,7 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
             "flag off, journal": put(off_journaled),
             "wrapped, flag on": put(on),
             "flag on, single_writer": put(single),
+            "flag on, single_writer, shadow_timeout=None": put(inline_single),
             "flag on, journal": put(journaled),
             "flag on, journal, single_writer": put(journaled_single),
             "two plain calls": two(put(primary)),
@@ -322,6 +331,7 @@ def build_cases() -> tuple[dict[str, dict[str, Case]], Counter[str], Counter[str
             "wrapped, flag off": update(off),
             "wrapped, flag on": update(on),
             "flag on, single_writer": update(single),
+            "flag on, single_writer, shadow_timeout=None": update(inline_single),
             "flag on, journal": update(journaled),
             "flag on, journal, single_writer": update(journaled_single),
             "two plain calls": two(update(primary)),

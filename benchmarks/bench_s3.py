@@ -181,6 +181,7 @@ def build_cases(count: bool = True) -> dict[str, Callable[[], Any]]:
     inline = wrap(flag=lambda w: True, journal=None, shadow_timeout=None)
     journaled = wrap(flag=lambda w: True, journal=journal)
     single = wrap(flag=lambda w: True, journal=None, single_writer=True)
+    inline_single = wrap(flag=lambda w: True, journal=None, single_writer=True, shadow_timeout=None)
     journaled_single = wrap(flag=lambda w: True, journal=journal + "-single", single_writer=True)
     dual = wrap(stage=lambda w: dualwrite.Stage.DUAL_WRITE, journal=None)
     cutover = wrap(stage=lambda w: dualwrite.Stage.CUTOVER, journal=None)
@@ -207,6 +208,9 @@ def build_cases(count: bool = True) -> dict[str, Callable[[], Any]]:
 
     def flag_on_single() -> Any:
         return single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
+
+    def flag_on_inline_single() -> Any:
+        return inline_single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
 
     def flag_on_journal_single() -> Any:
         return journaled_single.put_object(Bucket=PRIMARY_BUCKET, Key=KEY, Body=BODY)
@@ -239,6 +243,7 @@ def build_cases(count: bool = True) -> dict[str, Callable[[], Any]]:
         "flag on, shadow_timeout=None": flag_on_inline,
         "flag on, journal": flag_on_journal,
         "flag on, single_writer": flag_on_single,
+        "flag on, single_writer, shadow_timeout=None": flag_on_inline_single,
         "flag on, journal, single_writer": flag_on_journal_single,
         "two plain calls": two_plain,
         "two plain calls, shadow ACL": two_plain_acl,

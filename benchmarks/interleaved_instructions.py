@@ -51,6 +51,7 @@ S3_CASES = (
     "stage OFF",
     "wrapped, flag on",
     "flag on, single_writer",
+    "flag on, single_writer, shadow_timeout=None",
     "stage DUAL_WRITE",
     "stage DUAL_WRITE, single_writer",
     "two plain calls, shadow ACL",
@@ -61,9 +62,16 @@ DYNAMODB_CASES = {
         "wrapped, flag off",
         "wrapped, flag on",
         "flag on, single_writer",
+        "flag on, single_writer, shadow_timeout=None",
         "two plain calls",
     ),
-    "update_item": ("plain", "wrapped, flag off", "wrapped, flag on", "flag on, single_writer"),
+    "update_item": (
+        "plain",
+        "wrapped, flag off",
+        "wrapped, flag on",
+        "flag on, single_writer",
+        "flag on, single_writer, shadow_timeout=None",
+    ),
     "batch_write_item": ("plain", "background", "background, single_writer", "two plain calls"),
 }
 # Batches cost about 25 times a one-item call: fewer of them keep the run's length even.
@@ -160,6 +168,11 @@ def targets(ratios: dict[str, list[float]]) -> list[tuple[str, float, float]]:
                 2.04,
             ),
             (
+                "S3 put_object flag on, single_writer, shadow_timeout=None <= 2.04x",
+                ratio("flag on, single_writer, shadow_timeout=None"),
+                2.04,
+            ),
+            (
                 "S3 stage OFF within 0.01x of flag off",
                 _difference(ratios, "stage OFF", "wrapped, flag off"),
                 0.01,
@@ -181,6 +194,11 @@ def targets(ratios: dict[str, list[float]]) -> list[tuple[str, float, float]]:
             (
                 "DynamoDB put_item flag on, single_writer <= 2.02x",
                 ratio("put_item|flag on, single_writer"),
+                2.02,
+            ),
+            (
+                "DynamoDB put_item flag on, single_writer, shadow_timeout=None <= 2.02x",
+                ratio("put_item|flag on, single_writer, shadow_timeout=None"),
                 2.02,
             ),
             (
