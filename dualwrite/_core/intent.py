@@ -23,8 +23,17 @@ if TYPE_CHECKING:
     from dualwrite._core.runtime import Runtime
     from dualwrite.journal import Entry
 
-_sent = threading.local()
-_faults = threading.local()
+
+class _Count(threading.local):
+    """A per-thread count, 0 until set: a class default, so that reading it in a thread that
+    never set it costs no AttributeError (``getattr(local, name, 0)`` raises and catches one:
+    about 350 ns)."""
+
+    count = 0
+
+
+_sent = _Count()
+_faults = _Count()
 # An async client's request leaves from its event loop's thread, not from the worker thread
 # that waits for it (dualwrite._core.aio): there the sends are counted into the box of the
 # task that makes the call, and added to the waiting thread's count.
@@ -35,7 +44,7 @@ _send_box: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
 
 def journal_faults() -> int:
     """How many journal adds failed in this thread so far (see :meth:`Mirror.write_ahead`)."""
-    return getattr(_faults, "count", 0)
+    return _faults.count
 
 
 def note_journal_fault() -> None:
@@ -49,7 +58,7 @@ def _count_send(**_: Any) -> None:
     if box is not None:
         box[0] += 1
         return
-    _sent.count = getattr(_sent, "count", 0) + 1
+    _sent.count += 1
 
 
 def count_sends_into(box: list[int]) -> None:
@@ -61,7 +70,7 @@ def count_sends_into(box: list[int]) -> None:
 def add_sends(count: int) -> None:
     """Add ``count`` requests sent for this thread from elsewhere (its event loop)."""
     if count:
-        _sent.count = getattr(_sent, "count", 0) + count
+        _sent.count += count
 
 
 def track_sends(client: Any) -> bool:

@@ -132,7 +132,7 @@ class Mirror:
         reach the shadow in the order the primary acknowledged them. Locks are striped (a fixed
         pool shared by hashing), so two keys may share a lock: that only serialises them.
         """
-        if getattr(_converging, "active", False):  # converging(), without the call
+        if _converging.active:  # converging(), without the call
             return contextlib.nullcontext()  # see ShadowContext.converge
         if self.forward is not None:
             # The old account's name: a key written new-first (CUTOVER) and the same key written
@@ -151,7 +151,7 @@ class Mirror:
     ) -> list[contextlib.AbstractContextManager[Any]]:
         """:meth:`key_lock` of each ``(resource, key)``, each lock once, in the one global order
         (by identity) that every write holding several takes them in: so none can deadlock."""
-        if getattr(_converging, "active", False):  # as key_lock
+        if _converging.active:  # as key_lock
             return [contextlib.nullcontext()]
         service, forward, plugin = self.service, self.forward, self.plugin
         count = len(_KEY_LOCKS)
@@ -396,18 +396,9 @@ class Mirror:
                         body.close()
             if intent is None and writer.journal is not None:  # else it would be empty
                 intent = writer.intend(write, keys, mirror=self)
+            # Positional: every sync write makes this call (keyword arguments cost a dict).
             return self._sync(
-                write,
-                call,
-                params,
-                action,
-                lock=lock,
-                intent=intent,
-                secrets=secrets,
-                body=body,
-                keys=keys,
-                deferred=deferred,
-                borrowed=borrowed,
+                write, call, params, action, lock, intent, secrets, body, keys, deferred, borrowed
             )
         if borrowed:  # runs_inline() was true: never in background mode (it is never turned on)
             msg = "a borrowed request in background mode"
@@ -537,12 +528,10 @@ class Mirror:
         secrets: tuple[object, ...],
         keys: Sequence[Any] | None,
         body: Body | None,
-        borrowed: bool = False,
     ) -> Outcome:
         """Run ``action(ctx, response)`` on the shadow now (sync mode), bounded by
-        ``shadow_timeout`` (unless ``borrowed``: see :meth:`call`); the outcome, not yet
-        reported."""
-        timeout = None if borrowed else self.writer.shadow_timeout
+        ``shadow_timeout``; the outcome, not yet reported. (:meth:`_sync` has it inline.)"""
+        timeout = self.writer.shadow_timeout
         if timeout is not None:
             # A large body takes as long on the shadow as on the primary: the caller waits for
             # the shadow as long as the primary took, plus shadow_timeout.
@@ -565,14 +554,13 @@ class Mirror:
         call: Callable[..., Any],
         params: Mapping[str, Any],
         action: Callable[[ShadowContext, Any], None],
-        *,
         lock: contextlib.AbstractContextManager[Any],
         intent: Intent | None,
         secrets: tuple[object, ...],
         body: Body | None,
         keys: Sequence[Any] | None,
         deferred: list[ShadowWriteError] | None,
-        borrowed: bool = False,
+        borrowed: bool,
     ) -> Any:
         """:meth:`_then_shadow` in sync mode, for :meth:`call`: the same steps, without the
         closures and the ordering loop that only background mode needs.
@@ -585,16 +573,21 @@ class Mirror:
                 started = time.perf_counter()
                 response = call_primary(intent, call, params, tracks_sends=self._tracks_sends)
                 acked = time.perf_counter()
-                outcome = self._shadow_now(
+                # _shadow_now(), inline (one frame less on every sync write); a borrowed request
+                # is never left to a late shadow call (see call()).
+                timeout = None if borrowed else self.writer.shadow_timeout
+                if timeout is not None:
+                    timeout += acked - started
+                outcome = shadow_outcome(
+                    self,
                     write,
                     action,
-                    response,
-                    started,
-                    acked,
+                    response=response,
+                    acked_at=acked,
                     secrets=secrets,
                     keys=keys,
+                    timeout=timeout,
                     body=body,
-                    borrowed=borrowed,
                 )
                 if outcome.late:
                     body = None  # the late shadow call still reads it, and closes it

@@ -40,7 +40,12 @@ Job = Callable[[], None]
 Tag = tuple[int, bool]
 """A job's shard and direction (whether it writes the old account as the shadow)."""
 
-_worker = threading.local()
+
+class _Worker(threading.local):
+    active = False  # a class default: read without an AttributeError in other threads
+
+
+_worker = _Worker()
 """``active`` on the pool's threads: a hook that writes through a wrapped client runs there, and
 must not wait for room or for a direction, which only the workers themselves can make."""
 
@@ -172,7 +177,7 @@ class WorkerPool:
 
         Returns at once on a worker thread (see :meth:`wait_for_room`).
         """
-        if getattr(_worker, "active", False):
+        if _worker.active:
             return
         tags = [(s, not direction) for s in _shards(shard)]
         with self._lock:
@@ -185,7 +190,7 @@ class WorkerPool:
         Jobs queued after the call do not count, so steady traffic in the other direction (other
         tenants) cannot keep the caller waiting.
         """
-        if getattr(_worker, "active", False):
+        if _worker.active:
             return
         unfinished = self._unfinished[not direction]
         with self._lock:
@@ -197,7 +202,7 @@ class WorkerPool:
     def direction_pending(self, shard: int | Sequence[int], direction: bool) -> bool:
         """Whether a job of ``shard`` queued in the other direction is left (``False`` on a
         worker thread, as :meth:`wait_direction` returns at once there)."""
-        if getattr(_worker, "active", False):
+        if _worker.active:
             return False
         tags = [(s, not direction) for s in _shards(shard)]
         with self._lock:
@@ -213,7 +218,7 @@ class WorkerPool:
         """
         keys = _shards(shard) or (0,)  # as submit() queues a job without a shard
         with self._lock:
-            if not getattr(_worker, "active", False):
+            if not _worker.active:
                 while not self._stopping and any(key in self._keys for key in keys):
                     self._changed.wait()
             return not any(key in self._keys for key in keys)
@@ -225,7 +230,7 @@ class WorkerPool:
         thread: a hook that writes through a wrapped client runs there, and waiting for the
         workers to drain would never end.
         """
-        if getattr(_worker, "active", False):
+        if _worker.active:
             return
         with self._lock:
             while self._waiting > self._capacity and not self._stopping:
