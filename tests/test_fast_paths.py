@@ -12,6 +12,7 @@ the canonical key's shortcuts for strings and numbers agree with the general for
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from decimal import Decimal
@@ -324,8 +325,10 @@ def test_a_borrowed_item_is_mirrored_in_the_call_even_if_shadow_timeout_is_set_m
     def set_a_timeout(**_: Any) -> None:
         writer.shadow_timeout = 0.01
 
+    released = threading.Event()
+
     def slow_shadow(**_: Any) -> None:
-        time.sleep(0.3)
+        released.wait(0.3)  # far past the 0.01 s set meanwhile; until released, the second time
 
     env.primary.meta.events.register("before-call.dynamodb.PutItem", set_a_timeout)
     env.shadow.meta.events.register("before-send.dynamodb.PutItem", slow_shadow)
@@ -336,7 +339,18 @@ def test_a_borrowed_item_is_mirrored_in_the_call_even_if_shadow_timeout_is_set_m
     assert recorder.kinds() == ["shadow_written"]
     assert env.get("shadow", {"pk": {"S": "t1"}}) == _request("t1")
     assert env.get("shadow", {"pk": {"S": "changed"}}) is None
-    # The next call takes the new setting: its late shadow call reads a copy.
-    wrapped.put_item(TableName="orders", Item=_request("t2"))
+    # The next call takes the new setting: its shadow call is late, and reads a copy.
+    later = _request("t2")
+    wrapped.put_item(TableName="orders", Item=later)
+    assert spy.copied_any(later)
     assert [e.kind for e in recorder.events[1:]] == ["shadow_failed"]
+    later["pk"]["S"] = "changed"
+    # The late call ends (and reports) before the test leaves moto: it must not outlive it.
+    released.set()
+    deadline = time.monotonic() + 30
+    while len(recorder.of_kind("shadow_written")) < 2:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert env.get("shadow", {"pk": {"S": "t2"}}) == _request("t2")
+    assert env.get("shadow", {"pk": {"S": "changed"}}) is None
     writer.close()

@@ -181,9 +181,10 @@ def test_two_repairers_at_once(s3: S3Env, tmp_path: Path, monkeypatch: pytest.Mo
     other.names = s3.names
     # A generous busy timeout: the default second can run out on a loaded 2-core machine (the
     # key is then kept, failed: "locked"), which is not what this test is about.
+    journals = [SQLiteJournal(path, timeout=30.0) for _ in range(2)]
     repairers = [
-        Repairer(s3, path, journal=SQLiteJournal(path, timeout=30.0)),
-        Repairer(other, path, journal=SQLiteJournal(path, timeout=30.0)),
+        Repairer(s3, path, journal=journals[0]),
+        Repairer(other, path, journal=journals[1]),
     ]
     reports: list[Any] = []
     barrier = threading.Barrier(2)
@@ -204,6 +205,8 @@ def test_two_repairers_at_once(s3: S3Env, tmp_path: Path, monkeypatch: pytest.Mo
     assert repairers[0].journal.count() == 0
     for repairer in repairers:
         repairer.writer.close()
+    for journal in journals:  # the test's own: a writer closes only the journals it opened
+        journal.close()
 
 
 class LiveWrite:
