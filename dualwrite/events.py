@@ -129,6 +129,9 @@ class ShadowWritten(Event):
     Attributes:
         latency: seconds the shadow call took.
         lag: seconds from the primary's acknowledgement to the shadow's.
+
+    Both end at the shadow's acknowledgement: the fleet check's read of the primary after it
+    (``single_writer=False``, the default) is not counted.
     """
 
     kind: ClassVar[str] = "shadow_written"

@@ -54,7 +54,7 @@ class ShadowContext:
         mirror: the :class:`Mirror` the write goes through.
     """
 
-    __slots__ = ("_failures", "_secrets", "events", "mirror", "shadow", "write")
+    __slots__ = ("_acked", "_failures", "_secrets", "events", "mirror", "shadow", "write")
 
     def __init__(self, mirror: Mirror, write: Write, secrets: tuple[object, ...]) -> None:
         self.mirror = mirror
@@ -63,6 +63,14 @@ class ShadowContext:
         self.events: list[Event] = []
         self._failures: list[tuple[ShadowFailed, BaseException | None]] = []
         self._secrets = secrets
+        self._acked: float | None = None
+
+    def written(self) -> None:
+        """Mark that the shadow acknowledged this write's own calls: what the action does next
+        (the fleet check's read of the primary, a convergence it leads to) is not part of the
+        write's ``latency`` and ``lag`` in ``shadow_written``. The first mark counts."""
+        if self._acked is None:
+            self._acked = time.perf_counter()
 
     def mismatch(self, field: str, primary: object, shadow: object) -> None:
         """Report that ``field`` differs between the primary's and the shadow's results."""
@@ -299,8 +307,10 @@ def settle(
         return Outcome(write=write, keys=keys, events=[])
     if raised is None:
         if not ctx._failures and mirror.writer.hooks:  # journaled never; built for a hook only
+            # Up to the shadow's acknowledgement, not the fleet check's read-back after it.
+            acked = ended if ctx._acked is None else ctx._acked
             ctx.events.insert(
-                0, ShadowWritten(write=write, latency=ended - started, lag=ended - acked_at)
+                0, ShadowWritten(write=write, latency=acked - started, lag=acked - acked_at)
             )
     elif isinstance(raised, UnsupportedWrite):
         healthy = False

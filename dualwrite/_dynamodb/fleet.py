@@ -120,6 +120,7 @@ def _settle(ctx: ShadowContext, level: Level, changes: Sequence[_Change]) -> Non
     """
     if ctx.mirror.writer.single_writer:
         return
+    ctx.written()
     mirror = ctx.mirror
     pending = [c for c in changes if c.key is not None and c.write.shadow_resource is not None]
     for round_ in range(_SETTLE_ROUNDS + 1):

@@ -152,6 +152,7 @@ def settle(ctx: ShadowContext, expected: Expected, stamp: Stamp | None = None) -
     try:
         if mirror.writer.single_writer or superseded():
             return
+        ctx.written()
         if primary_holds(mirror, write, expected) or superseded():
             return
         ctx.converge()

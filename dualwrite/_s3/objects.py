@@ -302,6 +302,7 @@ def _delete_objects(mirror: Mirror, call: Call, params: dict[str, Any], pin: Pin
             )
         if mirror.writer.single_writer:
             return
+        ctx.written()
         for key in keys:
             if key not in errors:
                 # No stamp: a later write of this client may reach the shadow before this
