@@ -21,6 +21,7 @@ from boto3.dynamodb.types import Binary
 from conftest import Accounts, S3Env
 
 import dualwrite
+from dualwrite.exceptions import JournalError
 from dualwrite.journal import (
     Entry,
     Journal,
@@ -365,4 +366,39 @@ def test_sqlite_group_commit_serves_many_threads_with_distinct_ids(tmp_path: Pat
     assert journal.count() == 400
     journal.remove(ids[:200])
     assert journal.count() == 200
+    journal.close()
+
+
+def test_sqlite_writes_one_entry_in_one_statement_and_several_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    """A lone add or remove of one entry (one write's intent) is one statement, SQLite's own
+    transaction: each statement releases the GIL, which a busy process may take milliseconds to
+    give back. Several entries still go in one transaction, all or none."""
+    journal = SQLiteJournal(tmp_path / "j.db")
+    journal.remove(journal.add([entry("warm", "pending")]))
+    assert journal._writer is not None
+    statements: list[str] = []
+    journal._writer.set_trace_callback(lambda sql: statements.append(sql.split()[0]))
+    one = journal.add([entry("a", "pending")])
+    journal.remove(one)
+    assert statements == ["INSERT", "DELETE"]
+    statements.clear()
+    several = journal.add([entry("b", "pending"), entry("c", "pending")])
+    journal.remove(several)
+    assert statements == [
+        "BEGIN",
+        "INSERT",
+        "INSERT",
+        "COMMIT",
+        "BEGIN",
+        "DELETE",
+        "DELETE",
+        "COMMIT",
+    ]
+    assert journal.count() == 0
+    # All or none: the second of two rows cannot be written (NOT NULL), so neither is.
+    with pytest.raises(JournalError):
+        journal.add([entry("d", "pending"), attrs.evolve(entry("e", "pending"), service=None)])
+    assert journal.count() == 0
     journal.close()

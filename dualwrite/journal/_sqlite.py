@@ -306,6 +306,19 @@ class SQLiteJournal:
 
     def _transaction(self, connection: sqlite3.Connection, batch: list[_Op]) -> None:
         self.transactions += 1
+        if len(batch) == 1:
+            op = batch[0]
+            rows, remove = op.rows, op.remove
+            # One statement (the common case: one write's intent, or its removal): SQLite's
+            # own transaction around it, as durable as BEGIN..COMMIT, in one step instead of
+            # three. Each step releases the GIL, and in a busy process every release may cost
+            # the caller a wait of up to the interpreter's switch interval to get it back.
+            if rows and len(rows) == 1 and not remove:
+                op.ids = [str(connection.execute(_INSERT, rows[0]).lastrowid)]
+                return
+            if remove and len(remove) == 1 and not rows:
+                connection.execute("DELETE FROM entries WHERE id = ?", remove[0])
+                return
         connection.execute("BEGIN IMMEDIATE")
         try:
             for op in batch:
