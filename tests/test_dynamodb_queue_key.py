@@ -210,3 +210,18 @@ def test_key_locks_are_each_key_lock_once_in_one_order() -> None:
     expected = {id(mirror.key_lock(r, k)): mirror.key_lock(r, k) for r, k in targets}
     assert locks == [expected[ident] for ident in sorted(expected)]
     assert len(locks) == len({id(lock) for lock in locks})
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(0, 10**38 - 1), st.sampled_from(["{}", "0{}", "{}.0", "{}E0", "{}.000"]))
+def test_every_spelling_of_an_integer_key_has_one_canonical_form_and_hash(
+    number: int, spelling: str
+) -> None:
+    """A plain integer ("42") is canonicalised as an int, other spellings as a Decimal: equal,
+    and hashed equal, so they share one lock (``hash(canon)``) and one queue."""
+    plain = _canon_key({"pk": {"S": "a"}, "sk": {"N": str(number)}}, "client")
+    spelled = _canon_key({"sk": {"N": spelling.format(number)}, "pk": {"S": "a"}}, "client")
+    resource = _canon_key({"pk": "a", "sk": Decimal(number)}, "resource")
+    assert plain == spelled == resource
+    assert hash(plain) == hash(spelled) == hash(resource)
+    assert hash(plain) == hash(queue_key({"pk": {"S": "a"}, "sk": {"N": spelling.format(number)}}))

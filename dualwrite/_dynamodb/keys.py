@@ -206,6 +206,10 @@ def canonical_item(item: Any, level: Level) -> Hashable:
 
 def _number(text: Any) -> Hashable:
     if type(text) is str:  # a typed "N" value: the common case, without the checks below
+        if text.isdigit() and text.isascii() and len(text) <= 38:
+            # A non-negative integer (most number keys): an int is equal to the Decimal of any
+            # spelling of it ("1", "1.0", "1E0") and hashes the same, for a tenth of the cost.
+            return ("N", int(text))
         try:
             return ("N", Decimal(text))
         except (InvalidOperation, ValueError):
