@@ -445,7 +445,10 @@ class DualWriter:
         if pool is None:
             return True
         self._not_on_own_loop("flush", "await writer.aflush()")
-        return pool.flush(timeout)
+        done = pool.flush(timeout)
+        # The intents settled meanwhile, removed in batches in background mode: now removed.
+        self._runtime.remove_settled()
+        return done
 
     def _not_on_own_loop(self, method: str, instead: str) -> None:
         """Refuse to wait, on an event loop's thread, for shadow writes that need that loop."""
@@ -596,6 +599,7 @@ class DualWriter:
         pool = runtime.pool
         if pool is not None:
             done = pool.close(self.close_timeout if timeout is None else timeout)
+            runtime.remove_settled()
             if not done:
                 logger.warning(
                     "dualwrite: closed with %d shadow write(s) still queued; their keys stay "
@@ -631,10 +635,15 @@ def _flush_at_exit(ref: weakref.ReferenceType[Runtime]) -> None:
     """At interpreter exit: let a background writer's queue drain for ``close_timeout``."""
     runtime = ref()
     pool = runtime.pool if runtime is not None else None
-    if runtime is None or pool is None or runtime.closed or not pool.pending:
+    if runtime is None or pool is None or runtime.closed:
+        return
+    if not pool.pending:
+        runtime.remove_settled()
         return
     timeout = runtime.close_timeout
-    if pool.flush(timeout):
+    flushed = pool.flush(timeout)
+    runtime.remove_settled()
+    if flushed:
         return
     left = pool.pending
     if runtime.journal is not None:

@@ -104,6 +104,11 @@ class WorkerPool:
         self._sequence = 0
         self._closed = False
         self._stopping = False
+        # Called on a worker once the pool has had no job queued or running for idle_delay
+        # seconds (outside the lock); _idle_due is when, while that is ahead.
+        self.on_idle: Callable[[], None] | None = None
+        self.idle_delay = 0.05
+        self._idle_due: float | None = None
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
             for i in range(workers)
@@ -240,13 +245,16 @@ class WorkerPool:
         _worker.active = True
         while True:
             with self._lock:
-                while not self._ready:
+                job = self._next()
+                if job is None:
                     if self._stopping:
                         return
-                    self._work.wait()
-                job = self._ready.popleft()
-                self._waiting -= 1
-                self._changed.notify_all()  # a blocked caller may go on
+                else:
+                    self._waiting -= 1
+                    self._changed.notify_all()  # a blocked caller may go on
+            if job is None:  # idle for idle_delay
+                self._idle()
+                continue
             try:
                 job.context.run(job.run)
             except Exception:  # pragma: no cover - jobs contain their own failures
@@ -254,6 +262,34 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._finished(job)
+                    if not self._pending and self.on_idle is not None:
+                        self._idle_due = time.monotonic() + self.idle_delay
+
+    def _next(self) -> _Job | None:
+        """Under the lock: the next ready job, waiting for one; ``None`` when stopping, or when
+        the pool has been idle until ``_idle_due`` (this worker then calls ``on_idle``)."""
+        while not self._ready:
+            if self._stopping:
+                return None
+            due = self._idle_due
+            if due is None:
+                self._work.wait()
+                continue
+            remaining = due - time.monotonic()
+            if remaining > 0:
+                self._work.wait(remaining)
+                continue
+            self._idle_due = None
+            return None
+        return self._ready.popleft()
+
+    def _idle(self) -> None:
+        if self.on_idle is None:
+            return
+        try:
+            self.on_idle()
+        except Exception:  # pragma: no cover - on_idle contains its own failures
+            logger.exception("dualwrite: the pool's idle callback raised")
 
     def _finished(self, job: _Job) -> None:
         """Let each of ``job``'s keys go on to its next job; count ``job`` done."""

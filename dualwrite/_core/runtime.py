@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
     from dualwrite._core.service import Service
 
 logger = logging.getLogger("dualwrite")
+
+SETTLED_BATCH = 64
+"""Background mode: settled intents removed together once this many are waiting."""
+SETTLED_AGE = 0.05
+"""Background mode: ... or once the oldest has waited this many seconds (checked as the next one
+is settled; the pool's running out of jobs removes them too)."""
 
 
 class Runtime:
@@ -121,6 +128,15 @@ class Runtime:
         self._notices_lock = threading.Lock()
         if hasattr(journal, "on_notice"):
             journal.on_notice = self._notice  # type: ignore[union-attr]
+        # Background mode: intents settled by the workers, removed in batches (see unjournal).
+        self._settled: list[str] = []
+        self._settled_since = 0.0
+        self._settled_write: Write | None = None
+        self._settled_lock = threading.Lock()
+        self._removing = threading.Lock()  # held while settled intents are being removed
+        if pool is not None and journal is not None:
+            pool.on_idle = self.remove_settled
+            pool.idle_delay = SETTLED_AGE
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every hook; a hook's exception is logged and contained."""
@@ -226,10 +242,47 @@ class Runtime:
         )
 
     def unjournal(self, write: Write, ids: Sequence[str]) -> None:
-        """Remove entries ``ids`` (a settled intent); a failure is an event and a log line."""
+        """Remove entries ``ids`` (a settled intent); a failure is an event and a log line.
+
+        In background mode the ids are collected and removed together: once
+        :data:`SETTLED_BATCH` are waiting or the oldest has waited :data:`SETTLED_AGE`
+        seconds, whenever the pool runs out of jobs, and at :meth:`remove_settled` (``flush()``,
+        ``close()``, exit). A remove is not on any write's path to safety: an intent the
+        process dies before removing is repaired (the key is copied again, idempotently), and
+        repair leaves a live process's intents alone. Each remove is a journal transaction,
+        which the workers' removes would otherwise make for every write, in the way of the
+        callers' adds (their write-ahead intents) on the journal's one writer connection.
+        """
         journal = self.journal
         if journal is None or not ids:
             return
+        if self.background:
+            now = time.monotonic()
+            with self._settled_lock:
+                if not self._settled:
+                    self._settled_since = now
+                self._settled.extend(ids)
+                self._settled_write = write
+                if len(self._settled) < SETTLED_BATCH and now - self._settled_since < SETTLED_AGE:
+                    return
+            self.remove_settled()
+            return
+        self._remove(journal, write, ids)
+
+    def remove_settled(self) -> None:
+        """Remove the intents settled so far in background mode; returns once every removal
+        begun before it (on any thread) has ended."""
+        journal = self.journal
+        if journal is None:
+            return
+        with self._removing:
+            with self._settled_lock:
+                ids, self._settled = self._settled, []
+                write = self._settled_write
+            if ids and write is not None:
+                self._remove(journal, write, ids)
+
+    def _remove(self, journal: Journal, write: Write, ids: Sequence[str]) -> None:
         try:
             journal.remove(ids)
         except Exception as exc:  # noqa: BLE001 - a journal outage must not break the write

@@ -74,12 +74,13 @@ class SQSJournal:
         return ids
 
     def remove(self, ids: Sequence[str]) -> None:
-        """Delete received messages and local intents."""
+        """Delete received messages and local intents (these in one call)."""
+        local = [i.partition(":")[2] for i in ids if i.startswith("local:")]
+        if local and self.intents is not None:
+            self.intents.remove(local)
         for entry_id in ids:
             kind, _, rest = entry_id.partition(":")
-            if kind == "local" and self.intents is not None:
-                self.intents.remove([rest])
-            elif kind == "sqs":
+            if kind == "sqs":
                 with self._lock:
                     receipt = self._receipts.pop(rest, None)
                 if receipt is not None:
