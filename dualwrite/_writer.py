@@ -437,6 +437,9 @@ class DualWriter:
         Args:
             timeout: seconds to wait at most; ``None`` waits as long as needed.
 
+        Then removes from the journal the write-ahead intents settled meanwhile (background
+        mode removes them in batches): one journal transaction, which may add to ``timeout``.
+
         Returns:
             ``True`` when nothing is pending, ``False`` if the timeout expired first (what is
             still queued stays journaled as ``pending``).

@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 import boto3
+import pytest
 from boto3.dynamodb.types import Binary
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -224,4 +225,15 @@ def test_every_spelling_of_an_integer_key_has_one_canonical_form_and_hash(
     resource = _canon_key({"pk": "a", "sk": Decimal(number)}, "resource")
     assert plain == spelled == resource
     assert hash(plain) == hash(spelled) == hash(resource)
+    assert type(dict(plain)["sk"][1]) is int  # type: ignore[call-overload]
     assert hash(plain) == hash(queue_key({"pk": {"S": "a"}, "sk": {"N": spelling.format(number)}}))
+
+
+@pytest.mark.parametrize("digits", ["\u00b2", "\u0661\u0662", "1_000", " 1", "+1"])
+def test_digits_int_would_refuse_or_python_would_misread_are_not_taken_as_integers(
+    digits: str,
+) -> None:
+    """``"²".isdigit()`` is true and ``int("²")`` raises; ``int("1_000")`` is 1000 where
+    DynamoDB refuses the number: only ASCII digits take the ``int`` form."""
+    canon = _canon_key({"pk": {"N": digits}}, "client")
+    assert type(dict(canon)["pk"][1]) is not int  # type: ignore[call-overload]

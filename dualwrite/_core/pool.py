@@ -104,11 +104,10 @@ class WorkerPool:
         self._sequence = 0
         self._closed = False
         self._stopping = False
-        # Called on a worker once the pool has had no job queued or running for idle_delay
-        # seconds (outside the lock); _idle_due is when, while that is ahead.
-        self.on_idle: Callable[[], None] | None = None
-        self.idle_delay = 0.05
-        self._idle_due: float | None = None
+        # A timer on the workers (see arm): on_due is called on a worker, outside the lock, at
+        # the first moment after _due that a worker has no ready job.
+        self.on_due: Callable[[], None] | None = None
+        self._due: float | None = None
         self._threads = [
             threading.Thread(target=self._run, name=f"{name}-{i}", daemon=True)
             for i in range(workers)
@@ -252,8 +251,8 @@ class WorkerPool:
                 else:
                     self._waiting -= 1
                     self._changed.notify_all()  # a blocked caller may go on
-            if job is None:  # idle for idle_delay
-                self._idle()
+            if job is None:  # the timer is due (see arm)
+                self._fire()
                 continue
             try:
                 job.context.run(job.run)
@@ -262,16 +261,24 @@ class WorkerPool:
             finally:
                 with self._lock:
                     self._finished(job)
-                    if not self._pending and self.on_idle is not None:
-                        self._idle_due = time.monotonic() + self.idle_delay
+
+    def arm(self, delay: float) -> None:
+        """Have a worker call :attr:`on_due` in about ``delay`` seconds (an earlier time already
+        set stands): when the time comes and a worker has no ready job, or as soon as one has
+        none after that."""
+        due = time.monotonic() + delay
+        with self._lock:
+            if self._due is None or due < self._due:
+                self._due = due
+                self._work.notify()  # a worker in an untimed wait: it waits for _due instead
 
     def _next(self) -> _Job | None:
         """Under the lock: the next ready job, waiting for one; ``None`` when stopping, or when
-        the pool has been idle until ``_idle_due`` (this worker then calls ``on_idle``)."""
+        the timer is due (this worker then calls ``on_due``)."""
         while not self._ready:
             if self._stopping:
                 return None
-            due = self._idle_due
+            due = self._due
             if due is None:
                 self._work.wait()
                 continue
@@ -279,17 +286,18 @@ class WorkerPool:
             if remaining > 0:
                 self._work.wait(remaining)
                 continue
-            self._idle_due = None
+            self._due = None
             return None
         return self._ready.popleft()
 
-    def _idle(self) -> None:
-        if self.on_idle is None:
+    def _fire(self) -> None:
+        on_due = self.on_due
+        if on_due is None:
             return
         try:
-            self.on_idle()
-        except Exception:  # pragma: no cover - on_idle contains its own failures
-            logger.exception("dualwrite: the pool's idle callback raised")
+            on_due()
+        except Exception:  # pragma: no cover - on_due contains its own failures
+            logger.exception("dualwrite: the pool's timer callback raised")
 
     def _finished(self, job: _Job) -> None:
         """Let each of ``job``'s keys go on to its next job; count ``job`` done."""

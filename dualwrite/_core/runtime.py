@@ -10,8 +10,10 @@ the wrapped pairs. Every :class:`~dualwrite._core.mirror.Mirror` gets it as ``mi
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -135,8 +137,9 @@ class Runtime:
         self._settled_lock = threading.Lock()
         self._removing = threading.Lock()  # held while settled intents are being removed
         if pool is not None and journal is not None:
-            pool.on_idle = self.remove_settled
-            pool.idle_delay = SETTLED_AGE
+            # Weakly: the pool's threads outlive a writer dropped without close().
+            pool.on_due = _remove_settled_of(weakref.ref(self))
+        _RUNTIMES.add(self)
 
     def emit(self, event: Event) -> None:
         """Send ``event`` to every hook; a hook's exception is logged and contained."""
@@ -245,42 +248,68 @@ class Runtime:
         """Remove entries ``ids`` (a settled intent); a failure is an event and a log line.
 
         In background mode the ids are collected and removed together: once
-        :data:`SETTLED_BATCH` are waiting or the oldest has waited :data:`SETTLED_AGE`
-        seconds, whenever the pool runs out of jobs, and at :meth:`remove_settled` (``flush()``,
-        ``close()``, exit). A remove is not on any write's path to safety: an intent the
-        process dies before removing is repaired (the key is copied again, idempotently), and
-        repair leaves a live process's intents alone. Each remove is a journal transaction,
-        which the workers' removes would otherwise make for every write, in the way of the
-        callers' adds (their write-ahead intents) on the journal's one writer connection.
+        :data:`SETTLED_BATCH` are waiting, or about :data:`SETTLED_AGE` seconds after the first
+        of them (checked as the next one is settled, and by a timer on the pool's workers), and
+        at :meth:`remove_settled` (``flush()``, ``close()``, exit). A remove is not on any
+        write's path to safety: an intent the process dies before removing is repaired (the key
+        is copied again, idempotently), and repair leaves a live process's intents alone. Each
+        remove is a journal transaction, which the workers' removes would otherwise make for
+        every write, in the way of the callers' adds (their write-ahead intents) on the
+        journal's one writer connection.
         """
         journal = self.journal
         if journal is None or not ids:
             return
-        if self.background:
-            now = time.monotonic()
-            with self._settled_lock:
-                if not self._settled:
-                    self._settled_since = now
-                self._settled.extend(ids)
-                self._settled_write = write
-                if len(self._settled) < SETTLED_BATCH and now - self._settled_since < SETTLED_AGE:
-                    return
+        if not self.background:
+            self._remove(journal, write, ids)
+            return
+        now = time.monotonic()
+        with self._settled_lock:
+            first = not self._settled
+            if first:
+                self._settled_since = now
+            self._settled.extend(ids)
+            self._settled_write = write
+            due = len(self._settled) >= SETTLED_BATCH or now - self._settled_since >= SETTLED_AGE
+        pool = self.pool
+        if first and pool is not None:
+            pool.arm(SETTLED_AGE)
+        if due:
+            # Not waiting for a removal under way (this thread may hold a key's lock): what that
+            # one did not take, the next one or the timer takes.
+            self.remove_settled(wait=False)
+        if not self.background:
+            # close() ran meanwhile, and its removal perhaps before these ids were added.
             self.remove_settled()
-            return
-        self._remove(journal, write, ids)
 
-    def remove_settled(self) -> None:
-        """Remove the intents settled so far in background mode; returns once every removal
-        begun before it (on any thread) has ended."""
+    def remove_settled(self, *, wait: bool = True) -> None:
+        """Remove the intents settled so far in background mode. With ``wait``, returns once
+        every removal begun before it (on any thread) has ended; without, returns at once if
+        one is under way."""
         journal = self.journal
-        if journal is None:
+        if journal is None or not self._removing.acquire(blocking=wait):
             return
-        with self._removing:
+        ids: list[str] = []
+        write: Write | None = None
+        error: Exception | None = None
+        try:
             with self._settled_lock:
                 ids, self._settled = self._settled, []
                 write = self._settled_write
-            if ids and write is not None:
-                self._remove(journal, write, ids)
+            if ids:
+                try:
+                    journal.remove(ids)
+                except Exception as exc:  # noqa: BLE001 - a journal outage must not break a write
+                    error = exc
+        finally:
+            self._removing.release()
+        if not ids or write is None:
+            return
+        # Reported outside the lock: a hook may write through a wrapped client, and that
+        # write's intent may settle in this thread. The event names the last write settled.
+        if error is not None:
+            self._journal_failed(error, write, "remove", len(ids), "pending")
+        self._drain_notices(write)
 
     def _remove(self, journal: Journal, write: Write, ids: Sequence[str]) -> None:
         try:
@@ -471,3 +500,27 @@ class Runtime:
     def register(self, mirror: Mirror) -> None:
         """Remember a wrapped pair, for :meth:`DualWriter.repair <dualwrite.DualWriter.repair>`."""
         self.mirrors.append(mirror)
+
+
+def _remove_settled_of(ref: weakref.ReferenceType[Runtime]) -> Callable[[], None]:
+    def remove_settled() -> None:
+        runtime = ref()
+        if runtime is not None:
+            runtime.remove_settled()
+
+    return remove_settled
+
+
+_RUNTIMES: weakref.WeakSet[Runtime] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    # A forked child has none of the parent's threads: a lock one of them held would stay held.
+    # The settled ids are the parent's to remove.
+    for runtime in list(_RUNTIMES):
+        runtime._settled_lock = threading.Lock()
+        runtime._removing = threading.Lock()
+        runtime._settled = []
+
+
+os.register_at_fork(after_in_child=_after_fork)

@@ -306,7 +306,7 @@ class SQLiteJournal:
 
     def _transaction(self, connection: sqlite3.Connection, batch: list[_Op]) -> None:
         self.transactions += 1
-        if len(batch) == 1:
+        if len(batch) == 1 and not connection.in_transaction:
             op = batch[0]
             rows, remove = op.rows, op.remove
             # One statement (the common case: one write's intent, or its removal): SQLite's
